@@ -1,0 +1,200 @@
+package listen
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxSocketPath is the longest path bind(2) accepts for a unix socket
+// (sun_path is 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// openUnix creates the socket at path with its final mode and owner before
+// anyone can connect to it: it is bound inside a fresh private (0700)
+// directory next to path, given its mode and owner there, and only then
+// linked into place. That is safe whatever the process umask is and does not
+// touch the umask, which is process-wide.
+func openUnix(path string, opts Options) (net.Listener, error) {
+	spec := "unix:" + path
+	if len(path) > 0 && path[0] == '@' {
+		// A Linux abstract socket has no file, so no mode, owner or stale file.
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, explainListenError(spec, err)
+		}
+		return l, nil
+	}
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("listen %s: the path is %d bytes long; unix socket paths are limited to %d", spec, len(path), maxSocketPath)
+	}
+	mode := opts.Mode
+	if mode == 0 {
+		mode = DefaultSocketMode
+	}
+	uid, gid, err := lookupOwner(opts.Owner, opts.Group)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", spec, err)
+	}
+	if err := removeStale(path); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", spec, err)
+	}
+
+	dir := filepath.Dir(path)
+	private, err := os.MkdirTemp(dir, ".sock")
+	if err != nil {
+		return nil, explainListenError(spec, err)
+	}
+	defer os.RemoveAll(private)
+	staging := filepath.Join(private, "s")
+	if len(staging) > maxSocketPath {
+		// No room for the staging directory in the path: bind in place under a
+		// tightened umask instead.
+		return bindInPlace(path, mode, uid, gid)
+	}
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: staging, Net: "unix"})
+	if err != nil {
+		return nil, explainListenError(spec, err)
+	}
+	ul.SetUnlinkOnClose(false)
+	if err := setModeOwner(staging, mode, uid, gid); err != nil {
+		ul.Close()
+		return nil, fmt.Errorf("listen %s: %w", spec, err)
+	}
+	// link(2), unlike rename(2), fails when something appeared at path since
+	// the stale check, so a file or a live socket is never replaced.
+	if err := os.Link(staging, path); err != nil {
+		ul.Close()
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("listen %s: another process created the socket file at the same moment; is a second fcgi-bridge starting? %w", spec, err)
+		}
+		return nil, explainListenError(spec, err)
+	}
+	return newUnixListener(ul, path)
+}
+
+var umaskMu sync.Mutex
+
+func bindInPlace(path string, mode fs.FileMode, uid, gid int) (net.Listener, error) {
+	spec := "unix:" + path
+	umaskMu.Lock()
+	old := syscall.Umask(0o777)
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	syscall.Umask(old)
+	umaskMu.Unlock()
+	if err != nil {
+		return nil, explainListenError(spec, err)
+	}
+	ul.SetUnlinkOnClose(false)
+	if err := setModeOwner(path, mode, uid, gid); err != nil {
+		ul.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("listen %s: %w", spec, err)
+	}
+	return newUnixListener(ul, path)
+}
+
+func setModeOwner(path string, mode fs.FileMode, uid, gid int) error {
+	if uid >= 0 || gid >= 0 {
+		if err := os.Lchown(path, uid, gid); err != nil {
+			return fmt.Errorf("set the socket's owner to %d:%d (needs root or CAP_CHOWN): %w", uid, gid, err)
+		}
+	}
+	if err := os.Chmod(path, mode.Perm()); err != nil {
+		return fmt.Errorf("set the socket's mode to %#o: %w", mode.Perm(), err)
+	}
+	return nil
+}
+
+// removeStale removes a socket file left behind by a process that is gone.
+// It refuses to remove anything that is not a socket, and a socket that
+// something still answers on.
+func removeStale(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect the existing %s: %w", path, err)
+	}
+	if st.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("%s exists and is not a socket (%s); refusing to replace it, remove it yourself if it is not needed", path, st.Mode().Type())
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("another process is already serving on %s; stop it first (is fcgi-bridge running twice?)", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("cannot tell whether the existing socket %s is still in use, so it is left alone: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// lookupOwner resolves user and group names or numeric ids; -1 means keep.
+func lookupOwner(owner, group string) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if owner != "" {
+		if uid, err = strconv.Atoi(owner); err != nil {
+			u, lerr := user.Lookup(owner)
+			if lerr != nil {
+				return -1, -1, fmt.Errorf("socket owner %q: %w", owner, lerr)
+			}
+			uid, _ = strconv.Atoi(u.Uid)
+		}
+	}
+	if group != "" {
+		if gid, err = strconv.Atoi(group); err != nil {
+			g, lerr := user.LookupGroup(group)
+			if lerr != nil {
+				return -1, -1, fmt.Errorf("socket group %q: %w", group, lerr)
+			}
+			gid, _ = strconv.Atoi(g.Gid)
+		}
+	}
+	return uid, gid, nil
+}
+
+// unixListener removes its socket file on Close, but only while the file is
+// still the one it created: a newer instance that took the path over keeps
+// its socket.
+type unixListener struct {
+	*net.UnixListener
+	path     string
+	dev, ino uint64
+	once     sync.Once
+	err      error
+}
+
+func newUnixListener(ul *net.UnixListener, path string) (net.Listener, error) {
+	l := &unixListener{UnixListener: ul, path: path}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err == nil {
+		l.dev, l.ino = uint64(st.Dev), st.Ino
+	}
+	return l, nil
+}
+
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
+func (l *unixListener) Close() error {
+	l.once.Do(func() {
+		l.err = l.UnixListener.Close()
+		var st syscall.Stat_t
+		if syscall.Lstat(l.path, &st) == nil && uint64(st.Dev) == l.dev && st.Ino == l.ino {
+			os.Remove(l.path)
+		}
+	})
+	return l.err
+}
