@@ -1,0 +1,22 @@
+package conf
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Encode writes the effective configuration (defaults filled in) as TOML
+// that Parse reads back to an equal Config; this is what `-T` prints.
+func (c *Config) Encode(w io.Writer) error {
+	if _, err := fmt.Fprintf(w, "# effective configuration from %s\n\n", c.File); err != nil {
+		return err
+	}
+	enc := toml.NewEncoder(w)
+	enc.Indent = ""
+	if err := enc.Encode(c); err != nil {
+		return fmt.Errorf("encode configuration: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,362 @@
+package conf
+
+import (
+	"fmt"
+	"mime"
+	"net"
+	"net/netip"
+	"net/url"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// validate checks values, ranges and references, compiles the regular
+// expressions, and returns every problem with its line.
+func (c *Config) validate(lines *keyLines) Errors {
+	var errs Errors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &Error{File: c.File, Line: lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	for i, l := range c.Listen {
+		k := fmt.Sprintf("listen.%d", i)
+		network, _, err := ParseAddr(l.Addr)
+		if err != nil {
+			bad(k+".addr", "%v", err)
+		}
+		if _, err := ParseMode(l.Mode); err != nil {
+			bad(k+".mode", "%v", err)
+		}
+		if network == "tcp" && (l.Owner != "" || l.Group != "") {
+			bad(k+".owner", "owner and group apply to unix sockets only")
+		}
+		for j, a := range l.Allow {
+			if _, err := ParseAllow(a); err != nil {
+				bad(fmt.Sprintf("%s.allow", k), "entry %d: %v", j+1, err)
+			}
+		}
+	}
+
+	s := c.Server
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{
+		{"max_conns", int64(s.MaxConns)}, {"max_reqs_per_conn", int64(s.MaxReqsPerConn)},
+		{"max_reqs", int64(s.MaxReqs)}, {"max_params_bytes", int64(s.MaxParamsBytes)},
+		{"max_params_pairs", int64(s.MaxParamsPairs)}, {"input_buffer", int64(s.InputBuffer)},
+	} {
+		if f.v < 1 {
+			bad("server."+f.key, "must be at least 1, got %d", f.v)
+		}
+	}
+	if s.InputBuffer > 0 && s.InputBuffer < 1024 {
+		bad("server.input_buffer", "must be at least 1KiB so a record header and a little content fit")
+	}
+
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+
+	for _, n := range sortedKeys(c.Transform) {
+		c.validateTransform(c.Transform[n], "transform."+n, bad)
+	}
+	for _, n := range sortedKeys(c.Upstream) {
+		k := "upstream." + n
+		if n == SourceData || n == SourceBody || n == SourceRequest {
+			bad(k, "%q is a built-in source name; choose another name", n)
+		}
+		validateUpstream(c.Upstream[n], k, bad)
+	}
+	if len(c.Route) == 0 {
+		errs = append(errs, &Error{File: c.File, Key: "route", Msg: "no [[route]]: the bridge would answer nothing; add at least one"})
+	}
+	names := map[string]bool{}
+	for i, r := range c.Route {
+		k := fmt.Sprintf("route.%d", i)
+		if names[r.Name] {
+			bad(k+".name", "route name %q is used twice; names label access-log lines and must be unique", r.Name)
+		}
+		names[r.Name] = true
+		c.validateRoute(r, k, bad)
+	}
+	return errs
+}
+
+func (c *Config) validateTransform(t *Transform, k string, bad func(string, string, ...any)) {
+	if len(t.Command) == 0 || t.Command[0] == "" {
+		bad(k+".command", "is required: the program and its arguments, e.g. [\"node\", \"render.js\"]")
+	}
+	for name := range t.Env {
+		if name == "" || strings.ContainsAny(name, "= \x00") {
+			bad(k+".env", "invalid variable name %q", name)
+		}
+	}
+	for _, name := range t.PassEnv {
+		if name == "" || strings.ContainsAny(name, "= \x00") {
+			bad(k+".pass_env", "invalid variable name %q", name)
+		}
+	}
+	switch t.Kind {
+	case KindPooled:
+		if t.Max < 1 {
+			bad(k+".max", "must be at least 1, got %d", t.Max)
+		}
+		if t.Min < 0 || t.Min > t.Max {
+			bad(k+".min", "must be between 0 and max (%d), got %d", t.Max, t.Min)
+		}
+		if t.Queue < 0 {
+			bad(k+".queue", "must not be negative, got %d", t.Queue)
+		}
+		if t.MaxRequests < 0 {
+			bad(k+".max_requests", "must not be negative (0 = never recycle), got %d", t.MaxRequests)
+		}
+		if t.StartTimeout == 0 {
+			bad(k+".start_timeout", "must be above zero")
+		}
+		if len(t.Args) > 0 || len(t.Vars) > 0 {
+			bad(k+".args", "args and vars apply to kind = \"oneshot\"; a pooled process gets the request in its input")
+		}
+	case KindOneShot:
+		// Pool keys are ignored for one-shot transforms rather than refused,
+		// so switching kind does not force rewriting the table.
+		used := map[string]bool{}
+		for _, a := range append(append([]string(nil), t.Command...), t.Args...) {
+			for _, m := range placeholderRE.FindAllStringSubmatch(a, -1) {
+				used[m[1]] = true
+				if _, ok := t.Vars[m[1]]; !ok {
+					bad(k+".args", "placeholder {%s} has no entry in vars (its validating regexp)", m[1])
+				}
+			}
+		}
+		for _, name := range sortedKeys(t.Vars) {
+			re := t.Vars[name]
+			if _, err := regexp.Compile("^(?:" + re + ")$"); err != nil {
+				bad(k+".vars."+name, "invalid regexp: %v", err)
+			}
+			if re == "" || re == ".*" || re == ".+" {
+				bad(k+".vars."+name, "the regexp must restrict the value (e.g. \"[0-9]{1,4}x[0-9]{1,4}\"); it reaches a command line")
+			}
+			if !used[name] {
+				bad(k+".vars."+name, "is not used by any {%s} in args", name)
+			}
+		}
+		if t.ContentType != "" {
+			if _, _, err := mime.ParseMediaType(t.ContentType); err != nil {
+				bad(k+".content_type", "invalid media type %q: %v", t.ContentType, err)
+			}
+		}
+	default:
+		bad(k+".kind", "must be \"pooled\" or \"oneshot\", got %q", t.Kind)
+	}
+}
+
+var placeholderRE = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// Placeholders returns the names of the {name} placeholders in s.
+func Placeholders(s string) []string {
+	var out []string
+	for _, m := range placeholderRE.FindAllStringSubmatch(s, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+func validateUpstream(u *Upstream, k string, bad func(string, string, ...any)) {
+	switch u.Kind {
+	case UpstreamHTTP:
+		p, err := url.Parse(u.URL)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad(k+".url", "must be an absolute http:// or https:// URL, got %q", u.URL)
+		}
+	case UpstreamFastCGI:
+		if _, _, err := ParseAddr(u.Address); err != nil {
+			bad(k+".address", "%v", err)
+		}
+	case UpstreamFile:
+		if !path.IsAbs(u.Root) {
+			bad(k+".root", "must be an absolute directory path, got %q", u.Root)
+		}
+		if strings.ContainsRune(u.Index, '/') {
+			bad(k+".index", "must be a file name, got %q", u.Index)
+		}
+	case UpstreamBody:
+	default:
+		bad(k+".kind", "must be http, fastcgi, file or body, got %q", u.Kind)
+	}
+	if u.ContentType != "" {
+		if _, _, err := mime.ParseMediaType(u.ContentType); err != nil {
+			bad(k+".content_type", "invalid media type %q", u.ContentType)
+		}
+	}
+	if u.MaxIdleConns < 0 {
+		bad(k+".max_idle_conns", "must not be negative")
+	}
+	if u.ConnectTimeout == 0 {
+		bad(k+".connect_timeout", "must be above zero")
+	}
+}
+
+var methodRE = regexp.MustCompile(`^[A-Z][A-Z0-9_-]*$`)
+var paramRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...any)) {
+	switch r.Role {
+	case RoleResponder, RoleAuthorizer, RoleFilter, RoleAny:
+	default:
+		bad(k+".role", "must be responder, authorizer, filter or any, got %q", r.Role)
+	}
+	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
+		bad(k+".path", "a path prefix starts with /, got %q", r.Path)
+	}
+	if r.Glob != "" {
+		if _, err := path.Match(r.Glob, "/"); err != nil || !strings.HasPrefix(r.Glob, "/") {
+			bad(k+".glob", "invalid glob %q (it starts with / and uses * ? [...])", r.Glob)
+		}
+	}
+	for _, m := range r.Method {
+		if !methodRE.MatchString(m) {
+			bad(k+".method", "invalid method %q (upper case, e.g. \"GET\")", m)
+		}
+	}
+	for _, group := range []struct {
+		key   string
+		conds []*Condition
+	}{{"header", r.Header}, {"query", r.Query}} {
+		for j, cond := range group.conds {
+			ck := fmt.Sprintf("%s.%s.%d", k, group.key, j)
+			if cond == nil || cond.Name == "" {
+				bad(ck+".name", "is required")
+				continue
+			}
+			if cond.Match != "" {
+				re, err := regexp.Compile(cond.Match)
+				if err != nil {
+					bad(ck+".match", "invalid regexp: %v", err)
+					continue
+				}
+				cond.re = re
+			}
+		}
+	}
+	for _, st := range r.SourceStatus {
+		if st < 100 || st > 599 {
+			bad(k+".source_status", "%d is not an HTTP status", st)
+		}
+	}
+	for _, ct := range r.SourceContentType {
+		if !validMediaRange(ct) {
+			bad(k+".source_content_type", "%q is not a media type such as \"application/json\" or \"text/*\"", ct)
+		}
+	}
+	if r.ContentType != "" {
+		if _, _, err := mime.ParseMediaType(r.ContentType); err != nil {
+			bad(k+".content_type", "invalid media type %q", r.ContentType)
+		}
+	}
+
+	switch r.Source {
+	case SourceData:
+		if r.Role != RoleFilter && r.Role != RoleAny {
+			bad(k+".source", "source \"data\" exists only for role = \"filter\"")
+		}
+	case SourceRequest:
+		if r.Role != RoleAuthorizer {
+			bad(k+".source", "source \"request\" exists only for role = \"authorizer\"")
+		}
+	case SourceBody:
+	default:
+		if _, ok := c.Upstream[r.Source]; !ok {
+			bad(k+".source", "unknown upstream %q (declare [upstream.%s], or use \"body\", \"data\" or \"request\")", r.Source, r.Source)
+		}
+	}
+	if r.Role == RoleAuthorizer {
+		if r.Source != SourceRequest {
+			bad(k+".source", "an authorizer route decides from the request; its source is \"request\"")
+		}
+		if len(r.Transform) == 0 {
+			bad(k+".transform", "an authorizer route needs a transform whose status decides")
+		}
+	}
+	for _, name := range r.Transform {
+		if _, ok := c.Transform[name]; !ok {
+			bad(k+".transform", "unknown transform %q (declare [transform.%s])", name, name)
+		}
+	}
+	switch r.Fail {
+	case FailClosed, FailOpen:
+	default:
+		bad(k+".fail", "must be \"closed\" or \"open\", got %q", r.Fail)
+	}
+	if (r.Fail == FailOpen || r.Retry) && r.KeepInput == 0 {
+		bad(k+".keep_input", "fail = \"open\" and retry need input kept in memory; set keep_input above 0")
+	}
+	for _, p := range r.PassParams {
+		if !paramRE.MatchString(p) {
+			bad(k+".pass_params", "invalid param name %q", p)
+		}
+	}
+}
+
+func validMediaRange(s string) bool {
+	t, sub, ok := strings.Cut(s, "/")
+	return ok && t != "" && sub != "" && !strings.ContainsAny(s, " ;,") && (t != "*" || sub == "*")
+}
+
+// ParseAddr splits a listen or upstream address: "tcp:HOST:PORT" gives
+// ("tcp", "HOST:PORT"), "unix:PATH" gives ("unix", PATH).
+func ParseAddr(s string) (network, address string, err error) {
+	network, address, ok := strings.Cut(s, ":")
+	switch {
+	case !ok:
+	case network == "tcp":
+		_, port, err := net.SplitHostPort(address)
+		if err != nil {
+			return "", "", fmt.Errorf("address %q: %v (write tcp:HOST:PORT, e.g. tcp:127.0.0.1:9000)", s, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return "", "", fmt.Errorf("address %q: bad port %q", s, port)
+		}
+		return network, address, nil
+	case network == "unix":
+		if address == "" {
+			return "", "", fmt.Errorf("address %q: empty socket path", s)
+		}
+		return network, address, nil
+	}
+	return "", "", fmt.Errorf("address %q: write tcp:HOST:PORT or unix:PATH", s)
+}
+
+// ParseMode parses an octal permission string such as "0660".
+func ParseMode(s string) (uint32, error) {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o777 {
+		return 0, fmt.Errorf("invalid mode %q (octal permissions, e.g. \"0660\")", s)
+	}
+	return uint32(v), nil
+}
+
+// ParseAllow parses an allow-list entry: an IP address or a CIDR prefix.
+func ParseAllow(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("invalid CIDR %q", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("invalid address %q (an IP or a CIDR such as 10.0.0.0/8)", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
