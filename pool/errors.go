@@ -1,0 +1,72 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrSaturated is returned by Acquire when every process is busy and either
+// the wait queue is full or the wait exceeded Config.QueueTimeout. Callers
+// answer 503 with a Retry-After header.
+var ErrSaturated = errors.New("pool saturated")
+
+// ErrClosed is returned by Acquire after Close.
+var ErrClosed = errors.New("pool closed")
+
+// StartError says why a transform process could not be started or did not
+// stay up long enough to serve: the program, the cause, how it exited and
+// the last lines it wrote to stderr. While the pool backs off after such a
+// failure, Acquire returns the last StartError at once instead of queueing.
+type StartError struct {
+	Pool string
+	Path string // program as resolved (or argv[0] when it could not be resolved)
+	// Err is the cause: the exec error (not found, permission denied), the
+	// readiness check's error, or an early exit.
+	Err error
+	// Exit describes how the process ended ("exit status 3", "signal:
+	// killed"); empty when it never ran.
+	Exit string
+	// Stderr holds the last lines the process wrote to stderr.
+	Stderr []string
+	// Failures counts consecutive start failures; RetryAt is when the pool
+	// will try again.
+	Failures int
+	RetryAt  time.Time
+}
+
+// errEarlyExit is the cause of a StartError for a process that exited before
+// it served anything.
+var errEarlyExit = errors.New("exited right after start")
+
+func (e *StartError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pool %q: cannot start %s: %v", e.Pool, e.Path, e.Err)
+	if e.Exit != "" {
+		fmt.Fprintf(&b, " (%s)", e.Exit)
+	}
+	if len(e.Stderr) > 0 {
+		tail := e.Stderr
+		if len(tail) > 3 {
+			tail = tail[len(tail)-3:]
+		}
+		b.WriteString(", stderr: ")
+		for i, l := range tail {
+			if i > 0 {
+				b.WriteString(" | ")
+			}
+			fmt.Fprintf(&b, "%q", l)
+		}
+	}
+	if !e.RetryAt.IsZero() {
+		d := time.Until(e.RetryAt).Round(time.Millisecond)
+		if d < 0 {
+			d = 0
+		}
+		fmt.Fprintf(&b, "; attempt %d failed, next in %s", e.Failures, d)
+	}
+	return b.String()
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
