@@ -1,0 +1,143 @@
+package source
+
+import (
+	"net/textproto"
+	"net/url"
+	"strings"
+
+	"github.com/fcgi-bridge/fcgi-bridge/filter"
+)
+
+// HeaderName turns a CGI variable name into an HTTP header name:
+// HTTP_ACCEPT_LANGUAGE -> Accept-Language. ok is false for names that are
+// not HTTP_* variables.
+func HeaderName(param string) (name string, ok bool) {
+	rest, ok := strings.CutPrefix(param, "HTTP_")
+	if !ok || rest == "" {
+		return "", false
+	}
+	return textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(rest, "_", "-")), true
+}
+
+// ParamName is the reverse of HeaderName: Accept-Language -> HTTP_ACCEPT_LANGUAGE.
+func ParamName(header string) string {
+	return "HTTP_" + strings.ToUpper(strings.ReplaceAll(header, "-", "_"))
+}
+
+// hopByHop are connection-level headers: they describe one hop and must not
+// be forwarded (RFC 9110 section 7.6.1), plus Proxy-Connection, still sent by
+// old clients. HTTP_PROXY is refused on the way in as well (httpoxy): some
+// upstreams would read it as their proxy setting.
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Proxy": true,
+}
+
+// RequestHeader returns the request's headers (the HTTP_* params, plus
+// Content-Type and Content-Length from their CGI variables) without
+// hop-by-hop ones, sorted by name because params carry no order.
+func RequestHeader(params map[string]string) filter.Header {
+	var h filter.Header
+	for k, v := range params {
+		name, ok := HeaderName(k)
+		if !ok || hopByHop[name] {
+			continue
+		}
+		h = append(h, filter.Field{Name: name, Value: v})
+	}
+	if v := params["CONTENT_TYPE"]; v != "" {
+		h = append(h, filter.Field{Name: "Content-Type", Value: v})
+	}
+	sortHeader(h)
+	return h
+}
+
+func sortHeader(h filter.Header) {
+	// Insertion sort: a few dozen fields; keeps duplicates in order.
+	for i := 1; i < len(h); i++ {
+		for j := i; j > 0 && h[j].Name < h[j-1].Name; j-- {
+			h[j], h[j-1] = h[j-1], h[j]
+		}
+	}
+}
+
+// Scheme is "https" when the web server says the client connection is TLS.
+func Scheme(params map[string]string) string {
+	if s := strings.ToLower(params["REQUEST_SCHEME"]); s == "https" || s == "http" {
+		return s
+	}
+	switch strings.ToLower(params["HTTPS"]) {
+	case "on", "1", "yes", "true":
+		return "https"
+	}
+	return "http"
+}
+
+// Host is the host (and port, when not the scheme's default) the client
+// asked for: HTTP_HOST, else SERVER_NAME and SERVER_PORT.
+func Host(params map[string]string) string {
+	if h := params["HTTP_HOST"]; h != "" {
+		return h
+	}
+	host := params["SERVER_NAME"]
+	if host == "" {
+		host = params["SERVER_ADDR"]
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	port := params["SERVER_PORT"]
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]"
+	}
+	if port == "" || (port == "80" && Scheme(params) == "http") || (port == "443" && Scheme(params) == "https") {
+		return host
+	}
+	return host + ":" + port
+}
+
+// RequestURI is the path and query the client asked for: REQUEST_URI, else
+// rebuilt from SCRIPT_NAME, PATH_INFO and QUERY_STRING (Apache's
+// mod_authnz_fcgi and some clients send no REQUEST_URI).
+func RequestURI(params map[string]string) string {
+	if u := params["REQUEST_URI"]; u != "" {
+		return u
+	}
+	p := params["DOCUMENT_URI"]
+	if p == "" {
+		p = params["SCRIPT_NAME"] + params["PATH_INFO"]
+	}
+	if p == "" {
+		p = "/"
+	}
+	p = (&url.URL{Path: p}).EscapedPath()
+	if q := params["QUERY_STRING"]; q != "" {
+		return p + "?" + q
+	}
+	return p
+}
+
+// Path is the decoded path of the request, without the query.
+func Path(params map[string]string) string {
+	uri := RequestURI(params)
+	p, _, _ := strings.Cut(uri, "?")
+	if d, err := url.PathUnescape(p); err == nil {
+		return d
+	}
+	return p
+}
+
+// Query is the raw query string.
+func Query(params map[string]string) string {
+	if q, ok := params["QUERY_STRING"]; ok {
+		return q
+	}
+	_, q, _ := strings.Cut(RequestURI(params), "?")
+	return q
+}
+
+// URL is the absolute URL the client asked for, e.g.
+// https://example.org/page?x=1: what X-Request-URL carries.
+func URL(params map[string]string) string {
+	return Scheme(params) + "://" + Host(params) + RequestURI(params)
+}
