@@ -203,14 +203,14 @@ func (p *Pool) Release(proc *Process, reusable bool) {
 	}
 	p.busy--
 	n := proc.requests.Add(1)
-	if n == 1 && reusable {
-		p.failures = 0 // it served: starting works
-	}
 	var reason string
 	select {
 	case <-proc.done:
 		reason = "exited"
 	default:
+		if n == 1 && reusable {
+			p.failures = 0 // it served and lives: starting works
+		}
 		switch {
 		case p.closed:
 			reason = "closed"

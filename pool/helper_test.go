@@ -1,0 +1,199 @@
+package pool
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as a transform: TestMain runs a helper mode when
+// helperEnv is set, so the tests need nothing but cat and sleep.
+const helperEnv = "POOL_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(runHelper(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// helperCommand returns argv and env for a helper mode.
+func helperCommand(t testing.TB, mode string, env ...string) ([]string, []string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatalf("test binary: %v", err)
+	}
+	return []string{exe}, append([]string{helperEnv + "=" + mode}, env...)
+}
+
+func runHelper(mode string) int {
+	in := bufio.NewReader(os.Stdin)
+	out := bufio.NewWriter(os.Stdout)
+	// echo copies lines from stdin to stdout until EOF.
+	echo := func(each func(line string)) {
+		for {
+			line, err := in.ReadString('\n')
+			if line != "" {
+				if each != nil {
+					each(line)
+				}
+				out.WriteString(line)
+				out.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	switch mode {
+	case "echo":
+		echo(nil)
+	case "crash-at-start":
+		fmt.Fprintln(os.Stderr, "loading model from /srv/model.bin")
+		fmt.Fprintln(os.Stderr, "fatal: model file missing")
+		return 3
+	case "stderr-flood":
+		// 1 MiB of stderr per line of input, plus one overlong line.
+		chunk := strings.Repeat("x", 1023) + "\n"
+		echo(func(string) {
+			w := bufio.NewWriterSize(os.Stderr, 64<<10)
+			for range 1024 {
+				w.WriteString(chunk)
+			}
+			w.WriteString(strings.Repeat("y", 10000) + "\n")
+			w.WriteString("flood done\n")
+			w.Flush()
+		})
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		echo(nil)
+		time.Sleep(time.Hour) // and ignore stdin EOF too
+	case "exit-after":
+		n, _ := strconv.Atoi(os.Getenv("HELPER_LINES"))
+		for range n {
+			line, err := in.ReadString('\n')
+			out.WriteString(line)
+			out.Flush()
+			if err != nil {
+				return 1
+			}
+		}
+		return 0
+	case "env":
+		env := os.Environ()
+		sort.Strings(env)
+		for _, kv := range env {
+			fmt.Fprintln(out, kv)
+		}
+		fmt.Fprintln(out, "END")
+		out.Flush()
+		echo(nil)
+	case "id":
+		fmt.Fprintf(out, "%d %d %v\n", os.Getuid(), os.Getgid(), mustGroups())
+		out.Flush()
+		echo(nil)
+	case "alloc":
+		// "alloc N" makes the process hold N MiB, touched so they count
+		// in the RSS.
+		var hold [][]byte
+		echo(func(line string) {
+			if n, ok := strings.CutPrefix(strings.TrimSpace(line), "alloc "); ok {
+				mib, _ := strconv.Atoi(n)
+				b := make([]byte, mib<<20)
+				for i := 0; i < len(b); i += 4096 {
+					b[i] = 1
+				}
+				hold = append(hold, b)
+			}
+		})
+		_ = hold
+	case "grandchild":
+		// A helper in the same process group, as renderers start workers.
+		c := exec.Command("/bin/sleep", "1000")
+		if err := c.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Fprintln(out, c.Process.Pid)
+		out.Flush()
+		echo(nil)
+	case "parent":
+		return runOrphanParent()
+	default:
+		fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)
+		return 2
+	}
+	return 0
+}
+
+func mustGroups() []int {
+	g, _ := os.Getgroups()
+	return g
+}
+
+// waitGone waits until none of pids runs (zombies count as gone: they hold
+// no resources and their parent may be an init that reaps lazily).
+func waitGone(pids []int, timeout time.Duration) []int {
+	deadline := time.Now().Add(timeout)
+	for {
+		var alive []int
+		for _, pid := range pids {
+			if st, ok := procStat(pid); ok && st.state != 'Z' {
+				alive = append(alive, pid)
+			}
+		}
+		if len(alive) == 0 || time.Now().After(deadline) {
+			return alive
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type procInfo struct {
+	pid, ppid, pgrp int
+	state           byte
+	comm            string
+}
+
+func procStat(pid int) (procInfo, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procInfo{}, false
+	}
+	s := string(b)
+	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || close < 0 {
+		return procInfo{}, false
+	}
+	f := strings.Fields(s[close+1:])
+	if len(f) < 3 {
+		return procInfo{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	pgrp, _ := strconv.Atoi(f[2])
+	return procInfo{pid: pid, ppid: ppid, pgrp: pgrp, state: f[0][0], comm: s[open+1 : close]}, true
+}
+
+func allProcs() []procInfo {
+	ents, _ := os.ReadDir("/proc")
+	var out []procInfo
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := procStat(pid); ok {
+			out = append(out, st)
+		}
+	}
+	return out
+}

@@ -1,0 +1,587 @@
+package pool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// exchange writes line to proc and reads the echoed line back.
+func exchange(proc *Process, line string) (string, error) {
+	if _, err := io.WriteString(proc.Stdin(), line+"\n"); err != nil {
+		return "", err
+	}
+	_ = proc.Stdout().SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, len(line)+1)
+	if _, err := io.ReadFull(proc.Stdout(), buf); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(string(buf), "\n"), nil
+}
+
+func acquire(t *testing.T, p *Pool) *Process {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	proc, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	return proc
+}
+
+func TestPreSpawn(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		min, max int
+	}{
+		{"none", 0, 2},
+		{"one", 1, 1},
+		{"three of four", 3, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := watch(t)
+			p := newPool(t, logs, Config{Command: []string{"cat"}, Min: tc.min, Max: tc.max})
+			s := p.Stats()
+			require.Equal(t, tc.min, s.Idle, "idle right after New")
+			require.EqualValues(t, tc.min, s.Spawned)
+			proc := acquire(t, p)
+			got, err := exchange(proc, "hello")
+			require.NoError(t, err)
+			require.Equal(t, "hello", got)
+			p.Release(proc, true)
+			require.EqualValues(t, max(tc.min, 1), p.Stats().Spawned)
+		})
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Setenv("POOL_TEST_PASSED", "from-bridge")
+	t.Setenv("POOL_TEST_SECRET", "must-not-leak")
+	t.Setenv("POOL_TEST_OVERRIDDEN", "bridge")
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		passEnv []string
+		want    []string
+	}{
+		{"cleared", nil, nil, nil},
+		{"explicit", []string{"A=1", "B=x=y"}, nil, []string{"A=1", "B=x=y"}},
+		{"passed when set", nil, []string{"POOL_TEST_PASSED", "POOL_TEST_UNSET"}, []string{"POOL_TEST_PASSED=from-bridge"}},
+		{"env wins over pass", []string{"POOL_TEST_OVERRIDDEN=config"}, []string{"POOL_TEST_OVERRIDDEN"}, []string{"POOL_TEST_OVERRIDDEN=config"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := watch(t)
+			argv, env := helperCommand(t, "env", tc.env...)
+			p := newPool(t, logs, Config{Command: argv, Env: env, PassEnv: tc.passEnv, Max: 1})
+			proc := acquire(t, p)
+			defer p.Release(proc, true)
+			sc := bufio.NewScanner(proc.Stdout())
+			var got []string
+			for sc.Scan() && sc.Text() != "END" {
+				if !strings.HasPrefix(sc.Text(), helperEnv+"=") {
+					got = append(got, sc.Text())
+				}
+			}
+			require.NoError(t, sc.Err())
+			require.ElementsMatch(t, tc.want, got)
+		})
+	}
+}
+
+func TestWorkingDirAndRelativeCommand(t *testing.T) {
+	logs := watch(t)
+	dir := t.TempDir()
+	script := "#!/bin/sh\npwd\nexec cat\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "transform.sh"), []byte(script), 0o755))
+	p := newPool(t, logs, Config{Command: []string{"./transform.sh"}, Dir: dir, Max: 1})
+	proc := acquire(t, p)
+	defer p.Release(proc, true)
+	line, err := bufio.NewReader(proc.Stdout()).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, dir+"\n", line)
+}
+
+func TestUserGroup(t *testing.T) {
+	logs := watch(t)
+	argv, env := helperCommand(t, "id")
+	cfg := Config{Command: argv, Env: env, User: "nobody", Max: 1, Logger: logs.logger()}
+	if os.Geteuid() != 0 {
+		_, err := New(cfg)
+		require.ErrorContains(t, err, "need the bridge to run as root")
+		return
+	}
+	// The test binary must be readable and executable by nobody.
+	if err := syscall.Access(argv[0], 0o5); err != nil {
+		t.Skipf("test binary not usable by other users: %v", err)
+	}
+	exe, err := os.ReadFile(argv[0])
+	require.NoError(t, err)
+	dir, err := os.MkdirTemp("", "pooluser")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	copyExe := filepath.Join(dir, "helper")
+	require.NoError(t, os.WriteFile(copyExe, exe, 0o755))
+	cfg.Command = []string{copyExe}
+	p := newPool(t, logs, cfg)
+	proc := acquire(t, p)
+	defer p.Release(proc, true)
+	line, err := bufio.NewReader(proc.Stdout()).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "65534 65534 []\n", line, "uid gid supplementary groups")
+}
+
+func TestRecycle(t *testing.T) {
+	type check func(t *testing.T, p *Pool)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		mode string
+		run  check
+	}{
+		{
+			name: "requests",
+			cfg:  Config{MaxRequests: 10, Max: 1},
+			mode: "echo",
+			run: func(t *testing.T, p *Pool) {
+				pids := map[int]int{}
+				for range 30 {
+					proc := acquire(t, p)
+					_, err := exchange(proc, "x")
+					require.NoError(t, err)
+					pids[proc.Pid()]++
+					p.Release(proc, true)
+				}
+				for pid, n := range pids {
+					require.LessOrEqual(t, n, 11, "pid %d served more than MaxRequests+10%%", pid)
+				}
+				require.GreaterOrEqual(t, p.Stats().RecycledRequests, uint64(2))
+			},
+		},
+		{
+			name: "lifetime",
+			cfg:  Config{MaxLifetime: 200 * time.Millisecond, Min: 1, Max: 1},
+			mode: "echo",
+			run: func(t *testing.T, p *Pool) {
+				first := acquire(t, p)
+				p.Release(first, true)
+				require.Eventually(t, func() bool { return p.Stats().RecycledLifetime >= 1 }, 5*time.Second, 10*time.Millisecond)
+				proc := acquire(t, p)
+				require.NotEqual(t, first.Pid(), proc.Pid())
+				p.Release(proc, true)
+			},
+		},
+		{
+			name: "rss",
+			cfg:  Config{MaxRSS: 64 << 20, Max: 1},
+			mode: "alloc",
+			run: func(t *testing.T, p *Pool) {
+				proc := acquire(t, p)
+				_, err := exchange(proc, "alloc 1")
+				require.NoError(t, err)
+				p.Release(proc, true)
+				require.Zero(t, p.Stats().RecycledRSS, "small process recycled")
+				proc = acquire(t, p)
+				_, err = exchange(proc, "alloc 128")
+				require.NoError(t, err)
+				p.Release(proc, true)
+				require.EqualValues(t, 1, p.Stats().RecycledRSS)
+				next := acquire(t, p)
+				require.NotEqual(t, proc.Pid(), next.Pid())
+				p.Release(next, true)
+			},
+		},
+		{
+			name: "idle",
+			cfg:  Config{IdleTimeout: 100 * time.Millisecond, Min: 1, Max: 3},
+			mode: "echo",
+			run: func(t *testing.T, p *Pool) {
+				var procs []*Process
+				for range 3 {
+					procs = append(procs, acquire(t, p))
+				}
+				for _, proc := range procs {
+					p.Release(proc, true)
+				}
+				require.Equal(t, 3, p.Stats().Idle)
+				require.Eventually(t, func() bool {
+					s := p.Stats()
+					return s.Idle == 1 && s.RecycledIdle == 2 && s.Retiring == 0
+				}, 5*time.Second, 10*time.Millisecond)
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := watch(t)
+			cfg := tc.cfg
+			cfg.Command, cfg.Env = helperCommand(t, tc.mode)
+			tc.run(t, newPool(t, logs, cfg))
+		})
+	}
+}
+
+func TestSaturation(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		queueSize int
+		waiters   int // Acquire calls made while the only process is held
+		wantSat   int
+		minWait   time.Duration
+	}{
+		{"wait times out", 1, 1, 1, 150 * time.Millisecond},
+		{"queue full", 1, 2, 2, 0},
+		{"no queue", -1, 1, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := watch(t)
+			p := newPool(t, logs, Config{Command: []string{"cat"}, Max: 1, QueueSize: tc.queueSize, QueueTimeout: 150 * time.Millisecond})
+			held := acquire(t, p)
+			start := time.Now()
+			errs := make(chan error, tc.waiters)
+			for range tc.waiters {
+				go func() {
+					proc, err := p.Acquire(context.Background())
+					if err == nil {
+						p.Release(proc, true)
+					}
+					errs <- err
+				}()
+			}
+			for range tc.waiters {
+				err := <-errs
+				require.ErrorIs(t, err, ErrSaturated)
+			}
+			require.GreaterOrEqual(t, time.Since(start), tc.minWait)
+			require.EqualValues(t, tc.wantSat, p.Stats().Saturated)
+			p.Release(held, true)
+		})
+	}
+}
+
+func TestQueueFIFO(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Max: 1, QueueSize: 10, QueueTimeout: 10 * time.Second})
+	held := acquire(t, p)
+	order := make(chan int, 5)
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			proc, err := p.Acquire(context.Background())
+			if err != nil {
+				order <- -1
+				return
+			}
+			order <- i
+			p.Release(proc, true)
+		}()
+		// Queue them one after the other.
+		require.Eventually(t, func() bool { return p.Stats().Queue == i+1 }, 5*time.Second, time.Millisecond)
+	}
+	p.Release(held, true)
+	wg.Wait()
+	close(order)
+	var got []int
+	for i := range order {
+		got = append(got, i)
+	}
+	require.Equal(t, []int{0, 1, 2, 3, 4}, got)
+	s := p.Stats()
+	require.EqualValues(t, 6, s.Waits, "the first caller waited for the start, then five for the release")
+	require.Positive(t, s.WaitTime)
+}
+
+func TestAcquireContextCancelled(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Max: 1, QueueTimeout: 10 * time.Second})
+	held := acquire(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := p.Acquire(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Zero(t, p.Stats().Queue)
+	p.Release(held, true)
+}
+
+// 100 goroutines share 2 processes; each exchange must come back intact,
+// which fails if two callers ever hold the same process.
+func TestConcurrentLeases(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Max: 2, QueueSize: 100, QueueTimeout: 30 * time.Second})
+	const workers, rounds = 100, 10
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				proc, err := p.Acquire(context.Background())
+				if err != nil {
+					errs <- err
+					return
+				}
+				msg := fmt.Sprintf("worker %d round %d", w, r)
+				got, err := exchange(proc, msg)
+				p.Release(proc, err == nil)
+				if err == nil && got != msg {
+					err = fmt.Errorf("sent %q, got %q", msg, got)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	s := p.Stats()
+	require.EqualValues(t, workers*rounds, s.Acquires)
+	require.LessOrEqual(t, s.Spawned, uint64(2))
+	require.Equal(t, 0, s.Busy)
+}
+
+func TestCrashWhileIdleIsReplaced(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Min: 1, Max: 1})
+	proc := acquire(t, p)
+	_, err := exchange(proc, "warm")
+	require.NoError(t, err)
+	p.Release(proc, true)
+	require.NoError(t, syscall.Kill(proc.Pid(), syscall.SIGKILL))
+	select {
+	case <-proc.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after the process was killed")
+	}
+	// Replaced without anyone asking for a process.
+	require.Eventually(t, func() bool {
+		s := p.Stats()
+		return s.Crashed == 1 && s.Idle == 1 && s.Spawned == 2
+	}, 5*time.Second, 5*time.Millisecond)
+	require.Contains(t, proc.Exited(), "killed")
+	next := acquire(t, p)
+	require.NotEqual(t, proc.Pid(), next.Pid())
+	p.Release(next, true)
+	require.NotEmpty(t, logs.find("transform exited"))
+}
+
+func TestDeathWhileLeased(t *testing.T) {
+	logs := watch(t)
+	argv, env := helperCommand(t, "exit-after", "HELPER_LINES=1")
+	p := newPool(t, logs, Config{Command: argv, Env: env, Min: 1, Max: 1})
+	proc := acquire(t, p)
+	got, err := exchange(proc, "only one")
+	require.NoError(t, err)
+	require.Equal(t, "only one", got)
+	_, err = proc.Stdout().Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "caller sees the exit on stdout")
+	<-proc.Done()
+	p.Release(proc, true)
+	require.Eventually(t, func() bool { s := p.Stats(); return s.Idle == 1 && s.Spawned == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Zero(t, p.Stats().StartFailures, "a death after a request is a crash, not a start failure")
+}
+
+func TestStartFailure(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "not-executable")
+	require.NoError(t, os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644))
+	crashArgv, crashEnv := helperCommand(t, "crash-at-start")
+	for _, tc := range []struct {
+		name    string
+		command []string
+		env     []string
+		ready   func(context.Context, *Process) error
+		want    []string // in the error text
+		cause   error
+	}{
+		{"missing binary", []string{"/nonexistent/transform"}, nil, nil,
+			[]string{`pool "missing binary": cannot start /nonexistent/transform: no such file or directory`}, syscall.ENOENT},
+		{"not in PATH", []string{"no-such-transform-xyz"}, nil, nil,
+			[]string{`"no-such-transform-xyz" not found in PATH`}, nil},
+		{"permission denied", []string{notExec}, nil, nil,
+			[]string{notExec, "permission denied"}, syscall.EACCES},
+		{"exits at once", crashArgv, crashEnv, nil,
+			[]string{"exited right after start", "exit status 3", `"fatal: model file missing"`}, errEarlyExit},
+		{"ready fails", []string{"cat"}, nil, func(context.Context, *Process) error { return errors.New("no handshake") },
+			[]string{"readiness check failed: no handshake"}, nil},
+		{"ready times out", []string{"cat"}, nil, func(ctx context.Context, _ *Process) error { <-ctx.Done(); return ctx.Err() },
+			[]string{"readiness check failed: context deadline exceeded"}, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := watch(t)
+			p := newPool(t, logs, Config{Name: tc.name, Command: tc.command, Env: tc.env, Ready: tc.ready,
+				StartTimeout: 100 * time.Millisecond, QueueTimeout: 10 * time.Second, Max: 2})
+			var serr *StartError
+			deadline := time.Now().Add(5 * time.Second)
+			for serr == nil && time.Now().Before(deadline) {
+				start := time.Now()
+				proc, err := p.Acquire(context.Background())
+				if err == nil {
+					// An early exit is only known once the process died.
+					<-proc.Done()
+					p.Release(proc, true)
+					continue
+				}
+				require.ErrorAs(t, err, &serr)
+				require.Less(t, time.Since(start), 2*time.Second, "start errors must not wait for the queue timeout")
+			}
+			require.NotNil(t, serr, "no StartError")
+			for _, w := range tc.want {
+				require.Contains(t, serr.Error(), w)
+			}
+			if tc.cause != nil {
+				require.ErrorIs(t, serr, tc.cause)
+			}
+			// In back-off the error comes at once.
+			start := time.Now()
+			_, err := p.Acquire(context.Background())
+			var again *StartError
+			if errors.As(err, &again) {
+				require.Less(t, time.Since(start), 50*time.Millisecond)
+			}
+			s := p.Stats()
+			require.Positive(t, s.StartFailures)
+			require.False(t, s.BackoffUntil.IsZero())
+			require.Zero(t, s.Spawned-uint64(len(logs.find("transform started"))))
+			require.NotEmpty(t, logs.find("transform failed to start"))
+		})
+	}
+}
+
+func TestBackoffGrows(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"/nonexistent/transform"}, Min: 1, Max: 1})
+	require.Eventually(t, func() bool { return p.Stats().StartFailures >= 4 }, 5*time.Second, 5*time.Millisecond)
+	_, err := p.Acquire(context.Background())
+	var serr *StartError
+	require.ErrorAs(t, err, &serr)
+	require.GreaterOrEqual(t, serr.Failures, 4)
+	// 100ms, 200ms, 400ms, 800ms...: the fourth failure waits 800ms.
+	gap := serr.RetryAt.Sub(time.Now())
+	require.Greater(t, gap, backoffBase*time.Duration(1<<(serr.Failures-2)))
+}
+
+func TestKill(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mode    string
+		minTime time.Duration
+		exit    string
+	}{
+		{"obeys SIGTERM", "echo", 0, "signal: terminated"},
+		{"ignores SIGTERM", "ignore-term", 300 * time.Millisecond, "signal: killed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := watch(t)
+			argv, env := helperCommand(t, tc.mode)
+			p := newPool(t, logs, Config{Command: argv, Env: env, Max: 1, KillGrace: 300 * time.Millisecond})
+			proc := acquire(t, p)
+			_, err := exchange(proc, "ready")
+			require.NoError(t, err)
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range 5 {
+				wg.Add(1)
+				go func() { defer wg.Done(); proc.Kill() }()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			require.GreaterOrEqual(t, elapsed, tc.minTime)
+			if tc.minTime == 0 {
+				require.Less(t, elapsed, 300*time.Millisecond, "no wait for the grace period")
+			}
+			require.Less(t, elapsed, 5*time.Second)
+			require.Equal(t, tc.exit, proc.Exited())
+			proc.Kill() // again: returns at once
+			p.Release(proc, false)
+			require.Zero(t, p.Stats().Crashed, "a killed process did not crash")
+		})
+	}
+}
+
+func TestKillReachesProcessGroup(t *testing.T) {
+	logs := watch(t)
+	argv, env := helperCommand(t, "grandchild")
+	p := newPool(t, logs, Config{Command: argv, Env: env, Max: 1})
+	proc := acquire(t, p)
+	var helper int
+	_, err := fmt.Fscanln(proc.Stdout(), &helper)
+	require.NoError(t, err)
+	st, ok := procStat(helper)
+	require.True(t, ok)
+	require.Equal(t, proc.Pid(), st.pgrp, "helper runs in the transform's group")
+	p.Release(proc, false)
+	require.Empty(t, waitGone([]int{proc.Pid(), helper}, 5*time.Second))
+}
+
+func TestStderrFlood(t *testing.T) {
+	logs := watch(t)
+	argv, env := helperCommand(t, "stderr-flood")
+	p := newPool(t, logs, Config{Command: argv, Env: env, Max: 1})
+	proc := acquire(t, p)
+	for i := range 8 {
+		got, err := exchange(proc, fmt.Sprint("request ", i))
+		require.NoError(t, err, "a chatty transform must not block")
+		require.Equal(t, fmt.Sprint("request ", i), got)
+	}
+	require.Eventually(t, func() bool {
+		tail := proc.StderrTail()
+		return len(tail) > 0 && tail[len(tail)-1] == "flood done"
+	}, 5*time.Second, 5*time.Millisecond)
+	tail := proc.StderrTail()
+	require.Len(t, tail, stderrTailLines)
+	require.Len(t, tail[len(tail)-2], stderrLineMax, "overlong line is cut")
+	p.Release(proc, true)
+	logged := len(logs.find("transform stderr"))
+	require.Positive(t, logged)
+	require.Less(t, logged, 8*1026, "stderr logging is rate limited")
+	require.NotEmpty(t, logs.find("transform stderr lines not logged (rate limit)"))
+	rec := logs.find("transform stderr")[0]
+	require.Equal(t, "TestStderrFlood", rec.attrs["pool"])
+	require.EqualValues(t, proc.Pid(), rec.attrs["pid"])
+}
+
+func TestClose(t *testing.T) {
+	logs := watch(t)
+	argv, env := helperCommand(t, "ignore-term")
+	p, err := New(Config{Name: "close", Command: argv, Env: env, Min: 1, Max: 2, QueueTimeout: 10 * time.Second,
+		KillGrace: 10 * time.Second, Logger: logs.logger()})
+	require.NoError(t, err)
+	held := acquire(t, p)
+	other := acquire(t, p)
+	for _, proc := range []*Process{held, other} {
+		_, err := exchange(proc, "SIGTERM handler installed")
+		require.NoError(t, err)
+	}
+	waiting := make(chan error, 1)
+	go func() { _, err := p.Acquire(context.Background()); waiting <- err }()
+	require.Eventually(t, func() bool { return p.Stats().Queue == 1 }, 5*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	require.ErrorIs(t, p.Close(ctx), context.DeadlineExceeded, "processes ignoring SIGTERM outlive the deadline")
+	require.Less(t, time.Since(start), 5*time.Second, "past the deadline Close kills at once")
+	require.ErrorIs(t, <-waiting, ErrClosed)
+	_, err = p.Acquire(context.Background())
+	require.ErrorIs(t, err, ErrClosed)
+	p.Release(held, true) // after Close: harmless
+	require.NoError(t, p.Close(context.Background()), "Close is idempotent")
+	require.Empty(t, waitGone(logs.startedPids(), time.Second))
+}
