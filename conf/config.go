@@ -48,11 +48,15 @@ type Server struct {
 	MaxReqs              int      `toml:"max_reqs"`
 	MaxParamsBytes       Size     `toml:"max_params_bytes"`
 	MaxParamsPairs       int      `toml:"max_params_pairs"`
+	MaxNameLen           Size     `toml:"max_name_len"`
+	MaxValueLen          Size     `toml:"max_value_len"`
 	ParamsTimeout        Duration `toml:"params_timeout"`
 	InputIdleTimeout     Duration `toml:"input_idle_timeout"`
 	WriteTimeout         Duration `toml:"write_timeout"`
 	KeepAliveIdleTimeout Duration `toml:"keepalive_idle_timeout"`
+	LingerTimeout        Duration `toml:"linger_timeout"`
 	InputBuffer          Size     `toml:"input_buffer"`
+	MaxStderr            Size     `toml:"max_stderr"`
 	ShutdownTimeout      Duration `toml:"shutdown_timeout"`
 	RetryAfter           Duration `toml:"retry_after"`
 }

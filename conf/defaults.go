@@ -34,11 +34,17 @@ func defaultServer() Server {
 		// The total cap: requests beyond it are answered 503 at once rather
 		// than queued without bound.
 		MaxReqs: 1024,
-		// nginx sends a few KiB; big cookies push it to tens of KiB. 128 KiB
-		// admits any real request and refuses memory-exhaustion attempts.
-		MaxParamsBytes: 128 << 10,
-		// A real request has 30-60 params; 1000 leaves room for many headers.
+		// nginx sends a few KiB; big cookies push it to tens of KiB. 256 KiB
+		// is above what nginx and Apache forward at all and refuses
+		// memory-exhaustion attempts.
+		MaxParamsBytes: 256 << 10,
+		// A real request has 20-60 params; 1000 leaves room for many headers
+		// (Apache allows 100).
 		MaxParamsPairs: 1000,
+		// One param's name and value: an 8 KiB Cookie is common, anything
+		// near 64 KiB is not.
+		MaxNameLen:  4 << 10,
+		MaxValueLen: 64 << 10,
 		// Params arrive in one burst from every known peer; a slow trickle
 		// is an attack on connection slots.
 		ParamsTimeout: Duration(10 * time.Second),
@@ -50,9 +56,15 @@ func defaultServer() Server {
 		// so the web server closes idle connections first and never writes
 		// into one the bridge is closing.
 		KeepAliveIdleTimeout: Duration(120 * time.Second),
-		// Buffer per connection for reading records: 64 KiB holds a full
-		// record, so big bodies move in few reads.
-		InputBuffer: 64 << 10,
+		// After the bridge closes its side, unread input is drained this long
+		// so the close does not become a reset that destroys the response.
+		LingerTimeout: Duration(2 * time.Second),
+		// Request input (STDIN/DATA) buffered per request ahead of the
+		// handler: two of nginx's 32 KiB bursts plus a maximum record.
+		InputBuffer: 128 << 10,
+		// FCGI_STDERR bytes per request: web servers copy them into their
+		// error log, which must not be flooded.
+		MaxStderr: 64 << 10,
 		// TERM waits this long for in-flight requests; longer than the
 		// default transform timeout so a drain does not cut requests short.
 		ShutdownTimeout: Duration(35 * time.Second),

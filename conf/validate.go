@@ -47,6 +47,8 @@ func (c *Config) validate(lines *keyLines) Errors {
 		{"max_conns", int64(s.MaxConns)}, {"max_reqs_per_conn", int64(s.MaxReqsPerConn)},
 		{"max_reqs", int64(s.MaxReqs)}, {"max_params_bytes", int64(s.MaxParamsBytes)},
 		{"max_params_pairs", int64(s.MaxParamsPairs)}, {"input_buffer", int64(s.InputBuffer)},
+		{"max_name_len", int64(s.MaxNameLen)}, {"max_value_len", int64(s.MaxValueLen)},
+		{"max_stderr", int64(s.MaxStderr)},
 	} {
 		if f.v < 1 {
 			bad("server."+f.key, "must be at least 1, got %d", f.v)
@@ -285,6 +287,9 @@ func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...a
 		}
 		if len(r.Transform) == 0 {
 			bad(k+".transform", "an authorizer route needs a transform whose status decides")
+		}
+		if r.Fail == FailOpen {
+			bad(k+".fail", "an authorizer must fail closed: failing open would let every request through")
 		}
 	}
 	for _, name := range r.Transform {
