@@ -1,0 +1,227 @@
+package examples_test
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
+)
+
+// socketPath and tcpAddr are where every example expects the bridge; they
+// must agree with each other and with docs/deploy.md.
+const (
+	socketPath = "/run/fcgi-bridge/fcgi.sock"
+	tcpAddr    = "127.0.0.1:9000"
+)
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// run runs a syntax check and fails the test with its output when it fails.
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// mustFail runs a check on a deliberately broken copy: it proves the check
+// reads the file at all, so a pass above means something.
+func mustFail(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err == nil {
+		t.Fatalf("%s accepted a broken file, so its check proves nothing:\n%s", name, out)
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExamplesAgreeOnAddresses(t *testing.T) {
+	for _, f := range []string{"../apache-example.conf", "nginx.conf", "lighttpd.conf", "haproxy.cfg", "Caddyfile", "fcgi-bridge.socket"} {
+		s := read(t, f)
+		if !strings.Contains(s, socketPath) {
+			t.Errorf("%s does not use the socket %s", f, socketPath)
+		}
+		if f != "fcgi-bridge.socket" && !strings.Contains(s, tcpAddr) && !strings.Contains(s, `"127.0.0.1", "port" => 9000`) {
+			t.Errorf("%s does not show the TCP address %s", f, tcpAddr)
+		}
+	}
+}
+
+func TestNginx(t *testing.T) {
+	nginx := testenv.Require(t, "nginx")
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "logs"), 0o755)
+	params := "/etc/nginx/fastcgi_params"
+	if _, err := os.Stat(params); err != nil {
+		// Debian's nginx-common ships it; elsewhere the minimum the example needs.
+		params = ""
+		writeFile(t, filepath.Join(dir, "fastcgi_params"), "fastcgi_param REQUEST_METHOD $request_method;\n")
+	}
+	if params != "" {
+		writeFile(t, filepath.Join(dir, "fastcgi_params"), read(t, params))
+	}
+	conf := read(t, "nginx.conf")
+	writeFile(t, filepath.Join(dir, "nginx.conf"), conf)
+	run(t, nginx, "-t", "-q", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "logs", "error.log"))
+
+	writeFile(t, filepath.Join(dir, "broken.conf"), strings.Replace(conf, "fastcgi_keep_conn on;", "fastcgi_keep_conn maybe;", 1))
+	mustFail(t, nginx, "-t", "-q", "-p", dir, "-c", filepath.Join(dir, "broken.conf"), "-e", filepath.Join(dir, "logs", "error.log"))
+}
+
+// apacheModules is where Debian (and most distributions) install the modules.
+var apacheModuleDirs = []string{"/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules", "/usr/local/apache2/modules"}
+
+func TestApache(t *testing.T) {
+	apache := testenv.Require(t, "apache2")
+	modDir := ""
+	for _, d := range apacheModuleDirs {
+		if _, err := os.Stat(filepath.Join(d, "mod_proxy_fcgi.so")); err == nil {
+			modDir = d
+			break
+		}
+	}
+	if modDir == "" {
+		testenv.Missing(t, "mod_proxy_fcgi.so not found in "+strings.Join(apacheModuleDirs, ", "))
+	}
+	dir := t.TempDir()
+	// A standalone server config around the example, as /etc/apache2 would
+	// provide: an MPM, the auth framework and the proxy modules it uses.
+	var b strings.Builder
+	b.WriteString("ServerRoot " + dir + "\nServerName localhost\nListen 127.0.0.1:18080\n")
+	b.WriteString("PidFile " + dir + "/httpd.pid\nErrorLog " + dir + "/error.log\n")
+	for _, m := range []string{"mpm_event", "authz_core", "authz_user", "authn_core", "auth_basic", "proxy", "proxy_fcgi", "authnz_fcgi"} {
+		b.WriteString("LoadModule " + m + "_module " + modDir + "/mod_" + m + ".so\n")
+	}
+	server := b.String()
+	example, err := filepath.Abs("../apache-example.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "httpd.conf"), server+"Include "+example+"\n")
+	run(t, apache, "-t", "-f", filepath.Join(dir, "httpd.conf"))
+
+	broken := filepath.Join(dir, "broken-example.conf")
+	writeFile(t, broken, strings.Replace(read(t, example), "Require fcgi-bridge-auth", "Require no-such-provider", 1))
+	writeFile(t, filepath.Join(dir, "broken.conf"), server+"Include "+broken+"\n")
+	mustFail(t, apache, "-t", "-f", filepath.Join(dir, "broken.conf"))
+}
+
+func TestLighttpd(t *testing.T) {
+	lighttpd := testenv.Require(t, "lighttpd")
+	run(t, lighttpd, "-tt", "-f", "lighttpd.conf")
+
+	broken := filepath.Join(t.TempDir(), "broken.conf")
+	writeFile(t, broken, strings.Replace(read(t, "lighttpd.conf"), `"mod_fastcgi"`, `"mod_no_such_module"`, 1))
+	mustFail(t, lighttpd, "-tt", "-f", broken)
+}
+
+func TestHAProxy(t *testing.T) {
+	haproxy := testenv.Require(t, "haproxy")
+	run(t, haproxy, "-c", "-f", "haproxy.cfg")
+
+	broken := filepath.Join(t.TempDir(), "broken.cfg")
+	writeFile(t, broken, strings.Replace(read(t, "haproxy.cfg"), "option mpxs-conns", "option mpxs-conn", 1))
+	mustFail(t, haproxy, "-c", "-f", broken)
+}
+
+// TestCaddyfile validates with caddy when it is installed. CI does not
+// install caddy, so its absence is a skip there too; the structure check
+// below always runs.
+func TestCaddyfile(t *testing.T) {
+	s := read(t, "Caddyfile")
+	depth := 0
+	for i, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		depth += strings.Count(line, "{") - strings.Count(line, "}")
+		if depth < 0 {
+			t.Fatalf("Caddyfile:%d: unbalanced }", i+1)
+		}
+	}
+	if depth != 0 {
+		t.Fatalf("Caddyfile: %d unclosed {", depth)
+	}
+	if !strings.Contains(s, "transport fastcgi") {
+		t.Fatal("Caddyfile: no fastcgi transport")
+	}
+	caddy, err := exec.LookPath("caddy")
+	if err != nil {
+		t.Skip("caddy is not installed (CI does not install it): only the structure was checked")
+	}
+	run(t, caddy, "validate", "--config", "Caddyfile", "--adapter", "caddyfile")
+}
+
+// TestSystemdUnits runs systemd-analyze verify on the units (with ExecStart
+// pointed at an existing program, as verify requires). verify reports unknown
+// keys and bad values as warnings with exit status 0, so any line naming one
+// of the units fails the test.
+func TestSystemdUnits(t *testing.T) {
+	checkUnitSyntax(t, "fcgi-bridge.service")
+	checkUnitSyntax(t, "fcgi-bridge.socket")
+	if !strings.Contains(read(t, "fcgi-bridge.socket"), "FileDescriptorName=fcgi") {
+		t.Error("the socket unit must name its socket fcgi, as the docs' systemd:fcgi says")
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (CI images may lack systemd): only the structure was checked")
+	}
+	dir := t.TempDir()
+	svc := strings.ReplaceAll(read(t, "fcgi-bridge.service"), "/usr/local/bin/fcgi-bridge", "/bin/true")
+	writeFile(t, filepath.Join(dir, "fcgi-bridge.service"), svc)
+	writeFile(t, filepath.Join(dir, "fcgi-bridge.socket"), read(t, "fcgi-bridge.socket"))
+	cmd := exec.Command(analyze, "verify", "fcgi-bridge.socket", "fcgi-bridge.service")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "fcgi-bridge.s") {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	writeFile(t, filepath.Join(dir, "fcgi-bridge.service"), strings.Replace(svc, "NoNewPrivileges=", "NoNewPrivilege=", 1))
+	cmd = exec.Command(analyze, "verify", "fcgi-bridge.service")
+	cmd.Dir = dir
+	if out, _ := cmd.CombinedOutput(); !strings.Contains(string(out), "NoNewPrivilege") {
+		t.Fatalf("systemd-analyze did not report an unknown key, so its check proves nothing:\n%s", out)
+	}
+}
+
+// checkUnitSyntax checks what verify cannot be relied on for everywhere:
+// every line is a comment, a [Section] or a Key=value.
+func checkUnitSyntax(t *testing.T, name string) {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "", strings.HasPrefix(line, "#"), strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+		case strings.Contains(line, "=") && !strings.ContainsAny(strings.SplitN(line, "=", 2)[0], " \t"):
+		default:
+			t.Errorf("%s:%d: not a section, a key=value or a comment: %q", name, n, line)
+		}
+	}
+}
