@@ -1,0 +1,420 @@
+package filter
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// process is what an exchange needs of a transform process; *pool.Process
+// provides it.
+type process interface {
+	Pid() int
+	Stdin() *os.File
+	Stdout() *os.File
+	StderrTail() []string
+	Done() <-chan struct{}
+	Kill()
+}
+
+// inlineMax is the largest message (head and body) written from the
+// caller's goroutine: it fits an empty pipe, so the write cannot block on a
+// transform that has not started reading, and small exchanges need no
+// second goroutine.
+const inlineMax = 16 << 10
+
+// crashWait bounds how long a failed exchange waits for the process to be
+// reaped, so that the error can say how it ended and quote all its stderr.
+const crashWait = time.Second
+
+var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+
+// exchange is one message sent to one leased process and its reply. The
+// caller's goroutine reads the reply (Apply, then Read/WriteTo); a writer
+// goroutine streams the input into stdin at the same time, so neither side
+// can fill a pipe and wait for the other. The exchange is the Body of the
+// returned Message; Close ends it and hands the process back.
+type exchange struct {
+	name    string
+	proc    process
+	release func(reusable bool)
+	timeout time.Duration
+	ctx     context.Context
+
+	in        io.ReadCloser
+	inOnce    sync.Once
+	writeDone chan struct{}
+	writeErr  error // written before writeDone is closed
+
+	// abortMu orders an abort (timer, context) against the release of the
+	// process, so that a late timer never kills a process already handed
+	// to another exchange.
+	abortMu   sync.Mutex
+	aborted   Kind // valid when isAborted
+	isAborted atomic.Bool
+	released  bool
+	timer     *time.Timer
+	stopCtx   func() bool
+
+	// readMu is held by Read, WriteTo and the teardown in Close, which may
+	// run on another goroutine.
+	readMu    sync.Mutex
+	br        *bufio.Reader
+	body      *bodyReader
+	retire    bool // Connection: close
+	complete  atomic.Bool
+	err       error // sticky, an *Error
+	closeOnce sync.Once
+}
+
+// exchangeMessage sends in (with req) to proc and returns the reply whose
+// Body is the exchange. release is called exactly once, when the exchange
+// ends.
+func exchangeMessage(ctx context.Context, name string, proc process, release func(bool), timeout time.Duration, in *Message, req *RequestInfo) (*Message, error) {
+	x := &exchange{name: name, proc: proc, release: release, timeout: timeout, ctx: ctx, in: in.Body, writeDone: make(chan struct{})}
+	bp := writeBuffers.Get().(*[]byte)
+	head, err := appendHead((*bp)[:0], in, req)
+	if err != nil {
+		writeBuffers.Put(bp)
+		x.closeInput()
+		close(x.writeDone)
+		x.finish(true) // nothing was written: the process is as good as before
+		return nil, newError(name, proc.Pid(), BadRequest, fmt.Errorf("cannot send the message: %w", err))
+	}
+	if timeout > 0 {
+		x.timer = time.AfterFunc(timeout, func() { x.abort(Timeout) })
+	}
+	x.stopCtx = context.AfterFunc(ctx, func() {
+		if ctx.Err() == context.DeadlineExceeded {
+			x.abort(Timeout)
+		} else {
+			x.abort(Canceled)
+		}
+	})
+
+	m := *in
+	if n := bodyLength(in); n >= 0 && len(head) <= inlineMax-int(n) {
+		x.write(head, &m, bp)
+	} else {
+		go x.write(head, &m, bp)
+	}
+
+	x.br = readBuffers.Get().(*bufio.Reader)
+	x.br.Reset(proc.Stdout())
+	h, err := readReplyHead(x.br)
+	if err != nil {
+		e := x.fail(err)
+		x.finish(false)
+		return nil, e
+	}
+	x.body = newBodyReader(x.br, h)
+	x.retire = h.close
+	if x.body.done {
+		x.markComplete()
+	}
+	out := h.msg
+	out.Body = x
+	return &out, nil
+}
+
+// write sends the message and closes the input; it runs on the writer
+// goroutine, or inline for small messages.
+func (x *exchange) write(head []byte, m *Message, bp *[]byte) {
+	err := writeFramed(x.proc.Stdin(), head, m, *bp)
+	writeBuffers.Put(bp)
+	x.closeInput()
+	var ie *inputError
+	if errors.As(err, &ie) {
+		// The transform got a truncated message and would wait for the
+		// rest forever.
+		x.abort(Input)
+	}
+	x.writeErr = err
+	close(x.writeDone)
+}
+
+func (x *exchange) closeInput() {
+	x.inOnce.Do(func() {
+		if x.in != nil {
+			x.in.Close()
+		}
+	})
+}
+
+// abort kills the process because of kind, unless the exchange already
+// ended or was aborted.
+func (x *exchange) abort(kind Kind) {
+	x.abortMu.Lock()
+	if x.released || x.isAborted.Load() {
+		x.abortMu.Unlock()
+		return
+	}
+	x.aborted = kind
+	x.isAborted.Store(true)
+	x.abortMu.Unlock()
+	x.proc.Kill()
+}
+
+func (x *exchange) stopWatch() {
+	if x.timer != nil {
+		x.timer.Stop()
+	}
+	if x.stopCtx != nil {
+		x.stopCtx()
+	}
+}
+
+// markComplete records that the reply was read in full; the exchange is no
+// longer active, so its timeout stops counting.
+func (x *exchange) markComplete() {
+	x.complete.Store(true)
+	if x.timer != nil {
+		x.timer.Stop()
+	}
+}
+
+func (x *exchange) Read(p []byte) (int, error) {
+	x.readMu.Lock()
+	defer x.readMu.Unlock()
+	return x.read(p)
+}
+
+func (x *exchange) read(p []byte) (int, error) {
+	if x.err != nil {
+		return 0, x.err
+	}
+	if x.body == nil {
+		return 0, os.ErrClosed
+	}
+	n, err := x.body.Read(p)
+	switch {
+	case err == io.EOF:
+		x.markComplete()
+	case err != nil:
+		x.err = x.fail(err)
+		return n, x.err
+	}
+	return n, err
+}
+
+// WriteTo copies the rest of the body to w, with splice(2) when w is a file
+// or pipe and the body is long enough for it to pay.
+func (x *exchange) WriteTo(w io.Writer) (int64, error) {
+	x.readMu.Lock()
+	defer x.readMu.Unlock()
+	var total int64
+	if f, ok := w.(*os.File); ok && x.err == nil && x.body != nil && x.body.framing == framingSized && x.body.remain >= spliceMin {
+		n, _, err := x.spliceOutLocked(f, x.body.remain)
+		total += n
+		if err != nil {
+			if x.err != nil {
+				return total, x.err
+			}
+			return total, err
+		}
+	}
+	bp := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(bp)
+	buf := (*bp)[:ioBufferSize]
+	for {
+		n, err := x.read(buf)
+		if n > 0 {
+			k, werr := w.Write(buf[:n])
+			total += int64(k)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// spliceOut moves the next n body bytes into the pipe dst, for the next
+// stage of a chain. Failures of this exchange reach the next stage as an
+// *inputError holding this exchange's *Error.
+func (x *exchange) spliceOut(dst *os.File, n int64) (int64, bool, error) {
+	x.readMu.Lock()
+	defer x.readMu.Unlock()
+	if x.err != nil || x.body == nil || x.body.framing != framingSized || n > x.body.remain {
+		return 0, false, nil
+	}
+	return x.spliceOutLocked(dst, n)
+}
+
+func (x *exchange) spliceOutLocked(dst *os.File, n int64) (int64, bool, error) {
+	b := x.body
+	var total int64
+	if k := min(int64(x.br.Buffered()), n); k > 0 {
+		p, _ := x.br.Peek(int(k))
+		w, err := dst.Write(p)
+		x.br.Discard(w)
+		b.advance(int64(w))
+		total += int64(w)
+		if err != nil {
+			return total, true, err
+		}
+	}
+	if total < n {
+		rc, err := x.proc.Stdout().SyscallConn()
+		if err != nil {
+			return total, false, nil
+		}
+		w, err := spliceRaw(dst, rc, n-total)
+		b.advance(w)
+		total += w
+		var ie *inputError
+		if errors.As(err, &ie) {
+			// The reply ended (or broke) early: the fault is this
+			// transform's.
+			cause := ie.err
+			if errors.Is(cause, errShortInput) {
+				cause = protoErr(0, b.offset, fmt.Sprintf("%d more body bytes (Content-Length)", b.remain), nil, io.ErrUnexpectedEOF)
+			}
+			x.err = x.fail(cause)
+			b.err = x.err
+			return total, true, &inputError{x.err}
+		}
+		if err != nil {
+			return total, true, err
+		}
+	}
+	if b.done {
+		x.markComplete()
+	}
+	return total, true, nil
+}
+
+// advance accounts for n body bytes moved around Read (by splice).
+func (b *bodyReader) advance(n int64) {
+	b.remain -= n
+	b.offset += n
+	if b.remain == 0 && b.framing == framingSized {
+		b.done = true
+	}
+}
+
+// Close ends the exchange: a process whose reply was read in full and
+// framed goes back to the pool; any other is killed and replaced.
+func (x *exchange) Close() error {
+	x.closeOnce.Do(func() { x.finish(x.complete.Load() && !x.retire) })
+	return nil
+}
+
+// finish tears the exchange down and releases the process. It is safe
+// against a Read blocked on another goroutine: an unfinished exchange kills
+// the process first, which ends that Read.
+func (x *exchange) finish(reusable bool) {
+	x.stopWatch()
+	x.abortMu.Lock()
+	x.released = true
+	if x.isAborted.Load() {
+		reusable = false
+	}
+	x.abortMu.Unlock()
+	if !reusable {
+		x.proc.Kill()
+	}
+	x.readMu.Lock()
+	defer x.readMu.Unlock()
+	if x.br != nil && x.br.Buffered() > 0 {
+		reusable = false // output beyond the reply: the stream is out of step
+	}
+	if reusable {
+		// The reply is complete, so a well-behaved transform has read the
+		// whole message; give the writer a moment to see its last write
+		// return.
+		select {
+		case <-x.writeDone:
+		case <-time.After(100 * time.Millisecond):
+			reusable = false
+			x.proc.Kill()
+		}
+	}
+	x.closeInput()
+	<-x.writeDone
+	if x.writeErr != nil {
+		reusable = false
+	}
+	x.release(reusable)
+	if x.br != nil {
+		x.br.Reset(nil)
+		readBuffers.Put(x.br)
+		x.br = nil
+	}
+	x.body = nil
+	if x.err == nil && !x.complete.Load() {
+		x.err = newError(x.name, x.proc.Pid(), Canceled, errors.New("the reply body was closed before its end"))
+	}
+}
+
+var errNoReply = errors.New("it closed its output without replying")
+
+// fail turns a read failure into the *Error the caller sees, attributing it
+// to what really happened: an abort (timeout, cancel, broken input), a
+// crash, or a protocol violation.
+func (x *exchange) fail(err error) *Error {
+	if e, ok := err.(*Error); ok {
+		return e
+	}
+	pid := x.proc.Pid()
+	if x.isAborted.Load() {
+		switch x.aborted {
+		case Timeout:
+			what := fmt.Sprintf("no complete reply within %s", x.timeout)
+			if x.timeout == 0 || x.ctx.Err() != nil {
+				what = "the request's deadline passed"
+			}
+			return x.withTail(newError(x.name, pid, Timeout, errors.New(what)), false)
+		case Canceled:
+			return newError(x.name, pid, Canceled, x.ctx.Err())
+		case Input:
+			<-x.writeDone
+			var ie *inputError
+			if errors.As(x.writeErr, &ie) {
+				var e *Error
+				if errors.As(ie.err, &e) {
+					return e // an earlier stage failed: report the cause
+				}
+				return newError(x.name, pid, Input, ie)
+			}
+		}
+	}
+	if err == io.EOF {
+		err = errNoReply
+	}
+	var pe *ProtocolError
+	if errors.As(err, &pe) && pe.Err == nil {
+		return x.withTail(newError(x.name, pid, Protocol, err), false)
+	}
+	return x.withTail(newError(x.name, pid, Crash, err), true)
+}
+
+// withTail adds the stderr tail and, for a crash, how the process ended;
+// it waits (bounded) for the process to be reaped, which is when its
+// stderr has been drained.
+func (x *exchange) withTail(e *Error, crashed bool) *Error {
+	if crashed {
+		select {
+		case <-x.proc.Done():
+		case <-time.After(crashWait):
+		}
+		if ex, ok := x.proc.(interface{ Exited() string }); ok {
+			if how := ex.Exited(); how != "" {
+				e.Err = fmt.Errorf("%w (process: %s)", e.Err, how)
+			}
+		}
+	}
+	e.StderrTail = x.proc.StderrTail()
+	return e
+}

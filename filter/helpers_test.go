@@ -1,0 +1,178 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
+	"github.com/fcgi-bridge/fcgi-bridge/pool"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) {
+	testtransform.Run()
+	os.Exit(m.Run())
+}
+
+// logBuffer collects log lines for assertions; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// newModePool starts a pool of the test transform in mode.
+func newModePool(t testing.TB, mode string, edit ...func(*pool.Config)) *pool.Pool {
+	t.Helper()
+	return newPool(t, pool.Config{Name: mode, Command: testtransform.Command(), Env: []string{testtransform.Env(mode)}}, edit...)
+}
+
+func newPool(t testing.TB, cfg pool.Config, edit ...func(*pool.Config)) *pool.Pool {
+	t.Helper()
+	if cfg.Max == 0 {
+		cfg.Max = 1
+	}
+	if cfg.QueueTimeout == 0 {
+		cfg.QueueTimeout = 5 * time.Second
+	}
+	if cfg.KillGrace == 0 {
+		cfg.KillGrace = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	p, err := pool.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
+	return p
+}
+
+func closePool(t testing.TB, p *pool.Pool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, p.Close(ctx))
+}
+
+func textMessage(body string) *Message {
+	return &Message{Status: 200, Header: Header{{"Content-Type", "text/plain"}}, Length: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// roundTrip applies t and reads the whole reply.
+func roundTrip(t testing.TB, tr Transform, in *Message, req *RequestInfo) (*Message, string, error) {
+	t.Helper()
+	out, err := tr.Apply(context.Background(), in, req)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	return out, string(b), err
+}
+
+// leakCheck records goroutines, open fds and child processes, and checks
+// at the end of the test that all are back where they were.
+type leakCheck struct {
+	goroutines int
+	fds        int
+}
+
+func startLeakCheck() leakCheck {
+	return leakCheck{goroutines: runtime.NumGoroutine(), fds: countFDs()}
+}
+
+func (l leakCheck) check(t testing.TB) {
+	t.Helper()
+	var g, f int
+	var kids []int
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g, f, kids = runtime.NumGoroutine(), countFDs(), childProcesses()
+		if (g <= l.goroutines && f <= l.fds && len(kids) == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g > l.goroutines {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Errorf("goroutines: %d before, %d after\n%s", l.goroutines, g, buf)
+	}
+	if f > l.fds {
+		t.Errorf("open fds: %d before, %d after", l.fds, f)
+	}
+	if len(kids) > 0 {
+		t.Errorf("child processes left: %v", kids)
+	}
+}
+
+func countFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	return len(ents)
+}
+
+// childProcesses lists live (not zombie) processes whose parent is this
+// process or that are in a process group led by one of its children.
+func childProcesses() []int {
+	me := os.Getpid()
+	ents, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 3 || f[0] == "Z" {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == me {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}

@@ -1,0 +1,457 @@
+package filter
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// OneShotConfig configures a transform that runs a new process per request,
+// mod_ext_filter style: the raw input body on its stdin, its raw stdout
+// streamed back as the body.
+type OneShotConfig struct {
+	Name string
+	// Args is the argv template. Args[0] is the program (a path, or a name
+	// looked up in PATH when the transform is created); it may not hold
+	// placeholders. In the other arguments "{name}" is replaced by the
+	// value of the query parameter name, which must be present once and
+	// match Vars[name] in full. No shell is involved.
+	Args []string
+	// Vars maps each placeholder to the regexp its value must match
+	// (anchored at both ends), e.g. "size": `[0-9]{1,4}x[0-9]{1,4}`.
+	Vars map[string]string
+	// ContentType is the Content-Type of the output; "" keeps the input's.
+	ContentType string
+	// Timeout bounds a run from start until its output ends; 0 means none.
+	Timeout time.Duration
+	// Env is the whole environment of the process (nil: empty).
+	Env []string
+	Dir string
+	// Logger receives the process's stderr lines; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+var placeholder = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// oneShotKillGrace is how long a one-shot process has between SIGTERM and
+// SIGKILL when it must stop early.
+const oneShotKillGrace = 500 * time.Millisecond
+
+type oneShot struct {
+	cfg  OneShotConfig
+	path string
+	vars map[string]*regexp.Regexp
+	log  *slog.Logger
+}
+
+// NewOneShot checks cfg (program found, every placeholder declared, every
+// regexp valid) and returns the transform.
+func NewOneShot(cfg OneShotConfig) (Transform, error) {
+	if len(cfg.Args) == 0 || cfg.Args[0] == "" {
+		return nil, fmt.Errorf("one-shot transform %q: no program in Args", cfg.Name)
+	}
+	if placeholder.MatchString(cfg.Args[0]) {
+		return nil, fmt.Errorf("one-shot transform %q: the program %q may not contain placeholders", cfg.Name, cfg.Args[0])
+	}
+	t := &oneShot{cfg: cfg, vars: map[string]*regexp.Regexp{}, log: cfg.Logger}
+	if t.log == nil {
+		t.log = slog.Default()
+	}
+	for name, expr := range cfg.Vars {
+		re, err := regexp.Compile(`^(?:` + expr + `)$`)
+		if err != nil {
+			return nil, fmt.Errorf("one-shot transform %q: variable %q: %w", cfg.Name, name, err)
+		}
+		t.vars[name] = re
+	}
+	for _, arg := range cfg.Args[1:] {
+		for _, m := range placeholder.FindAllStringSubmatch(arg, -1) {
+			if _, ok := t.vars[m[1]]; !ok {
+				return nil, fmt.Errorf("one-shot transform %q: argument %q uses {%s}, which Vars does not declare", cfg.Name, arg, m[1])
+			}
+		}
+	}
+	path := cfg.Args[0]
+	if !strings.Contains(path, "/") {
+		p, err := exec.LookPath(path)
+		if err != nil {
+			return nil, fmt.Errorf("one-shot transform %q: program %q not found in PATH", cfg.Name, path)
+		}
+		path = p
+	} else if !filepath.IsAbs(path) && cfg.Dir != "" {
+		path = filepath.Join(cfg.Dir, path)
+	}
+	t.path = path
+	return t, nil
+}
+
+func (t *oneShot) Name() string { return t.cfg.Name }
+
+// expand fills the argv template from the query, or says which value is
+// wrong.
+func (t *oneShot) expand(req *RequestInfo) ([]string, error) {
+	var q url.Values
+	if req != nil {
+		var err error
+		if q, err = url.ParseQuery(req.Query); err != nil {
+			return nil, fmt.Errorf("query %q: %w", req.Query, err)
+		}
+	}
+	args := make([]string, len(t.cfg.Args))
+	args[0] = t.cfg.Args[0]
+	var bad error
+	for i, arg := range t.cfg.Args[1:] {
+		args[i+1] = placeholder.ReplaceAllStringFunc(arg, func(ph string) string {
+			name := ph[1 : len(ph)-1]
+			vs := q[name]
+			switch {
+			case bad != nil:
+			case len(vs) != 1:
+				bad = fmt.Errorf("query parameter %q must be given exactly once (got %d)", name, len(vs))
+			case !t.vars[name].MatchString(vs[0]):
+				bad = fmt.Errorf("query parameter %s=%q does not match %s", name, vs[0], t.vars[name])
+			default:
+				return vs[0]
+			}
+			return ""
+		})
+	}
+	return args, bad
+}
+
+func (t *oneShot) Apply(ctx context.Context, in *Message, req *RequestInfo) (*Message, error) {
+	args, err := t.expand(req)
+	if err != nil {
+		closeBody(in)
+		return nil, newError(t.cfg.Name, 0, BadRequest, err)
+	}
+	r, err := t.start(ctx, args, in)
+	if err != nil {
+		closeBody(in)
+		return nil, err
+	}
+	if _, err := r.br.Peek(1); err != nil {
+		// No output at all: a failure unless the program exited 0.
+		r.awaitExit()
+		if e := r.failure(err); e != nil {
+			r.Close()
+			return nil, e
+		}
+	}
+	out := &Message{Status: in.Status, Reason: in.Reason, Header: in.Header.Clone(), Length: -1, Body: r}
+	for _, name := range []string{"Content-Length", "Etag", "Content-Md5"} {
+		out.Header.Del(name)
+	}
+	if t.cfg.ContentType != "" {
+		out.Header.Set("Content-Type", t.cfg.ContentType)
+	}
+	return out, nil
+}
+
+// oneShotRun is one process and its output; it is the Body of the
+// returned Message.
+type oneShotRun struct {
+	t      *oneShot
+	cmd    *exec.Cmd
+	pid    int
+	ctx    context.Context
+	stdin  *os.File
+	stdout *os.File
+	br     *bufio.Reader
+
+	tail    tailLines
+	exited  chan struct{} // closed after the process was reaped
+	exitErr error
+	drained chan struct{}
+	written chan struct{}
+	in      io.ReadCloser
+
+	sigMu  sync.Mutex
+	reaped bool
+
+	aborted   atomic.Int32 // Kind+1
+	timer     *time.Timer
+	stopCtx   func() bool
+	readMu    sync.Mutex // held by Read and by Close's teardown
+	err       error
+	eof       bool
+	closeOnce sync.Once
+}
+
+func (t *oneShot) start(ctx context.Context, args []string, in *Message) (*oneShotRun, error) {
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	pipe := func() (*os.File, *os.File, error) {
+		r, w, err := os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	inR, inW, err1 := pipe()
+	outR, outW, err2 := pipe()
+	errR, errW, err3 := pipe()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		closeAll()
+		return nil, newError(t.cfg.Name, 0, Start, err)
+	}
+	cmd := &exec.Cmd{
+		Path: t.path, Args: args, Env: append([]string{}, t.cfg.Env...), Dir: t.cfg.Dir,
+		Stdin: inR, Stdout: outW, Stderr: errW,
+		// Its own group, so that a kill reaches its helpers too; SIGKILL
+		// when the bridge dies, so nothing is orphaned.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	}
+	err := cmd.Start()
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		return nil, newError(t.cfg.Name, 0, Start, fmt.Errorf("start %s: %w", t.path, err))
+	}
+	r := &oneShotRun{
+		t: t, cmd: cmd, pid: cmd.Process.Pid, ctx: ctx, stdin: inW, stdout: outR,
+		exited: make(chan struct{}), drained: make(chan struct{}), written: make(chan struct{}), in: in.Body,
+	}
+	r.br = readBuffers.Get().(*bufio.Reader)
+	r.br.Reset(outR)
+	go r.drainStderr(errR)
+	go r.wait()
+	go r.write(in)
+	if t.cfg.Timeout > 0 {
+		r.timer = time.AfterFunc(t.cfg.Timeout, func() { r.abort(Timeout) })
+	}
+	r.stopCtx = context.AfterFunc(ctx, func() {
+		if ctx.Err() == context.DeadlineExceeded {
+			r.abort(Timeout)
+		} else {
+			r.abort(Canceled)
+		}
+	})
+	return r, nil
+}
+
+func (r *oneShotRun) write(in *Message) {
+	defer close(r.written)
+	if in.Body != nil {
+		var err error
+		if in.Length >= spliceMin {
+			_, handled, serr := spliceTo(r.stdin, in.Body, in.Length)
+			if !handled {
+				_, err = io.Copy(r.stdin, in.Body)
+			} else {
+				err = serr
+			}
+		} else {
+			_, err = io.Copy(r.stdin, in.Body)
+		}
+		var ie *inputError
+		if errors.As(err, &ie) {
+			r.abort(Input)
+		}
+		in.Body.Close()
+	}
+	r.stdin.Close() // EOF tells the program its input is complete
+}
+
+func (r *oneShotRun) drainStderr(f *os.File) {
+	defer close(r.drained)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 4096), 4096)
+	logged := 0
+	for sc.Scan() {
+		line := sc.Text()
+		r.tail.add(line)
+		if logged++; logged <= 100 {
+			r.t.log.Info("transform stderr", "transform", r.t.cfg.Name, "pid", r.pid, "line", line)
+		}
+	}
+	// A line longer than the buffer ends the scan; keep draining so the
+	// program never blocks on stderr.
+	io.Copy(io.Discard, f)
+}
+
+// wait reaps the process; before reaping, it kills what is left of its
+// group, while the group id cannot yet be reused.
+func (r *oneShotRun) wait() {
+	var info unix.Siginfo
+	for unix.Waitid(unix.P_PID, r.pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+	}
+	r.sigMu.Lock()
+	unix.Kill(-r.pid, unix.SIGKILL)
+	r.reaped = true
+	r.sigMu.Unlock()
+	r.exitErr = r.cmd.Wait()
+	close(r.exited)
+}
+
+func (r *oneShotRun) signal(sig syscall.Signal) {
+	r.sigMu.Lock()
+	defer r.sigMu.Unlock()
+	if !r.reaped {
+		unix.Kill(-r.pid, sig)
+	}
+}
+
+// kill stops the process group: SIGTERM, a short grace, SIGKILL.
+func (r *oneShotRun) kill() {
+	r.signal(unix.SIGTERM)
+	select {
+	case <-r.exited:
+	case <-time.After(oneShotKillGrace):
+		r.signal(unix.SIGKILL)
+		<-r.exited
+	}
+}
+
+func (r *oneShotRun) abort(kind Kind) {
+	if r.aborted.CompareAndSwap(0, int32(kind)+1) {
+		r.kill()
+	}
+}
+
+// awaitExit waits for the process to end and its stderr to be drained.
+func (r *oneShotRun) awaitExit() {
+	<-r.exited
+	<-r.drained
+}
+
+// failure returns the *Error for a run that ended (cause is what the read
+// saw), or nil when it ended well.
+func (r *oneShotRun) failure(cause error) *Error {
+	name := r.t.cfg.Name
+	if k := r.aborted.Load(); k != 0 {
+		kind := Kind(k - 1)
+		switch kind {
+		case Timeout:
+			cause = fmt.Errorf("no end of output within %s", r.t.cfg.Timeout)
+			if r.ctx.Err() != nil {
+				cause = errors.New("the request's deadline passed")
+			}
+		case Canceled:
+			cause = r.ctx.Err()
+		case Input:
+			cause = errors.New("its input broke off")
+		}
+		e := newError(name, r.pid, kind, cause)
+		e.StderrTail = r.tail.lines()
+		return e
+	}
+	if r.exitErr != nil {
+		e := newError(name, r.pid, Crash, fmt.Errorf("%s: %w", r.path(), r.exitErr))
+		e.StderrTail = r.tail.lines()
+		return e
+	}
+	if cause != nil && cause != io.EOF {
+		return newError(name, r.pid, Crash, cause)
+	}
+	return nil
+}
+
+func (r *oneShotRun) path() string { return r.t.path }
+
+func (r *oneShotRun) Read(p []byte) (int, error) {
+	r.readMu.Lock()
+	defer r.readMu.Unlock()
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.eof {
+		return 0, io.EOF
+	}
+	n, err := r.br.Read(p)
+	if err == nil {
+		return n, nil
+	}
+	r.awaitExit()
+	if e := r.failure(err); e != nil {
+		r.err = e
+		return n, e
+	}
+	r.eof = true
+	r.stopWatch()
+	return n, io.EOF
+}
+
+func (r *oneShotRun) stopWatch() {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.stopCtx()
+}
+
+// Close stops the process if it still runs and waits until nothing of the
+// run is left: process reaped, pipes closed, goroutines ended.
+func (r *oneShotRun) Close() error {
+	r.closeOnce.Do(func() {
+		r.stopWatch()
+		select {
+		case <-r.exited:
+		default:
+			r.kill()
+		}
+		if r.in != nil {
+			r.in.Close()
+		}
+		<-r.written
+		<-r.drained
+		r.readMu.Lock()
+		defer r.readMu.Unlock()
+		r.stdout.Close()
+		r.br.Reset(nil)
+		readBuffers.Put(r.br)
+		if r.err == nil && !r.eof {
+			r.err = newError(r.t.cfg.Name, r.pid, Canceled, errors.New("the output was closed before its end"))
+		} else if r.err == nil {
+			r.err = io.EOF
+		}
+	})
+	return nil
+}
+
+// tailLines keeps the last lines a process wrote to stderr.
+type tailLines struct {
+	mu   sync.Mutex
+	ring []string
+}
+
+const tailMax = 20
+
+func (t *tailLines) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.ring) == tailMax {
+		copy(t.ring, t.ring[1:])
+		t.ring = t.ring[:tailMax-1]
+	}
+	t.ring = append(t.ring, line)
+}
+
+func (t *tailLines) lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.ring...)
+}

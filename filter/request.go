@@ -1,0 +1,136 @@
+package filter
+
+import (
+	"fmt"
+	"strings"
+)
+
+// RequestInfo is what a transform may need to know about the request whose
+// response it transforms. It travels as request-describing headers in the
+// message head:
+//
+//	X-Request-URL: http://example.org/items/1?format=html   (URL)
+//	X-Bridge-Method: GET                                      (Method)
+//	X-Bridge-Path: /items/1                                   (Path)
+//	X-Bridge-Query: format=html                               (Query, when not empty)
+//	X-Bridge-Param-REMOTE_ADDR: 192.0.2.1                     (each of Params)
+//
+// X-Request-URL is the header renderers built on subprocess_middleware (the
+// ENCODE renderer, for one) read with res.getHeader('X-Request-URL').
+// Headers with these names arriving from the source are dropped before the
+// message is written, so that an upstream cannot spoof them, and they are
+// removed from every reply before it reaches the client.
+type RequestInfo struct {
+	URL    string // absolute, e.g. http://host/path?q
+	Method string
+	Path   string
+	Query  string
+	Params []Field // selected FastCGI params to pass (X-Bridge-Param-<Name>)
+}
+
+// ReservedPrefix starts the names of the request-describing headers. Together
+// with RequestURLHeader, these names are reserved: stripped from what the
+// source sends and from every reply.
+const ReservedPrefix = "X-Bridge-"
+
+// RequestURLHeader carries RequestInfo.URL.
+const RequestURLHeader = "X-Request-URL"
+
+// isReserved reports whether a header name is one the bridge owns.
+func isReserved(name string) bool {
+	return strings.EqualFold(name, RequestURLHeader) || hasPrefixFold(name, ReservedPrefix)
+}
+
+// isFraming reports whether a header describes the pipe rather than the
+// message; the bridge writes and consumes these itself.
+func isFraming(name string) bool {
+	switch len(name) {
+	case 10:
+		return strings.EqualFold(name, "Connection") || strings.EqualFold(name, "Keep-Alive")
+	case 14:
+		return strings.EqualFold(name, "Content-Length")
+	case 17:
+		return strings.EqualFold(name, "Transfer-Encoding")
+	}
+	return false
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// appendRequestHeaders appends the request-describing header lines.
+func appendRequestHeaders(dst []byte, req *RequestInfo) ([]byte, error) {
+	if req == nil {
+		return dst, nil
+	}
+	var err error
+	add := func(name, value string) {
+		if err != nil {
+			return
+		}
+		if !validValue(value) {
+			err = fmt.Errorf("request %s contains a control character", name)
+			return
+		}
+		dst = appendField(dst, name, value)
+	}
+	if req.URL != "" {
+		add(RequestURLHeader, req.URL)
+	}
+	if req.Method != "" {
+		add(ReservedPrefix+"Method", req.Method)
+	}
+	if req.Path != "" {
+		add(ReservedPrefix+"Path", req.Path)
+	}
+	if req.Query != "" {
+		add(ReservedPrefix+"Query", req.Query)
+	}
+	for _, p := range req.Params {
+		if !validName(p.Name) {
+			return dst, fmt.Errorf("param name %q cannot be a header name", p.Name)
+		}
+		add(ReservedPrefix+"Param-"+p.Name, p.Value)
+	}
+	return dst, err
+}
+
+func appendField(dst []byte, name, value string) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ": "...)
+	dst = append(dst, value...)
+	return append(dst, "\r\n"...)
+}
+
+// validName reports whether s is an HTTP token (RFC 9110 tchar).
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTchar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTchar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// validValue rejects control characters (tab excepted), which could end the
+// line early and let a value inject headers or a body.
+func validValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

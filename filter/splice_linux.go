@@ -1,0 +1,118 @@
+package filter
+
+import (
+	"io"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// spliceChunk bounds one splice(2) call: a pipe holds 64 KiB by default, so
+// larger requests only return short.
+const spliceChunk = 1 << 20
+
+// spliceSource is implemented by bodies that can move their next n bytes to
+// a pipe themselves (a transform's reply body, whose framing must be kept).
+type spliceSource interface {
+	spliceOut(dst *os.File, n int64) (written int64, handled bool, err error)
+}
+
+// spliceTo moves n bytes from src to the pipe dst with splice(2), without
+// copying them through user space. handled is false when src cannot be
+// spliced (no file descriptor); nothing was read then. Errors reading src
+// are *inputError.
+func spliceTo(dst *os.File, src io.Reader, n int64) (written int64, handled bool, err error) {
+	if s, ok := src.(spliceSource); ok {
+		return s.spliceOut(dst, n)
+	}
+	if lr, ok := src.(*io.LimitedReader); ok {
+		// The limit only ever shortens n.
+		if lr.N < n {
+			n = lr.N
+		}
+		written, handled, err = spliceTo(dst, lr.R, n)
+		lr.N -= written
+		return written, handled, err
+	}
+	sc, ok := src.(syscall.Conn)
+	if !ok {
+		return 0, false, nil
+	}
+	srcRC, err := sc.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	written, err = spliceRaw(dst, srcRC, n)
+	return written, true, err
+}
+
+// spliceRaw splices n bytes from srcRC into the pipe dst (or from the pipe
+// srcRC into dst; splice needs one side to be a pipe). It waits for
+// readiness through the runtime poller on whichever side is not ready, so it
+// never blocks a thread on a pipe or socket.
+func spliceRaw(dst *os.File, srcRC syscall.RawConn, n int64) (int64, error) {
+	dstRC, err := dst.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var written int64
+	var serr error
+	var srcEOF bool
+	werr := dstRC.Write(func(dfd uintptr) bool {
+		for written < n && serr == nil && !srcEOF {
+			dstFull := false
+			rerr := srcRC.Read(func(sfd uintptr) bool {
+				k, err := unix.Splice(int(sfd), nil, int(dfd), nil, int(min(n-written, spliceChunk)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				switch {
+				case err == unix.EINTR:
+					return false
+				case err == unix.EAGAIN:
+					// Either side may be the one not ready. Wait for the
+					// source unless it is the destination that is full.
+					if !pollWritable(int(dfd)) {
+						dstFull = true
+						return true
+					}
+					return false
+				case err != nil:
+					serr = err
+				case k == 0:
+					srcEOF = true
+				default:
+					written += k
+				}
+				return true
+			})
+			if rerr != nil {
+				serr = &inputError{rerr}
+			}
+			if dstFull {
+				return false // wait until dst is writable
+			}
+		}
+		return true
+	})
+	switch {
+	case serr != nil:
+		return written, serr
+	case werr != nil:
+		return written, werr
+	case srcEOF && written < n:
+		return written, &inputError{errShortInput}
+	}
+	return written, nil
+}
+
+// pollWritable reports whether fd can take data now (or is broken, which a
+// write will report).
+func pollWritable(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err != nil || (n > 0 && fds[0].Revents != 0)
+	}
+}
