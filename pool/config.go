@@ -77,8 +77,9 @@ const (
 	defaultKillGrace    = 3 * time.Second
 	// earlyExitWindow: a process that exits on its own within this time of
 	// its start, before it completed any lease, failed to start rather than
-	// crashed; this is what drives the back-off for programs that exit at
-	// once (bad flags, missing files), which a successful exec cannot show.
+	// crashed (unless it exited cleanly during its first lease); this is
+	// what drives the back-off for programs that exit at once (bad flags,
+	// missing files), which a successful exec cannot show.
 	earlyExitWindow = time.Second
 	backoffBase     = 100 * time.Millisecond
 	backoffCap      = 30 * time.Second

@@ -32,7 +32,9 @@ func helperCommand(t testing.TB, mode string, env ...string) ([]string, []string
 	if err != nil {
 		t.Fatalf("test binary: %v", err)
 	}
-	return []string{exe}, append([]string{helperEnv + "=" + mode}, env...)
+	// The race detector's runtime sleeps a second at exit unless told
+	// not to; the helpers must exit when their mode says so.
+	return []string{exe}, append([]string{helperEnv + "=" + mode, "GORACE=atexit_sleep_ms=0"}, env...)
 }
 
 func runHelper(mode string) int {

@@ -422,6 +422,7 @@ func (p *Pool) recordStartFailureLocked(serr *StartError, now time.Time) {
 func (p *Pool) exited(proc *Process) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	leased := proc.state == stateBusy
 	switch proc.state {
 	case stateStarting, stateRetiring:
 		// spawn() and the retiring goroutine deal with these.
@@ -443,7 +444,10 @@ func (p *Pool) exited(proc *Process) {
 		return
 	}
 	now := time.Now()
-	if proc.requests.Load() == 0 && now.Sub(proc.started) < earlyExitWindow {
+	// An exit soon after the start, before any lease completed, is a start
+	// failure and backs off, except a clean exit during the first lease: a
+	// transform may serve one reply and exit (Connection: close).
+	if proc.requests.Load() == 0 && now.Sub(proc.started) < earlyExitWindow && (!leased || proc.exitErr != nil) {
 		p.recordStartFailureLocked(p.startError(errEarlyExit, proc), now)
 	} else {
 		p.stats.Crashed++
