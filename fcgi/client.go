@@ -125,9 +125,9 @@ type Response struct {
 	ProtocolStatus uint8
 }
 
-func (c *Client) dialTimeout() time.Duration  { return orDefault(c.DialTimeout, 10*time.Second) }
-func (c *Client) idleTimeout() time.Duration  { return orDefault(c.IdleTimeout, 60*time.Second) }
-func (c *Client) abortTimeout() time.Duration { return orDefault(c.AbortTimeout, 5*time.Second) }
+func (c *Client) dialTimeout() time.Duration  { return clientDefault(c.DialTimeout, 10*time.Second) }
+func (c *Client) idleTimeout() time.Duration  { return clientDefault(c.IdleTimeout, 60*time.Second) }
+func (c *Client) abortTimeout() time.Duration { return clientDefault(c.AbortTimeout, 5*time.Second) }
 func (c *Client) keepConn() bool              { return c.KeepConn || c.Multiplex }
 
 func (c *Client) maxIdle() int {
@@ -161,7 +161,7 @@ func (c *Client) responseBuffer() int {
 	return 256 << 10
 }
 
-func orDefault(d, def time.Duration) time.Duration {
+func clientDefault(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}
@@ -242,8 +242,8 @@ func (c *Client) encodeHead(role Role, req *ClientRequest) (head []byte, inline 
 	}
 	head = appendEmptyRecord(head, typeParams, 0)
 
-	stdin, ok1 := smallBody(req.Stdin)
-	data, ok2 := smallBody(req.Data)
+	stdin, ok1 := clientSmallBody(req.Stdin)
+	data, ok2 := clientSmallBody(req.Data)
 	if !ok1 || !ok2 {
 		return head, false, nil
 	}
@@ -260,10 +260,10 @@ func (c *Client) encodeHead(role Role, req *ClientRequest) (head []byte, inline 
 	return head, true, nil
 }
 
-// smallBody returns the bytes of an in-memory body of at most one record,
+// clientSmallBody returns the bytes of an in-memory body of at most one record,
 // without consuming it when it is larger. ok is false when the body must be
 // streamed.
-func smallBody(r io.Reader) (b []byte, ok bool) {
+func clientSmallBody(r io.Reader) (b []byte, ok bool) {
 	if r == nil {
 		return nil, true
 	}
@@ -404,7 +404,7 @@ func (c *Client) putIdle(cc *clientConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || !c.keepConn() {
-		go cc.close(errConnDone)
+		go cc.close(errClientConnDone)
 		return
 	}
 	if c.Multiplex {
@@ -416,14 +416,14 @@ func (c *Client) putIdle(cc *clientConn) {
 		}
 		if idle > c.maxIdle() {
 			c.removeShared(cc)
-			go cc.close(errConnDone)
+			go cc.close(errClientConnDone)
 			return
 		}
 		cc.armIdleTimer()
 		return
 	}
 	if len(c.idle) >= c.maxIdle() {
-		go cc.close(errConnDone)
+		go cc.close(errClientConnDone)
 		return
 	}
 	c.idle = append(c.idle, cc)

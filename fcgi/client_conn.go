@@ -11,8 +11,8 @@ import (
 )
 
 var (
-	errConnDone    = errors.New("fcgi: connection no longer needed")
-	errIdleTimeout = errors.New("fcgi: idle connection timed out")
+	errClientConnDone    = errors.New("fcgi: connection no longer needed")
+	errClientIdleTimeout = errors.New("fcgi: idle connection timed out")
 )
 
 // clientConn is one connection to the application. The read loop goroutine
@@ -111,7 +111,7 @@ func (cc *clientConn) armIdleTimer() {
 		idle := cc.err == nil && cc.reserved == 0
 		cc.mu.Unlock()
 		if idle {
-			cc.close(errIdleTimeout)
+			cc.close(errClientIdleTimeout)
 		}
 	})
 }
@@ -253,15 +253,15 @@ func (cc *clientConn) start(ctx context.Context, st *clientStream, head []byte, 
 // becoming one record, so the application sees the body as it comes.
 func (cc *clientConn) writeBody(st *clientStream, stdin, data io.Reader, role Role) {
 	defer st.unref()
-	buf := getRecordBuf()
-	defer putRecordBuf(buf)
+	buf := clientGetRecordBuf()
+	defer clientPutRecordBuf(buf)
 	err := cc.copyStream(st, typeStdin, stdin, buf)
 	if err == nil && role == RoleFilter {
 		err = cc.copyStream(st, typeData, data, buf)
 	}
 	var bodyErr *requestBodyError
 	switch {
-	case err == nil, errors.Is(err, errStreamStopped):
+	case err == nil, errors.Is(err, errClientStreamStopped):
 	case errors.As(err, &bodyErr):
 		// The application must not take a truncated body for a whole one:
 		// abort, and keep the id until its END_REQUEST.
@@ -271,7 +271,7 @@ func (cc *clientConn) writeBody(st *clientStream, stdin, data io.Reader, role Ro
 	}
 }
 
-var errStreamStopped = errors.New("fcgi: request already ended")
+var errClientStreamStopped = errors.New("fcgi: request already ended")
 
 type requestBodyError struct {
 	what string
@@ -287,7 +287,7 @@ func (cc *clientConn) copyStream(st *clientStream, t recType, r io.Reader, buf *
 	if r != nil {
 		for {
 			if st.stopped() {
-				return errStreamStopped
+				return errClientStreamStopped
 			}
 			buf.reset()
 			n, rerr := r.Read(buf.tail())
@@ -310,15 +310,15 @@ func (cc *clientConn) copyStream(st *clientStream, t recType, r io.Reader, buf *
 		}
 	}
 	if st.stopped() {
-		return errStreamStopped
+		return errClientStreamStopped
 	}
 	return cc.write(appendEmptyRecord(nil, t, st.id))
 }
 
-var recordBufPool = sync.Pool{New: func() any { return newRecordBuf() }}
+var clientRecordBufPool = sync.Pool{New: func() any { return newRecordBuf() }}
 
-func getRecordBuf() *recordBuf  { return recordBufPool.Get().(*recordBuf) }
-func putRecordBuf(b *recordBuf) { b.reset(); recordBufPool.Put(b) }
+func clientGetRecordBuf() *recordBuf  { return clientRecordBufPool.Get().(*recordBuf) }
+func clientPutRecordBuf(b *recordBuf) { b.reset(); clientRecordBufPool.Put(b) }
 
 // readLoop reads the application's records until the connection ends.
 func (cc *clientConn) readLoop() {
@@ -425,8 +425,8 @@ func (cc *clientConn) getValues(ctx context.Context, msg []byte) (map[string]str
 	}
 }
 
-// chunkPool holds STDOUT record copies; a record never exceeds maxContent.
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, maxContent); return &b }}
+// clientChunkPool holds STDOUT record copies; a record never exceeds maxContent.
+var clientChunkPool = sync.Pool{New: func() any { b := make([]byte, maxContent); return &b }}
 
 // clientStream is one request on a connection and its Response.Stdout.
 type clientStream struct {
@@ -479,7 +479,7 @@ func (st *clientStream) deliver(content []byte) {
 	if st.closed || st.ended || st.cancelErr != nil {
 		return
 	}
-	bp := chunkPool.Get().(*[]byte)
+	bp := clientChunkPool.Get().(*[]byte)
 	n := copy(*bp, content)
 	st.chunks = append(st.chunks, bp)
 	st.chunkLens = append(st.chunkLens, n)
@@ -588,7 +588,7 @@ func (st *clientStream) Read(p []byte) (int, error) {
 		n += k
 		st.off += k
 		if st.off == st.chunkLens[0] {
-			chunkPool.Put(st.chunks[0])
+			clientChunkPool.Put(st.chunks[0])
 			st.chunks[0] = nil
 			st.chunks = st.chunks[1:]
 			st.chunkLens = st.chunkLens[1:]
@@ -602,7 +602,7 @@ func (st *clientStream) Read(p []byte) (int, error) {
 
 func (st *clientStream) dropChunksLocked() {
 	for _, c := range st.chunks {
-		chunkPool.Put(c)
+		clientChunkPool.Put(c)
 	}
 	st.chunks, st.chunkLens, st.off, st.buffered = nil, nil, 0, 0
 }

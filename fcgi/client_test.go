@@ -27,8 +27,8 @@ func startFake(t *testing.T, a *fakeApp) *Client {
 	return c
 }
 
-// echoHandler answers with the params it got (in order) and the body.
-func echoHandler(r *fakeReq, w *fakeOut) {
+// fakeEchoHandler answers with the params it got (in order) and the body.
+func fakeEchoHandler(r *fakeReq, w *fakeOut) {
 	var b strings.Builder
 	b.WriteString("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n")
 	fmt.Fprintf(&b, "role=%v id=%d keep=%v\n", r.role, r.id, r.keep)
@@ -44,7 +44,7 @@ func echoHandler(r *fakeReq, w *fakeOut) {
 	w.stdout([]byte(b.String()))
 }
 
-func doString(t *testing.T, c *Client, req *ClientRequest) (string, *Response) {
+func clientDoString(t *testing.T, c *Client, req *ClientRequest) (string, *Response) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -80,13 +80,13 @@ func TestClientRoles(t *testing.T) {
 			req:  ClientRequest{Params: []Pair{{"X", "y"}, {"LONG", strings.Repeat("v", 70000)}, {"Z", "z"}}},
 			want: []string{"X=y\nLONG=" + strings.Repeat("v", 70000) + "\nZ=z\n"}},
 		{name: "many params over several records",
-			req:  ClientRequest{Params: manyParams(3000)},
+			req:  ClientRequest{Params: clientManyParams(3000)},
 			want: []string{"P0=value-0\n", "P2999=value-2999\n"}},
 	}
-	c := startFake(t, &fakeApp{handler: echoHandler})
+	c := startFake(t, &fakeApp{handler: fakeEchoHandler})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out, resp := doString(t, c, &tc.req)
+			out, resp := clientDoString(t, c, &tc.req)
 			for _, w := range tc.want {
 				require.Contains(t, out, w)
 			}
@@ -95,7 +95,7 @@ func TestClientRoles(t *testing.T) {
 	}
 }
 
-func manyParams(n int) []Pair {
+func clientManyParams(n int) []Pair {
 	ps := make([]Pair, n)
 	for i := range ps {
 		ps[i] = Pair{fmt.Sprintf("P%d", i), fmt.Sprintf("value-%d", i) + strings.Repeat("x", 20)}
@@ -151,7 +151,7 @@ func TestClientStderrBounded(t *testing.T) {
 	}})
 	c.StderrLimit = 100
 	var stderr bytes.Buffer
-	out, _ := doString(t, c, &ClientRequest{Stderr: &stderr})
+	out, _ := clientDoString(t, c, &ClientRequest{Stderr: &stderr})
 	require.Contains(t, out, "ok")
 	require.Equal(t, strings.Repeat("e", 100), stderr.String())
 }
@@ -177,11 +177,11 @@ func TestClientProtocolStatusErrors(t *testing.T) {
 }
 
 func TestClientKeepConnReuse(t *testing.T) {
-	app := &fakeApp{handler: echoHandler}
+	app := &fakeApp{handler: fakeEchoHandler}
 	c := startFake(t, app)
 	c.KeepConn = true
 	for i := 0; i < 20; i++ {
-		out, _ := doString(t, c, &ClientRequest{Stdin: strings.NewReader(fmt.Sprint(i))})
+		out, _ := clientDoString(t, c, &ClientRequest{Stdin: strings.NewReader(fmt.Sprint(i))})
 		require.Contains(t, out, "keep=true")
 		require.Contains(t, out, fmt.Sprintf("stdin=%d\n", i))
 	}
@@ -189,10 +189,10 @@ func TestClientKeepConnReuse(t *testing.T) {
 }
 
 func TestClientNoKeepConnDialsEachTime(t *testing.T) {
-	app := &fakeApp{handler: echoHandler}
+	app := &fakeApp{handler: fakeEchoHandler}
 	c := startFake(t, app)
 	for i := 0; i < 5; i++ {
-		out, _ := doString(t, c, &ClientRequest{})
+		out, _ := clientDoString(t, c, &ClientRequest{})
 		require.Contains(t, out, "keep=false")
 	}
 	require.EqualValues(t, 5, app.accepted.Load())
@@ -201,11 +201,11 @@ func TestClientNoKeepConnDialsEachTime(t *testing.T) {
 // An application that closes kept connections (php-fpm recycling a worker)
 // must not fail the next request: nothing of it was sent.
 func TestClientRetriesStaleConnection(t *testing.T) {
-	app := &fakeApp{handler: echoHandler, closeAfterEach: true}
+	app := &fakeApp{handler: fakeEchoHandler, closeAfterEach: true}
 	c := startFake(t, app)
 	c.KeepConn = true
 	for i := 0; i < 5; i++ {
-		out, _ := doString(t, c, &ClientRequest{})
+		out, _ := clientDoString(t, c, &ClientRequest{})
 		require.Contains(t, out, "stdin=")
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -215,10 +215,10 @@ func TestClientRetriesStaleConnection(t *testing.T) {
 // The race the retry exists for: the connection is dead but the client has
 // not noticed yet when it sends.
 func TestClientRetryOnWriteToDeadConn(t *testing.T) {
-	app := &fakeApp{handler: echoHandler}
+	app := &fakeApp{handler: fakeEchoHandler}
 	c := startFake(t, app)
 	c.KeepConn = true
-	doString(t, c, &ClientRequest{})
+	clientDoString(t, c, &ClientRequest{})
 	c.mu.Lock()
 	require.Len(t, c.idle, 1)
 	cc := c.idle[0]
@@ -228,7 +228,7 @@ func TestClientRetryOnWriteToDeadConn(t *testing.T) {
 	cc.wlock <- struct{}{}
 	cc.nc.(*net.UnixConn).CloseWrite()
 	_ = cc.nc.SetWriteDeadline(time.Now().Add(-time.Second))
-	out, _ := doString(t, c, &ClientRequest{})
+	out, _ := clientDoString(t, c, &ClientRequest{})
 	require.Contains(t, out, "role=RESPONDER")
 	require.EqualValues(t, 2, app.accepted.Load())
 }
@@ -237,7 +237,7 @@ func TestClientMultiplex(t *testing.T) {
 	release := make(chan struct{})
 	app := &fakeApp{handler: func(r *fakeReq, w *fakeOut) {
 		<-release
-		echoHandler(r, w)
+		fakeEchoHandler(r, w)
 	}}
 	c := startFake(t, app)
 	c.Multiplex = true
@@ -275,7 +275,7 @@ func TestClientAbortOnEarlyClose(t *testing.T) {
 	stopped := make(chan struct{}, 1)
 	app := &fakeApp{handler: func(r *fakeReq, w *fakeOut) {
 		if r.param("ENDLESS") == "" {
-			echoHandler(r, w)
+			fakeEchoHandler(r, w)
 			return
 		}
 		w.stdout([]byte("Status: 200 OK\r\n\r\n"))
@@ -305,7 +305,7 @@ func TestClientAbortOnEarlyClose(t *testing.T) {
 		defer c.mu.Unlock()
 		return len(c.idle) == 1
 	}, 5*time.Second, time.Millisecond)
-	out, _ := doString(t, c, &ClientRequest{})
+	out, _ := clientDoString(t, c, &ClientRequest{})
 	require.Contains(t, out, "keep=true")
 	require.EqualValues(t, 1, app.accepted.Load())
 }
@@ -358,10 +358,10 @@ func TestClientAbortTimeoutDropsConnection(t *testing.T) {
 }
 
 func TestClientBodyReadErrorAborts(t *testing.T) {
-	app := &fakeApp{handler: echoHandler}
+	app := &fakeApp{handler: fakeEchoHandler}
 	c := startFake(t, app)
 	boom := errors.New("disk on fire")
-	resp, err := c.Do(context.Background(), &ClientRequest{Stdin: io.MultiReader(strings.NewReader("part"), errReader{boom})})
+	resp, err := c.Do(context.Background(), &ClientRequest{Stdin: io.MultiReader(strings.NewReader("part"), clientErrReader{boom})})
 	if err == nil {
 		_, err = io.ReadAll(resp.Stdout)
 	}
@@ -369,19 +369,19 @@ func TestClientBodyReadErrorAborts(t *testing.T) {
 	require.Eventually(t, func() bool { return app.aborts.Load() == 1 }, 5*time.Second, time.Millisecond)
 }
 
-type errReader struct{ err error }
+type clientErrReader struct{ err error }
 
-func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+func (r clientErrReader) Read([]byte) (int, error) { return 0, r.err }
 
 func TestClientGetValues(t *testing.T) {
-	app := &fakeApp{values: map[string]string{ValueMaxConns: "10", ValueMaxReqs: "50", ValueMpxsConns: "1"}, handler: echoHandler}
+	app := &fakeApp{values: map[string]string{ValueMaxConns: "10", ValueMaxReqs: "50", ValueMpxsConns: "1"}, handler: fakeEchoHandler}
 	c := startFake(t, app)
 	c.KeepConn = true
 	vals, err := c.GetValues(context.Background(), ValueMaxConns, ValueMpxsConns, "UNKNOWN")
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{ValueMaxConns: "10", ValueMpxsConns: "1"}, vals)
 	// The connection serves a request afterwards.
-	doString(t, c, &ClientRequest{})
+	clientDoString(t, c, &ClientRequest{})
 	require.EqualValues(t, 1, app.accepted.Load())
 }
 
@@ -408,17 +408,17 @@ func TestClientDialError(t *testing.T) {
 }
 
 func TestClientIdleTimeout(t *testing.T) {
-	app := &fakeApp{handler: echoHandler}
+	app := &fakeApp{handler: fakeEchoHandler}
 	c := startFake(t, app)
 	c.KeepConn = true
 	c.IdleTimeout = 50 * time.Millisecond
-	doString(t, c, &ClientRequest{})
+	clientDoString(t, c, &ClientRequest{})
 	require.Eventually(t, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return len(c.idle) == 0
 	}, 5*time.Second, 5*time.Millisecond)
-	doString(t, c, &ClientRequest{})
+	clientDoString(t, c, &ClientRequest{})
 	require.EqualValues(t, 2, app.accepted.Load())
 }
 
