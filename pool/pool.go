@@ -116,6 +116,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Process, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		proc.state = stateBusy
+		proc.leased = true
 		p.busy++
 		p.mu.Unlock()
 		return proc, nil
@@ -189,9 +190,14 @@ func (p *Pool) recordWaitLocked(since time.Time) {
 // replaced here.
 func (p *Pool) Release(proc *Process, reusable bool) {
 	var rss int64
-	if reusable && p.cfg.MaxRSS > 0 {
-		// Read outside the lock: it is a few syscalls.
-		rss, _ = proc.rss()
+	if reusable {
+		// The next lease must not inherit the caller's deadlines.
+		_ = proc.stdin.SetWriteDeadline(time.Time{})
+		_ = proc.stdout.SetReadDeadline(time.Time{})
+		if p.cfg.MaxRSS > 0 {
+			// Read outside the lock: it is a few syscalls.
+			rss, _ = proc.rss()
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -217,6 +223,9 @@ func (p *Pool) Release(proc *Process, reusable bool) {
 		case !reusable:
 			reason = "discarded"
 			p.stats.Discarded++
+		case proc.retire.Load():
+			reason = "retire"
+			p.stats.RecycledRetire++
 		case proc.maxRequests > 0 && n >= proc.maxRequests:
 			reason = "requests"
 			p.stats.RecycledRequests++
@@ -265,6 +274,7 @@ func (p *Pool) handOutLocked(proc *Process) {
 		w := p.waiters.Remove(front).(*waiter)
 		w.elem = nil
 		proc.state = stateBusy
+		proc.leased = true
 		p.busy++
 		w.ch <- waitResult{proc: proc}
 		return
@@ -344,7 +354,14 @@ func (p *Pool) spawn() {
 	var serr *StartError
 	if err != nil {
 		serr = p.startError(err, nil)
-	} else if p.cfg.Ready != nil {
+	} else {
+		// Known to Close from now on, so a Close past its deadline
+		// SIGKILLs it even during a slow readiness check.
+		p.mu.Lock()
+		p.all[proc] = struct{}{}
+		p.mu.Unlock()
+	}
+	if serr == nil && p.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.StartTimeout)
 		err = p.cfg.Ready(ctx, proc)
 		cancel()
@@ -381,6 +398,7 @@ func (p *Pool) started(proc *Process, serr *StartError) {
 	if serr != nil {
 		if proc != nil {
 			proc.state = stateRetiring
+			delete(p.all, proc)
 			proc.closeFiles() // it has exited: Done is closed
 		}
 		p.recordStartFailureLocked(serr, now)
@@ -388,7 +406,6 @@ func (p *Pool) started(proc *Process, serr *StartError) {
 		p.failHopelessWaitersLocked()
 		return
 	}
-	p.all[proc] = struct{}{}
 	if p.closed {
 		p.retireLocked(proc, "closed")
 		return
@@ -422,11 +439,9 @@ func (p *Pool) recordStartFailureLocked(serr *StartError, now time.Time) {
 func (p *Pool) exited(proc *Process) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	leased := proc.state == stateBusy
 	switch proc.state {
-	case stateStarting, stateRetiring:
-		// spawn() and the retiring goroutine deal with these.
-		return
+	case stateStarting:
+		return // spawn() reports it as a start failure
 	case stateIdle:
 		for i, q := range p.idle {
 			if q == proc {
@@ -439,15 +454,18 @@ func (p *Pool) exited(proc *Process) {
 		proc.closeFiles()
 	case stateBusy:
 		// The caller sees EOF on stdout and Done closed; Release replaces it.
+	case stateRetiring:
+		// Released as broken before its death was seen, or being retired:
+		// the retiring goroutine finalises it.
 	}
-	if proc.killed.Load() {
+	if proc.ours {
 		return
 	}
 	now := time.Now()
 	// An exit soon after the start, before any lease completed, is a start
 	// failure and backs off, except a clean exit during the first lease: a
 	// transform may serve one reply and exit (Connection: close).
-	if proc.requests.Load() == 0 && now.Sub(proc.started) < earlyExitWindow && (!leased || proc.exitErr != nil) {
+	if proc.requests.Load() == 0 && now.Sub(proc.started) < earlyExitWindow && (!proc.leased || proc.exitErr != nil) {
 		p.recordStartFailureLocked(p.startError(errEarlyExit, proc), now)
 	} else {
 		p.stats.Crashed++

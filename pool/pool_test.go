@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -597,4 +599,149 @@ func TestNoRestartLoopOnCleanExit(t *testing.T) {
 	require.GreaterOrEqual(t, s.StartFailures, uint64(2))
 	require.LessOrEqual(t, s.Spawned, uint64(6), "100+200+400ms of back-off allow about four starts in a second")
 	require.Zero(t, s.Crashed)
+}
+
+func TestReadyCheck(t *testing.T) {
+	logs := watch(t)
+	var checked sync.Map
+	ready := func(ctx context.Context, proc *Process) error {
+		checked.Store(proc.Pid(), true)
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > time.Second {
+			return errors.New("readiness context not bounded by StartTimeout")
+		}
+		got, err := exchange(proc, "ping")
+		if err != nil {
+			return err
+		}
+		if got != "ping" {
+			return fmt.Errorf("handshake got %q", got)
+		}
+		return nil
+	}
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Min: 2, Max: 3, Ready: ready, StartTimeout: time.Second})
+	require.Equal(t, 2, p.Stats().Idle)
+	var procs []*Process
+	for range 3 {
+		proc := acquire(t, p)
+		_, ok := checked.Load(proc.Pid())
+		require.True(t, ok, "process %d leased before its readiness check", proc.Pid())
+		procs = append(procs, proc)
+	}
+	for _, proc := range procs {
+		p.Release(proc, true)
+	}
+	require.Zero(t, p.Stats().StartFailures)
+}
+
+func TestRetire(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Min: 1, Max: 1})
+	proc := acquire(t, p)
+	_, err := exchange(proc, "last one")
+	require.NoError(t, err)
+	proc.Retire()
+	p.Release(proc, true)
+	next := acquire(t, p)
+	require.NotEqual(t, proc.Pid(), next.Pid())
+	p.Release(next, true)
+	s := p.Stats()
+	require.EqualValues(t, 1, s.RecycledRetire)
+	require.Zero(t, s.Discarded+s.Crashed+s.StartFailures)
+}
+
+func TestReleaseClearsDeadlines(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Max: 1})
+	proc := acquire(t, p)
+	require.NoError(t, proc.Stdout().SetReadDeadline(time.Now().Add(time.Millisecond)))
+	p.Release(proc, true)
+	proc = acquire(t, p)
+	defer p.Release(proc, true)
+	time.Sleep(5 * time.Millisecond)
+	_, err := io.WriteString(proc.Stdin(), "x\n")
+	require.NoError(t, err)
+	buf := make([]byte, 2)
+	_, err = io.ReadFull(proc.Stdout(), buf)
+	require.NoError(t, err, "the previous caller's deadline leaked into this lease")
+}
+
+// Leases go on while processes are killed from outside at random: every
+// exchange either succeeds or fails cleanly, and the pool heals.
+func TestChaos(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Min: 2, Max: 4, QueueSize: 64, QueueTimeout: 10 * time.Second, KillGrace: 100 * time.Millisecond})
+	stop := make(chan struct{})
+	var killer sync.WaitGroup
+	killer.Add(1)
+	go func() {
+		defer killer.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Millisecond):
+			}
+			pids := logs.startedPids()
+			recent := pids[max(0, len(pids)-4):]
+			_ = syscall.Kill(recent[rand.IntN(len(recent))], syscall.SIGKILL)
+		}
+	}()
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	var ok, failed atomic.Int64
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			end := time.Now().Add(time.Second)
+			for r := 0; time.Now().Before(end); r++ {
+				proc, err := p.Acquire(context.Background())
+				if err != nil {
+					var serr *StartError
+					if errors.As(err, &serr) {
+						continue // an early SIGKILL looks like a start failure
+					}
+					errs <- err
+					return
+				}
+				msg := fmt.Sprintf("w%d r%d", w, r)
+				got, err := exchange(proc, msg)
+				switch {
+				case err == nil && got != msg:
+					errs <- fmt.Errorf("sent %q got %q", msg, got)
+					p.Release(proc, false)
+					return
+				case err == nil:
+					ok.Add(1)
+				default:
+					failed.Add(1)
+				}
+				p.Release(proc, err == nil)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	killer.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	// Healed: the pool serves again once the killing stops.
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		proc, err := p.Acquire(ctx)
+		if err != nil {
+			return false
+		}
+		got, err := exchange(proc, "after")
+		p.Release(proc, err == nil)
+		return err == nil && got == "after"
+	}, 10*time.Second, 50*time.Millisecond)
+	s := p.Stats()
+	require.Zero(t, s.Busy)
+	t.Logf("%d exchanges ok, %d failed; spawned %d, crashed %d, start failures %d",
+		ok.Load(), failed.Load(), s.Spawned, s.Crashed, s.StartFailures)
+	require.Positive(t, failed.Load(), "the killer hit no exchange")
 }

@@ -46,16 +46,21 @@ type Process struct {
 	reaped bool
 
 	killOnce  sync.Once
-	killed    atomic.Bool // Kill was called: an exit is not a crash
+	killed    atomic.Bool // Kill or forceKill was called
 	filesOnce sync.Once
 	requests  atomic.Int64
+	retire    atomic.Bool // Retire was called
 
 	done    chan struct{}
 	exit    string // how it ended; written before done is closed
 	exitErr error
+	// ours: the pool had started killing it before its exit was seen, so
+	// the exit is not a crash. Written before done is closed.
+	ours bool
 
 	// Guarded by Pool.mu.
 	state       procState
+	leased      bool // has been handed to a caller
 	maxRequests int64
 	retireAt    time.Time
 	idleSince   time.Time
@@ -65,10 +70,14 @@ type Process struct {
 func (p *Process) Pid() int { return p.pid }
 
 // Stdin returns the write end of the process's stdin pipe. It is an
-// *os.File so the filter layer can splice(2) into it.
+// *os.File so the filter layer can splice(2) into it; it is non-blocking
+// and registered with the runtime poller, so deadlines work. The pool owns
+// it: callers must not close it (Kill does).
 func (p *Process) Stdin() *os.File { return p.stdin }
 
-// Stdout returns the read end of the process's stdout pipe.
+// Stdout returns the read end of the process's stdout pipe, like Stdin
+// non-blocking with deadlines (Release clears them). The pool closes it when
+// the process is retired.
 func (p *Process) Stdout() *os.File { return p.stdout }
 
 // StderrTail returns copies of the last lines the process wrote to stderr.
@@ -80,6 +89,12 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Requests returns the number of completed leases.
 func (p *Process) Requests() int64 { return p.requests.Load() }
+
+// Retire asks for the process to be replaced when it is released rather
+// than reused, without counting a failure: for a transform that announced
+// it will exit (a reply with Connection: close). Release then retires it
+// even with reusable=true.
+func (p *Process) Retire() { p.retire.Store(true) }
 
 // Started returns when the process was started.
 func (p *Process) Started() time.Time { return p.started }
@@ -293,6 +308,7 @@ func (p *Process) wait() {
 			break
 		}
 	}
+	p.ours = p.killed.Load()
 	p.sigMu.Lock()
 	// Helpers the transform started die with it rather than becoming
 	// orphans; they also hold the stderr pipe open.

@@ -12,6 +12,7 @@ type Stats struct {
 	Spawned uint64 // processes started successfully
 	// Recycled by reason.
 	RecycledRequests, RecycledLifetime, RecycledRSS, RecycledIdle uint64
+	RecycledRetire                                                uint64 // Process.Retire was called
 	Discarded                                                     uint64 // released with reusable=false
 	Crashed                                                       uint64 // exited on their own after a good start
 	StartFailures                                                 uint64 // failed execs, failed readiness, exits right after start
