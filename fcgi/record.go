@@ -22,6 +22,8 @@ package fcgi
 //       padding in a single Write. Not safe for concurrent use: serialise callers.
 //   recordBuf: an outgoing record assembled in place (content appended after room
 //       for the header), then finish() frames it for a single Write without copying.
+//   appendRecord(dst, t, id, content), appendEmptyRecord, appendEndRequest
+//       small records appended to a buffer (management replies, stream ends).
 //   appendPair(dst, name, value), appendPairLength(dst, n)
 //       name-value encoding with 1- or 4-byte lengths.
 //   pairDecoder{limits}.feed(p, emit) / .finish()
@@ -285,6 +287,17 @@ func appendEmptyRecord(dst []byte, t recType, id uint16) []byte {
 	var h [headerLen]byte
 	recordHeader{Version: version1, Type: t, ID: id}.put(h[:])
 	return append(dst, h[:]...)
+}
+
+// appendRecord appends one record holding content (at most maxContent bytes),
+// padded to 8 bytes.
+func appendRecord(dst []byte, t recType, id uint16, content []byte) []byte {
+	var h [headerLen]byte
+	pad := paddingFor(len(content))
+	recordHeader{Version: version1, Type: t, ID: id, ContentLength: uint16(len(content)), PaddingLength: uint8(pad)}.put(h[:])
+	dst = append(dst, h[:]...)
+	dst = append(dst, content...)
+	return append(dst, zeroPadding[:pad]...)
 }
 
 // appendEndRequest appends an END_REQUEST record.

@@ -1,0 +1,610 @@
+package fcgi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// conn serves one connection. Its goroutine (serve, the read loop) owns rr,
+// lastRecord, mgmt and every activeRequest's read-loop fields; it never waits
+// for a handler except in the single-request flow control described in the
+// package doc. Writes from any goroutine go through write, which holds wmu for
+// exactly one Write call, so records never interleave.
+type conn struct {
+	srv    *Server
+	lim    *Limits
+	rwc    net.Conn
+	remote string
+	log    *slog.Logger
+	rr     *recordReader
+	ctx    context.Context // cancelled when the connection ends; parent of request contexts
+	cancel context.CancelCauseFunc
+
+	started    time.Time
+	lastRecord time.Time
+	mgmt       []byte // management reply buffer
+
+	wmu  sync.Mutex
+	werr error // guarded by wmu: the first write failure; nothing is written after it
+
+	mu            sync.Mutex
+	reqs          map[uint16]*activeRequest
+	idleSince     time.Time
+	closeWhenIdle bool // a KEEP_CONN=0 request ended, or the server shuts down
+	draining      bool // write side shut: read until EOF or drainDeadline, then close
+	drainDeadline time.Time
+	multiplexed   bool // the peer used an id other than 1 or two requests at once
+
+	closeOnce sync.Once
+	handlers  sync.WaitGroup
+}
+
+var errConnClosing = errors.New("fcgi: connection closing")
+
+func newConn(s *Server, rwc net.Conn) *conn {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	remote := "unknown"
+	if a := rwc.RemoteAddr(); a != nil {
+		remote = a.Network() + ":" + a.String()
+	}
+	now := time.Now()
+	return &conn{
+		srv: s, lim: &s.lim, rwc: rwc, remote: remote, log: s.log,
+		rr: newRecordReader(rwc), ctx: ctx, cancel: cancel,
+		started: now, idleSince: now, reqs: make(map[uint16]*activeRequest),
+	}
+}
+
+// write sends b, one or more whole records, with a single Write under the
+// write deadline. After a failure the connection is closed and every later
+// write returns the same error.
+func (c *conn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	if c.lim.WriteTimeout > 0 {
+		_ = c.rwc.SetWriteDeadline(time.Now().Add(c.lim.WriteTimeout))
+	}
+	if _, err := c.rwc.Write(b); err != nil {
+		c.werr = err
+		c.log.Debug("fcgi: write failed; closing connection", "remote", c.remote, "err", err)
+		c.closeNow(ErrAborted)
+		return err
+	}
+	return nil
+}
+
+// closeNow cancels every request of the connection and closes it.
+func (c *conn) closeNow(cause error) {
+	c.closeOnce.Do(func() {
+		c.cancel(cause)
+		_ = c.rwc.Close()
+	})
+}
+
+// closeGracefully shuts the write side, so the peer sees EOF right after our
+// last END_REQUEST, and lets the read loop drain what the peer still sends for
+// up to LingerTimeout: closing with unread input would send a reset that can
+// destroy the response before the peer has read it.
+func (c *conn) closeGracefully() {
+	c.mu.Lock()
+	if c.draining {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	c.drainDeadline = time.Now().Add(max(c.lim.LingerTimeout, 0))
+	_ = c.rwc.SetReadDeadline(c.drainDeadline)
+	c.mu.Unlock()
+
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr == nil {
+		c.werr = errConnClosing
+	}
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	c.closeNow(errConnClosing)
+}
+
+// removeRequest takes r off the connection; it reports whether the
+// connection should now close. Safe to call more than once.
+func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
+	c.mu.Lock()
+	if r.removed {
+		c.mu.Unlock()
+		return false
+	}
+	r.removed = true
+	delete(c.reqs, r.id)
+	c.srv.activeReqs.Add(-1)
+	if !r.req.KeepConn {
+		c.closeWhenIdle = true
+	}
+	if len(c.reqs) == 0 {
+		c.idleSince = time.Now()
+		closeConn = c.closeWhenIdle || c.srv.inShutdown.Load()
+		if !closeConn && !c.draining {
+			// Wake the read loop so it arms the keep-alive deadline.
+			_ = c.rwc.SetReadDeadline(time.Now())
+		}
+	}
+	c.mu.Unlock()
+	r.cancel(nil)
+	r.closeInput()
+	return closeConn
+}
+
+func (c *conn) serve() {
+	defer c.finish()
+	for {
+		if draining := c.armReadDeadline(); draining {
+			// Only drain: whatever arrives belongs to nothing we will answer.
+			if _, _, err := c.rr.next(); err != nil {
+				return
+			}
+			continue
+		}
+		h, content, err := c.rr.next()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.onTimeout() {
+				continue
+			}
+			c.onReadError(err)
+			return
+		}
+		c.lastRecord = time.Now()
+		if err := c.handleRecord(h, content); err != nil {
+			c.log.Warn("fcgi: closing connection", "remote", c.remote, "err", err)
+			return
+		}
+	}
+}
+
+func (c *conn) onReadError(err error) {
+	var ve *versionError
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// onTimeout logged why.
+	case errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF):
+		c.mu.Lock()
+		n := len(c.reqs)
+		c.mu.Unlock()
+		if n > 0 {
+			c.log.Debug("fcgi: peer closed the connection; cancelling its requests", "remote", c.remote, "requests", n)
+		}
+	case errors.As(err, &ve), errors.Is(err, io.ErrUnexpectedEOF):
+		c.log.Warn("fcgi: closing connection", "remote", c.remote, "err", err)
+	default:
+		c.log.Info("fcgi: connection read failed", "remote", c.remote, "err", err)
+	}
+}
+
+// finish runs when the read loop ends: every request still active is
+// cancelled, the connection closed, and serve returns once the handlers have.
+func (c *conn) finish() {
+	c.mu.Lock()
+	reqs := make([]*activeRequest, 0, len(c.reqs))
+	for _, r := range c.reqs {
+		reqs = append(reqs, r)
+	}
+	c.mu.Unlock()
+	c.closeNow(ErrAborted)
+	for _, r := range reqs {
+		r.w.aborted.Store(true)
+		r.failInput(ErrAborted)
+		if r.phase == phaseParams {
+			c.removeRequest(r) // no handler will end it
+		}
+	}
+	c.handlers.Wait()
+	for _, r := range reqs {
+		c.removeRequest(r)
+	}
+	c.srv.forget(c)
+}
+
+// armReadDeadline sets the read deadline for the next record: the earliest of
+// the keep-alive idle time, each request's PARAMS deadline, and each request's
+// input idle time. Computed and set under mu, so a handler ending a request
+// cannot interleave a stale deadline.
+func (c *conn) armReadDeadline() (draining bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining {
+		return true
+	}
+	_ = c.rwc.SetReadDeadline(c.nextDeadlineLocked())
+	return false
+}
+
+func (c *conn) nextDeadlineLocked() time.Time {
+	var earliest time.Time
+	consider := func(from time.Time, d time.Duration) {
+		if d <= 0 {
+			return
+		}
+		if t := from.Add(d); earliest.IsZero() || t.Before(earliest) {
+			earliest = t
+		}
+	}
+	if len(c.reqs) == 0 {
+		if c.lastRecord.IsZero() {
+			consider(c.started, c.lim.ParamsTimeout)
+		} else {
+			idle := c.idleSince
+			if c.lastRecord.After(idle) {
+				idle = c.lastRecord
+			}
+			consider(idle, c.lim.KeepAliveIdleTimeout)
+		}
+		return earliest
+	}
+	for _, r := range c.reqs {
+		if r.phase == phaseParams {
+			consider(r.began, c.lim.ParamsTimeout)
+		} else if r.awaitingInput() {
+			consider(r.lastInput, c.lim.InputIdleTimeout)
+		}
+	}
+	return earliest
+}
+
+// onTimeout decides what an expired read deadline means; false closes the
+// connection.
+func (c *conn) onTimeout() bool {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining {
+		return false
+	}
+	if len(c.reqs) == 0 {
+		if d := c.nextDeadlineLocked(); !d.IsZero() && !now.Before(d) {
+			c.log.Debug("fcgi: closing idle connection", "remote", c.remote)
+			return false
+		}
+		return true
+	}
+	for _, r := range c.reqs {
+		switch {
+		case r.phase == phaseParams:
+			if c.lim.ParamsTimeout > 0 && now.Sub(r.began) >= c.lim.ParamsTimeout {
+				c.log.Warn("fcgi: closing connection: request params not complete within ParamsTimeout",
+					"remote", c.remote, "id", r.id, "timeout", c.lim.ParamsTimeout)
+				return false
+			}
+		case c.lim.InputIdleTimeout > 0 && r.awaitingInput() && now.Sub(r.lastInput) >= c.lim.InputIdleTimeout:
+			c.log.Info("fcgi: request input idle timeout", "remote", c.remote, "id", r.id)
+			s := r.stdin
+			if r.phase == phaseData {
+				s = r.data
+			}
+			s.fail(ErrInputTimeout, false)
+		}
+	}
+	return true
+}
+
+// handleRecord dispatches one record; an error closes the connection.
+func (c *conn) handleRecord(h recordHeader, content []byte) error {
+	if h.ID == nullRequestID {
+		return c.handleManagement(h, content)
+	}
+	switch h.Type {
+	case typeBeginRequest:
+		return c.handleBegin(h.ID, content)
+	case typeAbortRequest:
+		c.handleAbort(h.ID)
+		return nil
+	case typeParams, typeStdin, typeData:
+		c.mu.Lock()
+		r := c.reqs[h.ID]
+		c.mu.Unlock()
+		if r == nil {
+			// Late input for a request we ended, or for an id never begun.
+			return nil
+		}
+		switch h.Type {
+		case typeParams:
+			return c.handleParams(r, content)
+		case typeStdin:
+			return c.handleStdin(r, content)
+		default:
+			return c.handleData(r, content)
+		}
+	}
+	return protoErrorf("unexpected %v record for request %d", h.Type, h.ID)
+}
+
+func (c *conn) handleManagement(h recordHeader, content []byte) error {
+	switch {
+	case h.Type == typeGetValues:
+		return c.answerGetValues(content)
+	case h.Type >= typeBeginRequest && h.Type <= typeUnknownType:
+		return protoErrorf("%v record on the management id 0", h.Type)
+	}
+	var body [unknownBodyLen]byte
+	body[0] = byte(h.Type)
+	c.mgmt = appendRecord(c.mgmt[:0], typeUnknownType, nullRequestID, body[:])
+	_ = c.write(c.mgmt)
+	return nil
+}
+
+// answerGetValues replies with exactly the known names asked, once each, in
+// the order asked.
+func (c *conn) answerGetValues(content []byte) error {
+	var body [128]byte
+	pairs := body[:0]
+	var seen [3]bool
+	add := func(i int, name string, value int) {
+		if !seen[i] {
+			seen[i] = true
+			var num [20]byte
+			pairs = appendPair(pairs, name, string(appendInt(num[:0], value)))
+		}
+	}
+	err := decodePairs(content, pairLimits{MaxName: 1024, MaxValue: 1024, MaxPairs: 256}, func(name, _ []byte) error {
+		switch string(name) {
+		case ValueMaxConns:
+			add(0, ValueMaxConns, c.lim.MaxConns)
+		case ValueMaxReqs:
+			add(1, ValueMaxReqs, c.lim.MaxReqsPerConn)
+		case ValueMpxsConns:
+			mpxs := 0
+			if c.lim.MaxReqsPerConn > 1 {
+				mpxs = 1
+			}
+			add(2, ValueMpxsConns, mpxs)
+		}
+		return nil
+	})
+	if err != nil {
+		return protoErrorf("GET_VALUES: %v", err)
+	}
+	c.mgmt = appendRecord(c.mgmt[:0], typeGetValuesResult, nullRequestID, pairs)
+	_ = c.write(c.mgmt)
+	return nil
+}
+
+func appendInt(dst []byte, v int) []byte {
+	if v == 0 {
+		return append(dst, '0')
+	}
+	var tmp [20]byte
+	i := len(tmp)
+	for v > 0 {
+		i--
+		tmp[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(dst, tmp[i:]...)
+}
+
+func (c *conn) handleBegin(id uint16, content []byte) error {
+	if len(content) != beginBodyLen {
+		return protoErrorf("BEGIN_REQUEST for request %d has a %d-byte body, want 8", id, len(content))
+	}
+	role := Role(uint16(content[0])<<8 | uint16(content[1]))
+	keep := content[2]&flagKeepConn != 0
+	c.mu.Lock()
+	if c.draining {
+		c.mu.Unlock()
+		return nil
+	}
+	if _, dup := c.reqs[id]; dup {
+		c.mu.Unlock()
+		return protoErrorf("BEGIN_REQUEST for request %d, which is still active", id)
+	}
+	if id != 1 || len(c.reqs) > 0 {
+		c.multiplexed = true
+	}
+	active := len(c.reqs)
+	c.mu.Unlock()
+
+	switch {
+	case role != RoleResponder && role != RoleAuthorizer && role != RoleFilter:
+		return c.refuse(id, keep, StatusUnknownRole)
+	case active >= c.lim.MaxReqsPerConn:
+		if c.lim.MaxReqsPerConn == 1 {
+			return c.refuse(id, keep, StatusCantMpxConn)
+		}
+		return c.refuse(id, keep, StatusOverloaded)
+	case c.srv.inShutdown.Load() || !c.srv.acquireRequest():
+		return c.refuse(id, keep, StatusOverloaded)
+	}
+
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	now := time.Now()
+	r := &activeRequest{c: c, id: id, cancel: cancel, began: now, lastInput: now}
+	r.req = Request{
+		ID: id, Role: role, KeepConn: keep, Params: make(map[string]string, 32),
+		ContentLength: -1, DataLength: -1, RemoteAddr: c.rwc.RemoteAddr(), ctx: ctx,
+	}
+	r.params.limits = c.lim.pairLimits()
+	r.w = &response{r: r, c: c, header: make(http.Header)}
+	c.mu.Lock()
+	c.reqs[id] = r
+	c.mu.Unlock()
+	return nil
+}
+
+// overloadedResponse is what an id-1 peer (nginx, Apache, lighttpd) gets when
+// the server is over capacity: they turn a bare FCGI_OVERLOADED into a 502 or
+// an empty 200, so they get a real 503 instead.
+const overloadedResponse = "Status: 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nserver overloaded, retry later\n"
+
+// refuse ends a request that was never registered.
+func (c *conn) refuse(id uint16, keep bool, status uint8) error {
+	var out []byte
+	c.mu.Lock()
+	multiplexed := c.multiplexed
+	c.mu.Unlock()
+	if status == StatusOverloaded && !multiplexed {
+		out = appendRecord(out, typeStdout, id, []byte(overloadedResponse))
+		out = appendEmptyRecord(out, typeStdout, id)
+		status = StatusRequestComplete
+	}
+	out = appendEndRequest(out, id, 0, status)
+	c.log.Info("fcgi: request refused", "remote", c.remote, "id", id, "protocol_status", status)
+	_ = c.write(out)
+	if !keep {
+		c.mu.Lock()
+		c.closeWhenIdle = true
+		idle := len(c.reqs) == 0
+		c.mu.Unlock()
+		if idle {
+			c.closeGracefully()
+		}
+	}
+	return nil
+}
+
+func (c *conn) handleAbort(id uint16) {
+	c.mu.Lock()
+	r := c.reqs[id]
+	c.mu.Unlock()
+	if r == nil {
+		return // finished or unknown: nothing to end
+	}
+	r.w.aborted.Store(true)
+	r.cancel(ErrAborted)
+	r.failInput(ErrAborted)
+	if r.phase == phaseParams {
+		r.w.end(0, 0) // no handler yet: end it here
+	}
+}
+
+func (c *conn) handleParams(r *activeRequest, content []byte) error {
+	if r.phase != phaseParams {
+		return protoErrorf("PARAMS for request %d after the end of its PARAMS", r.id)
+	}
+	if len(content) == 0 {
+		if err := r.params.finish(); err != nil {
+			return protoErrorf("request %d: %v", r.id, err)
+		}
+		r.params = pairDecoder{}
+		r.paramsDone(c.lim)
+		r.lastInput = time.Now()
+		c.handlers.Add(1)
+		go c.runHandler(r)
+		return nil
+	}
+	r.paramsBytes += len(content)
+	if r.paramsBytes > c.lim.MaxParamsBytes {
+		return protoErrorf("request %d: params exceed MaxParamsBytes (%d)", r.id, c.lim.MaxParamsBytes)
+	}
+	err := r.params.feed(content, func(name, value []byte) error {
+		if len(name) > 0 {
+			r.req.Params[string(name)] = string(value)
+		}
+		return nil
+	})
+	if err != nil {
+		return protoErrorf("request %d: %v", r.id, err)
+	}
+	return nil
+}
+
+func (c *conn) handleStdin(r *activeRequest, content []byte) error {
+	switch {
+	case r.phase == phaseParams:
+		return protoErrorf("STDIN for request %d before the end of its PARAMS", r.id)
+	case r.phase != phaseStdin:
+		return nil // AUTHORIZER, or STDIN after its end: nothing reads it
+	}
+	r.lastInput = time.Now()
+	if len(content) == 0 {
+		r.stdin.end()
+		if r.req.Role == RoleFilter {
+			r.phase = phaseData
+		} else {
+			r.phase = phaseInputDone
+		}
+		return nil
+	}
+	c.deliver(r.stdin, content, r.id)
+	return nil
+}
+
+func (c *conn) handleData(r *activeRequest, content []byte) error {
+	switch {
+	case r.phase == phaseParams:
+		return protoErrorf("DATA for request %d before the end of its PARAMS", r.id)
+	case r.req.Role != RoleFilter:
+		return nil // some clients (flup) send an empty DATA stream with RESPONDER
+	case r.phase == phaseStdin:
+		return protoErrorf("DATA for request %d before the end of its STDIN", r.id)
+	case r.phase != phaseData:
+		return nil
+	}
+	r.lastInput = time.Now()
+	if len(content) == 0 {
+		r.data.end()
+		r.phase = phaseInputDone
+		return nil
+	}
+	c.deliver(r.data, content, r.id)
+	return nil
+}
+
+// deliver hands input to a request's buffer. When the buffer is full and the
+// request is the only one on the connection the read loop waits for the
+// handler (flow control: nothing else can stall); when other requests share the
+// connection the request's input fails with ErrInputOverflow instead.
+func (c *conn) deliver(s *inputStream, p []byte, id uint16) {
+	for {
+		p = p[s.push(p):]
+		if len(p) == 0 {
+			return
+		}
+		c.mu.Lock()
+		shared := len(c.reqs) > 1
+		c.mu.Unlock()
+		if shared {
+			c.log.Info("fcgi: request input dropped: handler not reading and the connection is shared",
+				"remote", c.remote, "id", id, "buffer", c.lim.InputBuffer)
+			s.fail(ErrInputOverflow, false)
+			return
+		}
+		select {
+		case <-s.writable:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *conn) runHandler(r *activeRequest) {
+	defer c.handlers.Done()
+	appStatus, fallback := uint32(0), http.StatusOK
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				c.log.Error("fcgi: handler panicked", "remote", c.remote, "id", r.id, "panic", p, "stack", string(debug.Stack()))
+				appStatus, fallback = 1, http.StatusInternalServerError
+			}
+		}()
+		h := c.srv.Handler
+		if h == nil {
+			fallback = http.StatusNotFound
+			return
+		}
+		h.ServeFCGI(r.w, &r.req)
+	}()
+	r.w.end(appStatus, fallback)
+}

@@ -1,0 +1,125 @@
+// Package fcgi speaks FastCGI 1.0: the record layer, a server that plays all
+// three roles (RESPONDER, AUTHORIZER, FILTER) with multiplexing, and a client.
+// It owns framing, name-value pairs, request lifecycle, back-pressure and
+// limits; it knows nothing of transforms or configuration.
+//
+// # How data enters and leaves
+//
+// A web server's bytes enter through one read loop per connection
+// (conn.serve), which parses records (record.go) and dispatches them:
+// BEGIN_REQUEST registers a request, PARAMS are decoded into Request.Params
+// under the limits, and at the end of PARAMS the Handler starts in its own
+// goroutine with STDIN (then, for FILTER, DATA) streamed to it through a
+// bounded buffer per request (input.go). The handler's output leaves through
+// its ResponseWriter (response.go): a CGI header block with an explicit
+// "Status: NNN reason" line, then the body, coalesced into STDOUT records of
+// up to 65535 bytes. When the handler returns, the rest of STDOUT, the empty
+// STDOUT record, an empty STDERR record if any stderr was sent, and exactly
+// one END_REQUEST go out, normally in a single write. Management records
+// (id 0) are answered by the read loop: GET_VALUES with exactly the known
+// names asked (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS), unknown types
+// with UNKNOWN_TYPE. The server never sends a management record on its own.
+//
+// # Goroutines and ownership
+//
+//   - Serve's goroutine accepts; each connection has one read-loop goroutine,
+//     which owns the record reader and every request's parsing state (phase,
+//     params decoder, input idle clock) and is the only writer of the
+//     connection's request table (under conn.mu; handlers only remove).
+//   - Each request whose PARAMS ended has one handler goroutine. The read loop
+//     never waits for it, except for flow control when it is the only request
+//     (below).
+//   - Writes come from handlers, the read loop (management replies, refusals)
+//     and Shutdown; conn.write holds a mutex for each single Write call of
+//     whole records, with the write deadline set, so records never interleave.
+//   - A response's state is guarded by its own mutex, taken by the handler's
+//     calls and by whoever ends the request.
+//
+// # Input back-pressure
+//
+// Each request buffers at most Limits.InputBuffer bytes of STDIN or DATA that
+// its handler has not read. When the buffer is full:
+//
+//   - if the request is the only active one on its connection (always the case
+//     with nginx, Apache and lighttpd, which use id 1), the read loop waits for
+//     the handler to read: this is plain flow control and stalls nothing else.
+//     The wait ends when the handler reads, returns, or its connection is
+//     closed (Close, a write failure, or Shutdown's deadline). While it waits
+//     the read loop does not read the socket, so an ABORT or a peer close is
+//     only seen once the handler reads or writes (a write to a closed peer
+//     fails and cancels the request).
+//   - if other requests are active on the connection (HAProxy multiplexing),
+//     the full request fails instead: its reader returns the buffered bytes and
+//     then ErrInputOverflow, and the rest of its input is discarded. The other
+//     requests are never stalled. Give multiplexing peers a larger InputBuffer
+//     if handlers consume input slowly.
+//
+// A handler that returns without reading its input is fine: the rest is read
+// and discarded, so the peer never sees a reset.
+//
+// # Stream lengths
+//
+// CONTENT_LENGTH (STDIN) and FCGI_DATA_LENGTH (DATA) are checked against the
+// bytes received. A stream shorter than declared ends with a *LengthError
+// instead of io.EOF; a longer one delivers the declared bytes, then the
+// *LengthError, and the excess is dropped. Without a valid declared length
+// (chunked bodies: nginx sends CONTENT_LENGTH="", Apache none) the stream is
+// read to its empty record with no check. AUTHORIZER requests have no STDIN
+// (Apache's mod_authnz_fcgi sends none): Stdin is at EOF at once. An empty
+// DATA stream on other roles is tolerated and ignored; DATA before the end of
+// STDIN on a FILTER request is a protocol error. FILTER output is held until
+// STDIN has ended, as the specification requires.
+//
+// # Overload
+//
+// Over MaxConns a new connection is accepted and closed at once, so the web
+// server fails over at once instead of waiting in the accept queue. Over
+// MaxReqsPerConn or MaxReqs, and for new requests during Shutdown, a request
+// is refused at BEGIN_REQUEST: a peer that multiplexes (it used an id other
+// than 1 or two requests at once; in practice HAProxy, the only one that
+// understands the status) gets END_REQUEST{FCGI_OVERLOADED}; an id-1 peer gets
+// a real "Status: 503 Service Unavailable" response with Retry-After: 1,
+// because nginx turns FCGI_OVERLOADED into a 502, Apache into an empty 200
+// and lighttpd into a 500. With MaxReqsPerConn 1 the server advertises
+// FCGI_MPXS_CONNS=0 and answers a second request with FCGI_CANT_MPX_CONN.
+//
+// # Malformed input
+//
+// A malformed or hostile connection (version other than 1, BEGIN_REQUEST on id
+// 0 or for an active id, a BEGIN body that is not 8 bytes, STDIN or DATA
+// before the end of PARAMS, application-to-server record types, params over
+// their limits or not complete within ParamsTimeout, a truncated record) is
+// logged in one line with its remote address and closed; its requests are
+// cancelled. Nothing else is affected and nothing panics. Records for ids
+// that are not active (late STDIN after the request ended, ABORT for a
+// finished request) are ignored.
+//
+// # Limits
+//
+// Every Limits field defaults when zero; see Limits for the reasons.
+//
+//	field                 default   on excess
+//	MaxConns              1024      new connection closed at accept
+//	MaxReqsPerConn        128       FCGI_OVERLOADED (multiplexing peer) or 503
+//	MaxReqs               1024      FCGI_OVERLOADED (multiplexing peer) or 503
+//	MaxParamsBytes        256 KiB   connection closed
+//	MaxParamsPairs        1000      connection closed
+//	MaxNameLen            4 KiB     connection closed (checked before allocating)
+//	MaxValueLen           64 KiB    connection closed (checked before allocating)
+//	ParamsTimeout         10 s      connection closed (slowloris)
+//	InputIdleTimeout      60 s      that request's input fails: ErrInputTimeout
+//	WriteTimeout          60 s      connection closed, its requests cancelled
+//	KeepAliveIdleTimeout  120 s     idle connection closed
+//	LingerTimeout         2 s       drain after our close ends
+//	InputBuffer           128 KiB   flow control or ErrInputOverflow (above)
+//	MaxStderr             64 KiB    rest of the request's stderr dropped
+//
+// # Connection end
+//
+// A request with KEEP_CONN=0 makes the connection close once no request is
+// active: right after the last END_REQUEST the write side is shut (the peer
+// sees EOF at once; nginx otherwise waits) and input is drained for up to
+// LingerTimeout. With KEEP_CONN=1 the server closes only after
+// KeepAliveIdleTimeout without a request, on error, or on Shutdown/Close.
+// A peer closing the connection cancels all its requests (cause ErrAborted).
+package fcgi

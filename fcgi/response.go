@@ -1,0 +1,417 @@
+package fcgi
+
+import (
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// ResponseWriter builds the CGI response of one request: a header block that
+// always starts with an explicit "Status: NNN reason" line, then the body, on
+// FCGI_STDOUT, plus optional FCGI_STDERR.
+//
+// If the handler sets no Content-Type on a response that may carry a body, the
+// server sends "Content-Type: text/plain; charset=utf-8" and
+// "X-Content-Type-Options: nosniff": it never guesses from the body (the
+// CVE-2020-24553 lesson: a guessed text/html turned uploaded data into script).
+//
+// Writes are coalesced into records of up to 65535 bytes; Flush sends what is
+// buffered. A handler that writes nothing still produces a complete header
+// block (Status 200, or what it set) before END_REQUEST. After the handler
+// returns, or the request is aborted, writes fail and send nothing.
+type ResponseWriter interface {
+	Header() http.Header
+	WriteHeader(code int)
+	Write(p []byte) (int, error)
+	Stderr() io.Writer
+	Flush() error
+}
+
+// Handler serves one FastCGI request. It runs in its own goroutine; it must
+// return when r.Context() is cancelled.
+type Handler interface {
+	ServeFCGI(w ResponseWriter, r *Request)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(w ResponseWriter, r *Request)
+
+func (f HandlerFunc) ServeFCGI(w ResponseWriter, r *Request) { f(w, r) }
+
+var recordBufPool = sync.Pool{New: func() any { return newRecordBuf() }}
+
+// response is the ResponseWriter. Its fields are guarded by mu, taken by the
+// handler's calls and by the server when it ends the request (after the
+// handler returned, or at Shutdown's deadline). aborted is set by the read loop.
+type response struct {
+	r *activeRequest
+	c *conn
+
+	mu          sync.Mutex
+	header      http.Header
+	wroteHeader bool
+	bodyAllowed bool
+	buf         *recordBuf // pending STDOUT content; nil until the first byte
+	ended       bool
+	stderrSent  int
+	stderrUsed  bool
+	stderrCut   bool
+
+	aborted atomic.Bool
+}
+
+func (w *response) Header() http.Header { return w.header }
+
+func (w *response) WriteHeader(code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wroteHeader || w.ended || w.aborted.Load() {
+		return
+	}
+	_ = w.writeHeaderLocked(code)
+}
+
+func bodyAllowed(code int) bool {
+	return !(code >= 100 && code < 200 || code == http.StatusNoContent || code == http.StatusNotModified)
+}
+
+// headerValueReplacer keeps a handler's header value on one line: a CR or LF
+// in it would let request data inject headers or end the block early.
+func cleanHeaderValue(v string) string {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			b := []byte(v)
+			for j := i; j < len(b); j++ {
+				if b[j] == '\r' || b[j] == '\n' || b[j] == 0 {
+					b[j] = ' '
+				}
+			}
+			return string(b)
+		}
+	}
+	return v
+}
+
+func validHeaderKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *response) writeHeaderLocked(code int) error {
+	w.wroteHeader = true
+	if code < 100 || code > 999 {
+		w.c.log.Warn("fcgi: handler set an invalid status; sending 500", "remote", w.c.remote, "id", w.r.id, "status", code)
+		code = http.StatusInternalServerError
+	}
+	w.bodyAllowed = bodyAllowed(code)
+	var num [3]byte
+	reason := http.StatusText(code)
+	if reason == "" {
+		reason = "Status " + string(strconv.AppendInt(num[:0], int64(code), 10))
+	}
+	if err := w.stdoutString("Status: "); err != nil {
+		return err
+	}
+	if err := w.stdout(strconv.AppendInt(num[:0], int64(code), 10)); err != nil {
+		return err
+	}
+	if err := w.stdoutString(" " + reason + "\r\n"); err != nil {
+		return err
+	}
+	h := w.header
+	if w.bodyAllowed && len(h["Content-Type"]) == 0 {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		if len(h["X-Content-Type-Options"]) == 0 {
+			h.Set("X-Content-Type-Options", "nosniff")
+		}
+	}
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		// "Status" is ours: a second Status line would be ambiguous.
+		if validHeaderKey(k) && k != "Status" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k] {
+			if err := w.stdoutString(k + ": " + cleanHeaderValue(v) + "\r\n"); err != nil {
+				return err
+			}
+		}
+	}
+	return w.stdoutString("\r\n")
+}
+
+// stdout appends body or header bytes, sending full records as they fill.
+func (w *response) stdout(p []byte) error {
+	for len(p) > 0 {
+		if w.buf == nil {
+			w.buf = recordBufPool.Get().(*recordBuf)
+			w.buf.reset()
+		}
+		p = p[w.buf.append(p):]
+		if w.buf.free() == 0 {
+			if err := w.sendLocked(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *response) stdoutString(s string) error {
+	for len(s) > 0 {
+		if w.buf == nil {
+			w.buf = recordBufPool.Get().(*recordBuf)
+			w.buf.reset()
+		}
+		s = s[w.buf.appendString(s):]
+		if w.buf.free() == 0 {
+			if err := w.sendLocked(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// filterGate holds back output of a FILTER request until its STDIN has ended,
+// as the specification requires. Waiting gives up the STDIN the handler has
+// not read, otherwise a handler that writes before reading STDIN would wait
+// for the read loop while the read loop waits for it.
+func (w *response) filterGate() error {
+	r := w.r
+	if r.req.Role != RoleFilter || r.stdin == nil {
+		return nil
+	}
+	select {
+	case <-r.stdin.ended:
+		return nil
+	default:
+	}
+	r.stdin.closeRead()
+	select {
+	case <-r.stdin.ended:
+		return nil
+	case <-r.req.ctx.Done():
+		return ErrAborted
+	}
+}
+
+// sendLocked sends the buffered content as one STDOUT record.
+func (w *response) sendLocked() error {
+	if w.buf == nil || w.buf.len() == 0 {
+		return nil
+	}
+	if err := w.filterGate(); err != nil {
+		return err
+	}
+	err := w.c.write(w.buf.finish(typeStdout, w.r.id))
+	w.buf.reset()
+	return err
+}
+
+func (w *response) check() error {
+	if w.ended {
+		return ErrRequestEnded
+	}
+	if w.aborted.Load() {
+		return ErrAborted
+	}
+	return nil
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	if !w.wroteHeader {
+		if err := w.writeHeaderLocked(http.StatusOK); err != nil {
+			return 0, err
+		}
+	}
+	if !w.bodyAllowed {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if err := w.stdout(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// ReadFrom reads straight into the record being assembled, so a large body
+// is copied once on its way from src to the connection.
+func (w *response) ReadFrom(src io.Reader) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	if !w.wroteHeader {
+		if err := w.writeHeaderLocked(http.StatusOK); err != nil {
+			return 0, err
+		}
+	}
+	if !w.bodyAllowed {
+		return 0, http.ErrBodyNotAllowed
+	}
+	var total int64
+	for {
+		if w.buf == nil {
+			w.buf = recordBufPool.Get().(*recordBuf)
+			w.buf.reset()
+		}
+		if w.buf.free() == 0 {
+			if err := w.sendLocked(); err != nil {
+				return total, err
+			}
+		}
+		n, err := src.Read(w.buf.tail())
+		w.buf.grow(n)
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		if err := w.check(); err != nil {
+			return total, err
+		}
+	}
+}
+
+func (w *response) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return err
+	}
+	if !w.wroteHeader {
+		if err := w.writeHeaderLocked(http.StatusOK); err != nil {
+			return err
+		}
+	}
+	return w.sendLocked()
+}
+
+func (w *response) Stderr() io.Writer { return stderrWriter{w} }
+
+// stderrWriter sends FCGI_STDERR records. Web servers copy them verbatim into
+// their error log, so control characters other than tab and newline become
+// '?' (no terminal escapes, no forged log lines with CR) and the total per
+// request is capped at Limits.MaxStderr.
+type stderrWriter struct{ w *response }
+
+const stderrCutNote = "\n[fcgi: stderr truncated]\n"
+
+func (s stderrWriter) Write(p []byte) (int, error) {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	room := max(w.c.lim.MaxStderr-w.stderrSent, 0)
+	cut := len(p) > room && !w.stderrCut
+	if room == 0 && !cut {
+		return len(p), nil
+	}
+	if err := w.filterGate(); err != nil {
+		return 0, err
+	}
+	keep := p[:min(len(p), room)]
+	clean := make([]byte, 0, len(keep)+len(stderrCutNote))
+	for _, c := range keep {
+		if (c < ' ' && c != '\n' && c != '\t') || c == 0x7f {
+			c = '?'
+		}
+		clean = append(clean, c)
+	}
+	w.stderrSent += len(clean)
+	if cut {
+		w.stderrCut = true
+		clean = append(clean, stderrCutNote...)
+	}
+	w.stderrUsed = true
+	// MaxStderr may exceed one record.
+	var frames []byte
+	for len(clean) > 0 {
+		n := min(len(clean), maxContent)
+		frames = appendRecord(frames, typeStderr, w.r.id, clean[:n])
+		clean = clean[n:]
+	}
+	if err := w.c.write(frames); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// end completes the request exactly once: the header block if none was sent,
+// the rest of STDOUT, the empty STDOUT (and STDERR if used) records and
+// END_REQUEST, all in one write when they fit. forced is Shutdown's deadline:
+// a response that has not started becomes a 503.
+func (w *response) end(appStatus uint32, fallbackStatus int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return
+	}
+	r, c := w.r, w.c
+	var out []byte
+	var small [2*headerLen + endBodyLen]byte
+	if !w.aborted.Load() {
+		err := error(nil)
+		if !w.wroteHeader {
+			err = w.writeHeaderLocked(fallbackStatus)
+		}
+		if err == nil {
+			err = w.filterGate()
+		}
+		if err == nil {
+			if w.buf == nil {
+				w.buf = recordBufPool.Get().(*recordBuf)
+				w.buf.reset()
+			}
+			had := w.buf.len() > 0
+			out = w.buf.finish(typeStdout, r.id) // with no content this is the empty STDOUT itself
+			if had {
+				out = appendEmptyRecord(out, typeStdout, r.id)
+			}
+			if w.stderrUsed {
+				out = appendEmptyRecord(out, typeStderr, r.id)
+			}
+		}
+	}
+	if out == nil {
+		out = small[:0]
+	}
+	out = appendEndRequest(out, r.id, appStatus, StatusRequestComplete)
+	w.ended = true
+	// The id leaves the connection's table before END_REQUEST goes out: the
+	// peer may reuse it the moment it reads END_REQUEST.
+	closeConn := c.removeRequest(r)
+	_ = c.write(out)
+	if w.buf != nil {
+		w.buf.reset()
+		recordBufPool.Put(w.buf)
+		w.buf = nil
+	}
+	if closeConn {
+		c.closeGracefully()
+	}
+}

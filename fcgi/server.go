@@ -1,0 +1,233 @@
+package fcgi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Server serves FastCGI connections. Set its fields before the first Serve or
+// ServeConn and do not change them afterwards.
+type Server struct {
+	Handler Handler
+	Limits  Limits
+	Logger  *slog.Logger // nil = slog.Default()
+
+	initOnce sync.Once
+	lim      Limits
+	log      *slog.Logger
+
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	inShutdown atomic.Bool
+	activeReqs atomic.Int64
+	lastReject atomic.Int64 // unix nanos of the last "too many connections" log line
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.lim = s.Limits.withDefaults()
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.Default()
+		}
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+	})
+}
+
+// Serve accepts connections on l and serves each in its own goroutine until
+// Shutdown or Close, then returns ErrServerClosed. l is closed on return.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		_ = l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		_ = l.Close()
+	}()
+
+	var delay time.Duration
+	for {
+		rwc, err := l.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			if temporaryAcceptError(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("fcgi: accept failed; retrying", "addr", l.Addr(), "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("fcgi: accept on %v: %w", l.Addr(), err)
+		}
+		delay = 0
+		if c := s.track(rwc); c != nil {
+			go c.serve()
+		}
+	}
+}
+
+// temporaryAcceptError covers running out of descriptors or memory and a
+// peer that gave up before accept: waiting and retrying is right for those.
+func temporaryAcceptError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// ServeConn serves one connection until it ends. It returns once the
+// connection is closed and the handlers of its requests have returned.
+func (s *Server) ServeConn(rwc net.Conn) {
+	s.init()
+	if c := s.track(rwc); c != nil {
+		c.serve()
+	}
+}
+
+// track registers a new connection, or closes it at once when the server is
+// closing or already serves MaxConns connections.
+func (s *Server) track(rwc net.Conn) *conn {
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		_ = rwc.Close()
+		return nil
+	}
+	if len(s.conns) >= s.lim.MaxConns {
+		s.mu.Unlock()
+		_ = rwc.Close()
+		now := time.Now().UnixNano()
+		if last := s.lastReject.Load(); now-last > int64(time.Second) && s.lastReject.CompareAndSwap(last, now) {
+			s.log.Warn("fcgi: too many connections; closing new ones", "max_conns", s.lim.MaxConns)
+		}
+		return nil
+	}
+	c := newConn(s, rwc)
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	return c
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) acquireRequest() bool {
+	if s.activeReqs.Add(1) > int64(s.lim.MaxReqs) {
+		s.activeReqs.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) connections() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l := range s.listeners {
+		_ = l.Close()
+	}
+}
+
+// Shutdown stops accepting, closes idle connections at once and lets active
+// requests finish; connections close as their last request ends. New
+// requests on open connections are refused as overloaded. When ctx ends
+// first, the remaining requests are cancelled (cause ErrServerClosed) and
+// each still gets its END_REQUEST (a 503 if it had sent nothing); Shutdown
+// then returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.inShutdown.Store(true)
+	s.closeListeners()
+	for _, c := range s.connections() {
+		c.mu.Lock()
+		c.closeWhenIdle = true
+		idle := len(c.reqs) == 0
+		c.mu.Unlock()
+		if idle {
+			c.closeGracefully()
+		}
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if len(s.connections()) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.endAll()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// endAll cancels every request, gives handlers that honour their context a
+// moment to end their own responses, and ends the rest itself.
+func (s *Server) endAll() {
+	var reqs []*activeRequest
+	for _, c := range s.connections() {
+		c.mu.Lock()
+		for _, r := range c.reqs {
+			reqs = append(reqs, r)
+		}
+		c.mu.Unlock()
+	}
+	for _, r := range reqs {
+		r.cancel(ErrServerClosed)
+		r.failInput(ErrServerClosed)
+	}
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for len(s.connections()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	for _, r := range reqs {
+		wg.Go(func() { r.w.end(1, 503) })
+	}
+	wg.Wait()
+}
+
+// Close closes the listeners and every connection at once; active requests
+// are cancelled without END_REQUEST.
+func (s *Server) Close() error {
+	s.init()
+	s.inShutdown.Store(true)
+	s.closeListeners()
+	for _, c := range s.connections() {
+		c.closeNow(ErrServerClosed)
+	}
+	return nil
+}
