@@ -1,0 +1,175 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/source"
+)
+
+// notForwarded are header fields never written into the CGI response: the
+// framing the bridge decides itself, hop-by-hop fields, and Status, which in
+// a CGI header block would override the status line.
+var notForwarded = map[string]bool{
+	"content-length": true, "transfer-encoding": true, "connection": true,
+	"keep-alive": true, "proxy-connection": true, "te": true, "trailer": true,
+	"upgrade": true, "status": true,
+}
+
+// send writes m as the CGI response: Status, headers, body. Content-Length
+// is written only when the length is known, so it is true or absent; a
+// Content-Type is always present for a body (a client never sniffs). With
+// head set the body is not sent. m.Body is closed.
+func (b *Bridge) send(ctx context.Context, w fcgi.ResponseWriter, x *exchange, m *filter.Message, head bool) {
+	if m.Body != nil {
+		defer m.Body.Close()
+	}
+	h := w.Header()
+	for _, f := range m.Header {
+		if notForwarded[strings.ToLower(f.Name)] || !validField(f.Name, f.Value) {
+			continue
+		}
+		h.Add(f.Name, f.Value)
+	}
+	status := m.Status
+	if status < 100 || status > 999 {
+		status = http.StatusBadGateway
+	}
+	allowed := filter.BodyAllowed(status)
+	if allowed {
+		if h.Get("Content-Type") == "" {
+			h.Set("Content-Type", "application/octet-stream")
+		}
+		if m.Length >= 0 {
+			h.Set("Content-Length", strconv.FormatInt(m.Length, 10))
+		}
+	}
+	x.status = status
+	w.WriteHeader(status)
+	if head || !allowed || m.Body == nil {
+		return
+	}
+	n, err := io.Copy(w, m.Body)
+	x.out = n
+	if err == nil && m.Length >= 0 && n != m.Length {
+		err = fmt.Errorf("body ended after %d of %d bytes", n, m.Length)
+	}
+	if err != nil {
+		// Output began: nothing can be made up any more. The error ends the
+		// request; with a Content-Length the web server sees the short body,
+		// and the log says what broke.
+		x.err = err
+		if ctx.Err() == nil {
+			b.log.Warn("response body failed after output began", "route", x.route, "uri", x.uri, "bytes", n, "error", err)
+		}
+		abortResponse(w, err)
+		return
+	}
+	if err := w.Flush(); err != nil && ctx.Err() == nil {
+		x.err = err
+	}
+}
+
+// abortResponse tells the fcgi server that the response is incomplete, when
+// it offers a way to (an Abort(error) method ending the request with an
+// error instead of a normal end).
+func abortResponse(w fcgi.ResponseWriter, err error) {
+	if a, ok := w.(interface{ Abort(error) }); ok {
+		a.Abort(err)
+	}
+}
+
+// validField refuses header fields that would break the CGI header block.
+func validField(name, value string) bool {
+	if name == "" || strings.ContainsAny(name, " :\r\n\t") {
+		return false
+	}
+	return !strings.ContainsAny(value, "\r\n\x00")
+}
+
+// statusFor maps a failure to the status the client gets; 0 means the
+// client is gone and nothing is sent.
+//
+//	transform saturated, cannot start, pool closed  503 + Retry-After
+//	transform or upstream timeout                    504
+//	transform crash or protocol error, upstream down 502
+//	request-derived values invalid, short body       400
+//
+// requestInput says the content is carried by the request itself (body,
+// FILTER data): a failure reading it is the web server's or client's fault.
+func statusFor(ctx context.Context, err error, requestInput bool) int {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ctx.Err())) {
+		return 0
+	}
+	var fe *filter.Error
+	if errors.As(err, &fe) {
+		if fe.Kind == filter.Canceled {
+			return 0
+		}
+		if fe.Kind == filter.Input {
+			// The transform's input failed: an upstream body or a request
+			// body that ended short.
+			var se *source.Error
+			if errors.As(fe.Err, &se) {
+				return se.Status
+			}
+			if requestInput || errors.Is(fe.Err, io.ErrUnexpectedEOF) {
+				return http.StatusBadRequest
+			}
+		}
+		if fe.Status != 0 {
+			return fe.Status
+		}
+		return fe.Kind.Status()
+	}
+	var se *source.Error
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return http.StatusBadRequest
+	}
+	return http.StatusBadGateway
+}
+
+// fail answers a failure that happened before any output.
+func (b *Bridge) fail(ctx context.Context, w fcgi.ResponseWriter, x *exchange, err error) {
+	x.err = err
+	status := statusFor(ctx, err, x.requestInput)
+	if status == 0 || status == 499 {
+		x.status = 499 // the access line records that the client left
+		return
+	}
+	x.status = status
+	var fe *filter.Error
+	if errors.As(err, &fe) {
+		// filter.Run has logged the failure with the stderr tail.
+		x.pid = fe.Pid
+	} else {
+		b.log.Warn("request failed", "route", x.route, "uri", x.uri, "status", status, "error", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", b.retryAfter)
+	}
+	b.plain(w, status, "")
+}
+
+// plain writes a short text answer made by the bridge itself.
+func (b *Bridge) plain(w fcgi.ResponseWriter, status int, text string) {
+	if text == "" {
+		text = strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(text)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	io.WriteString(w, text)
+}

@@ -1,0 +1,212 @@
+package bridge
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/source"
+)
+
+// exchange is the state of one request, for the access line.
+type exchange struct {
+	start     time.Time
+	route     string
+	role      fcgi.Role
+	method    string
+	uri       string
+	status    int
+	in        counter
+	out       int64
+	transform time.Duration
+	pid       int
+	err       error
+	// requestInput: the content is the request's own body or data.
+	requestInput bool
+}
+
+// ServeFCGI implements fcgi.Handler.
+func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
+	b.closeMu.Lock()
+	b.inflight.Add(1)
+	b.closeMu.Unlock()
+	defer b.inflight.Done()
+
+	x := &exchange{start: time.Now(), role: r.Role, method: r.Params["REQUEST_METHOD"], uri: source.RequestURI(r.Params)}
+	defer b.logAccess(x)
+	ctx := r.Context()
+
+	v := newRequestView(r)
+	var rt *route
+	for _, candidate := range b.routes {
+		if candidate.matches(v) {
+			rt = candidate
+			break
+		}
+	}
+	if rt == nil {
+		// No route: an authorizer that nobody configured denies (fail
+		// closed); other roles get 404 so a misrouted location is obvious.
+		x.route = "-"
+		status := http.StatusNotFound
+		if r.Role == fcgi.RoleAuthorizer {
+			status = http.StatusForbidden
+		}
+		x.status = status
+		b.plain(w, status, "")
+		return
+	}
+	x.route = rt.cfg.Name
+	x.requestInput = rt.requestInput
+
+	req := &source.Request{
+		Role:          r.Role,
+		Params:        r.Params,
+		ContentLength: r.ContentLength,
+		Stdin:         x.in.wrap(r.Stdin),
+		Data:          x.in.wrap(r.Data),
+		DataLength:    r.DataLength,
+		DataLastMod:   r.DataLastMod,
+		RemoteAddr:    r.RemoteAddr,
+	}
+	msg, err := rt.source.Fetch(ctx, req)
+	if err != nil {
+		b.fail(ctx, w, x, err)
+		return
+	}
+
+	if r.Role == fcgi.RoleAuthorizer {
+		b.authorize(ctx, w, x, rt, msg, r.Params)
+		return
+	}
+
+	head := v.method == http.MethodHead
+	if !rt.transforms(msg) || head {
+		if head && rt.transforms(msg) {
+			// HEAD never runs the transform (a process for no body); the
+			// headers are the source's, less what the transform would make
+			// untrue: the length and the validator of the old bytes.
+			msg.Length = -1
+			msg.Header.Del("ETag")
+			if rt.cfg.ContentType != "" {
+				msg.Header.Set("Content-Type", rt.cfg.ContentType)
+			}
+		}
+		b.send(ctx, w, x, msg, head)
+		return
+	}
+
+	t0 := time.Now()
+	out, err := filter.Run(ctx, rt.chain, msg, rt.requestInfo(r.Params), b.policy(rt))
+	if err != nil {
+		x.transform = time.Since(t0)
+		b.fail(ctx, w, x, err)
+		return
+	}
+	if rt.cfg.ContentType != "" && filter.BodyAllowed(out.Status) {
+		out.Header.Set("Content-Type", rt.cfg.ContentType)
+	}
+	x.pid = pidOf(out.Body)
+	b.send(ctx, w, x, out, false)
+	x.transform = time.Since(t0)
+}
+
+// authorize runs an AUTHORIZER route: the transform's status decides. 200
+// allows, and only its Variable-* headers go back (the web server turns them
+// into variables of the request it then serves); any other answer goes to
+// the client as it is, which is how FastCGI authorizers deny or challenge.
+func (b *Bridge) authorize(ctx context.Context, w fcgi.ResponseWriter, x *exchange, rt *route, msg *filter.Message, params map[string]string) {
+	t0 := time.Now()
+	out, err := filter.Run(ctx, rt.chain, msg, rt.requestInfo(params), b.policy(rt))
+	x.transform = time.Since(t0)
+	if err != nil {
+		b.fail(ctx, w, x, err)
+		return
+	}
+	x.pid = pidOf(out.Body)
+	if out.Status != http.StatusOK {
+		b.send(ctx, w, x, out, false)
+		return
+	}
+	if out.Body != nil {
+		// The body of an allowing answer means nothing to the web server;
+		// read it so a pooled process finishes its exchange cleanly.
+		_, err = io.Copy(io.Discard, out.Body)
+		out.Body.Close()
+		if err != nil {
+			b.fail(ctx, w, x, err)
+			return
+		}
+	}
+	for _, f := range out.Header {
+		if len(f.Name) > len("Variable-") && strings.EqualFold(f.Name[:len("Variable-")], "Variable-") {
+			w.Header().Add(f.Name, f.Value)
+		}
+	}
+	x.status = http.StatusOK
+	w.WriteHeader(http.StatusOK)
+}
+
+func (b *Bridge) policy(rt *route) filter.Policy {
+	p := rt.policy
+	p.Logger = b.log.With("route", rt.cfg.Name)
+	return p
+}
+
+func pidOf(body io.ReadCloser) int {
+	if p, ok := body.(interface{ Pid() int }); ok {
+		return p.Pid()
+	}
+	return 0
+}
+
+// counter counts the request bytes read (STDIN and DATA).
+type counter struct{ n int64 }
+
+func (c *counter) wrap(r io.Reader) io.Reader {
+	if r == nil {
+		return nil
+	}
+	return &countingReader{r: r, c: c}
+}
+
+type countingReader struct {
+	r io.Reader
+	c *counter
+}
+
+func (cr *countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.c.n += int64(n)
+	return n, err
+}
+
+// logAccess writes the one line per request.
+func (b *Bridge) logAccess(x *exchange) {
+	if !b.access {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("route", x.route),
+		slog.String("role", x.role.String()),
+		slog.String("method", x.method),
+		slog.String("uri", x.uri),
+		slog.Int("status", x.status),
+		slog.Int64("bytes_in", x.in.n),
+		slog.Int64("bytes_out", x.out),
+		slog.Duration("total", time.Since(x.start)),
+		slog.Duration("transform_time", x.transform),
+	}
+	if x.pid > 0 {
+		attrs = append(attrs, slog.Int("pid", x.pid))
+	}
+	if x.err != nil {
+		attrs = append(attrs, slog.String("error", x.err.Error()))
+	}
+	b.log.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}
