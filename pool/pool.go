@@ -401,6 +401,9 @@ func (p *Pool) started(proc *Process, serr *StartError) {
 			delete(p.all, proc)
 			proc.closeFiles() // it has exited: Done is closed
 		}
+		if p.closed {
+			return // a readiness check cut short by Close is no failure
+		}
 		p.recordStartFailureLocked(serr, now)
 		p.replenishLocked(now)
 		p.failHopelessWaitersLocked()

@@ -745,3 +745,25 @@ func TestChaos(t *testing.T) {
 		ok.Load(), failed.Load(), s.Spawned, s.Crashed, s.StartFailures)
 	require.Positive(t, failed.Load(), "the killer hit no exchange")
 }
+
+func TestCloseDuringReadyCheck(t *testing.T) {
+	logs := watch(t)
+	entered := make(chan struct{})
+	var once sync.Once
+	ready := func(ctx context.Context, _ *Process) error {
+		once.Do(func() { close(entered) })
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	p, err := New(Config{Name: "slow-ready", Command: []string{"cat"}, Max: 1, Ready: ready,
+		StartTimeout: time.Minute, KillGrace: time.Second, Logger: logs.logger()})
+	require.NoError(t, err)
+	acquired := make(chan error, 1)
+	go func() { _, err := p.Acquire(context.Background()); acquired <- err }()
+	<-entered
+	start := time.Now()
+	require.NoError(t, p.Close(context.Background()))
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.ErrorIs(t, <-acquired, ErrClosed)
+	require.Empty(t, logs.find("transform failed to start"), "a check cut short by Close is no failure")
+}
