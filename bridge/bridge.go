@@ -128,6 +128,11 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 		if err != nil {
 			return nil, err
 		}
+		for _, name := range rc.Transform {
+			if cfg.Transform[name].Kind == conf.KindOneShot {
+				rt.oneShot = true
+			}
+		}
 		u := cfg.Upstream[rc.Source]
 		rt.requestInput = rc.Source == conf.SourceBody || rc.Source == conf.SourceData || (u != nil && u.Kind == conf.UpstreamBody)
 		b.routes = append(b.routes, rt)

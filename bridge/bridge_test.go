@@ -117,6 +117,7 @@ func newFixture(t *testing.T) *fixture {
 		tt("hang", testtransform.Hang, "timeout = \"300ms\"\nkill_grace = \"100ms\"") +
 		tt("busy", testtransform.Hang, "max = 1\nqueue = 0\nqueue_timeout = \"100ms\"\ntimeout = \"1s\"\nkill_grace = \"100ms\"") +
 		fmt.Sprintf("[transform.cat]\ncommand = [%q]\nmin = 0\n", catPath) +
+		"[transform.head]\nkind = \"oneshot\"\ncommand = [\"head\"]\nargs = [\"-c\", \"{n}\"]\nvars = { n = \"[0-9]{1,3}\" }\ncontent_type = \"text/x-head\"\n" +
 		fmt.Sprintf(`
 [upstream.static]
 kind = "file"
@@ -177,6 +178,13 @@ name = "crash-open"
 path = "/open"
 transform = ["crash"]
 fail = "open"
+content_type = "text/html; charset=utf-8"
+
+[[route]]
+name = "head"
+path = "/head"
+transform = ["head"]
+send_request_headers = false
 
 [[route]]
 name = "garbage"
@@ -318,6 +326,8 @@ func TestRouting(t *testing.T) {
 		{"upstream html passes (content type condition)", req{uri: "/up/html"}, 200, `<p>html</p>`, nil},
 		{"upstream 204 has no body", req{uri: "/up/empty"}, 204, "",
 			func(t *testing.T, w *recorder) { assert.Empty(t, w.header.Get("Content-Length")) }},
+		{"one-shot with a query placeholder", req{method: "POST", uri: "/head?n=3", body: "abcdef"}, 200, "abc",
+			func(t *testing.T, w *recorder) { assert.Equal(t, "text/x-head", w.header.Get("Content-Type")) }},
 		{"chain", req{method: "POST", uri: "/chain", body: "abc"}, 200, "",
 			func(t *testing.T, w *recorder) {
 				assert.Contains(t, w.body.String(), "HTTP/1.1 200 OK")
@@ -360,7 +370,8 @@ func TestFailures(t *testing.T) {
 		body   string
 	}{
 		{"crash", req{method: "POST", uri: "/crash", body: "abc"}, 502, ""},
-		{"crash fail open", req{method: "POST", uri: "/open", body: "abc"}, 200, "abc"},
+		{"crash fail open", req{method: "POST", uri: "/open", body: "abc", params: map[string]string{"CONTENT_TYPE": "application/json"}}, 200, "abc"},
+		{"one-shot refuses a bad value", req{method: "POST", uri: "/head?n=1;rm", body: "abcdef"}, 400, ""},
 		{"garbage", req{method: "POST", uri: "/garbage", body: "abc"}, 502, ""},
 		{"timeout", req{method: "POST", uri: "/hang", body: "abc"}, 504, ""},
 	}
@@ -370,6 +381,9 @@ func TestFailures(t *testing.T) {
 			assert.Equal(t, tc.status, w.status, w.body.String())
 			if tc.body != "" {
 				assert.Equal(t, tc.body, w.body.String())
+			}
+			if tc.name == "crash fail open" {
+				assert.Equal(t, "application/json", w.header.Get("Content-Type"), "fallback content keeps its own type")
 			}
 			if tc.status >= 500 {
 				assert.Equal(t, "text/plain; charset=utf-8", w.header.Get("Content-Type"))

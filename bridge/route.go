@@ -22,6 +22,9 @@ type route struct {
 	source  source.Source
 	chain   filter.Transform // nil: content passes through untransformed
 	policy  filter.Policy
+	// oneShot: the chain has a one-shot transform, which fills its argv
+	// from the query even when no request headers are sent.
+	oneShot bool
 	// requestInput: the content is the request's own body or FILTER data,
 	// so failing to read it is the client's fault (400), not a gateway's.
 	requestInput bool
@@ -60,9 +63,9 @@ func newRoute(rc *conf.Route, src source.Source, transforms map[string]filter.Tr
 	switch len(chain) {
 	case 0:
 	case 1:
-		rt.chain = chain[0]
+		rt.chain = markTransform{chain[0]}
 	default:
-		rt.chain = chain
+		rt.chain = markTransform{chain}
 	}
 	rt.policy = filter.Policy{FailOpen: rc.Fail == conf.FailOpen, Retry: rc.Retry, Timeout: rc.Timeout.Std()}
 	if rt.policy.FailOpen || rt.policy.Retry {
@@ -198,6 +201,10 @@ func mediaMatch(pattern, mt string) bool {
 // requestInfo is the request description sent to the transforms.
 func (rt *route) requestInfo(params map[string]string) *filter.RequestInfo {
 	if !rt.cfg.SendRequestHeaders {
+		if rt.oneShot {
+			// Only the query, which one-shot placeholders are filled from.
+			return &filter.RequestInfo{Query: source.Query(params)}
+		}
 		return nil
 	}
 	info := &filter.RequestInfo{

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
@@ -102,16 +103,17 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 
 	t0 := time.Now()
-	out, err := filter.Run(ctx, rt.chain, msg, rt.requestInfo(r.Params), b.policy(rt))
+	runCtx, done := withApplied(ctx)
+	out, err := filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params), b.policy(rt))
 	if err != nil {
 		x.transform = time.Since(t0)
 		b.fail(ctx, w, x, err)
 		return
 	}
-	if rt.cfg.ContentType != "" && filter.BodyAllowed(out.Status) {
+	x.pid = done.pid
+	if done.ok && rt.cfg.ContentType != "" && filter.BodyAllowed(out.Status) {
 		out.Header.Set("Content-Type", rt.cfg.ContentType)
 	}
-	x.pid = pidOf(out.Body)
 	b.send(ctx, w, x, out, false)
 	x.transform = time.Since(t0)
 }
@@ -122,13 +124,14 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 // the client as it is, which is how FastCGI authorizers deny or challenge.
 func (b *Bridge) authorize(ctx context.Context, w fcgi.ResponseWriter, x *exchange, rt *route, msg *filter.Message, params map[string]string) {
 	t0 := time.Now()
-	out, err := filter.Run(ctx, rt.chain, msg, rt.requestInfo(params), b.policy(rt))
+	runCtx, done := withApplied(ctx)
+	out, err := filter.Run(runCtx, rt.chain, msg, rt.requestInfo(params), b.policy(rt))
 	x.transform = time.Since(t0)
 	if err != nil {
 		b.fail(ctx, w, x, err)
 		return
 	}
-	x.pid = pidOf(out.Body)
+	x.pid = done.pid
 	if out.Status != http.StatusOK {
 		b.send(ctx, w, x, out, false)
 		return
@@ -165,8 +168,9 @@ func pidOf(body io.ReadCloser) int {
 	return 0
 }
 
-// counter counts the request bytes read (STDIN and DATA).
-type counter struct{ n int64 }
+// counter counts the request bytes read (STDIN and DATA). Atomic: the
+// filter may read the input from its own goroutine.
+type counter struct{ n atomic.Int64 }
 
 func (c *counter) wrap(r io.Reader) io.Reader {
 	if r == nil {
@@ -182,7 +186,7 @@ type countingReader struct {
 
 func (cr *countingReader) Read(p []byte) (int, error) {
 	n, err := cr.r.Read(p)
-	cr.c.n += int64(n)
+	cr.c.n.Add(int64(n))
 	return n, err
 }
 
@@ -197,7 +201,7 @@ func (b *Bridge) logAccess(x *exchange) {
 		slog.String("method", x.method),
 		slog.String("uri", x.uri),
 		slog.Int("status", x.status),
-		slog.Int64("bytes_in", x.in.n),
+		slog.Int64("bytes_in", x.in.n.Load()),
 		slog.Int64("bytes_out", x.out),
 		slog.Duration("total", time.Since(x.start)),
 		slog.Duration("transform_time", x.transform),
