@@ -179,7 +179,7 @@ func resolveProgram(name, dir string) (string, error) {
 		p, err := exec.LookPath(name)
 		if err != nil {
 			if errors.Is(err, exec.ErrNotFound) {
-				return name, fmt.Errorf("%q not found in PATH", name)
+				return name, fmt.Errorf("%q %w", name, errNotInPath)
 			}
 			return name, err
 		}

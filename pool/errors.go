@@ -3,7 +3,9 @@ package pool
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -40,6 +42,9 @@ type StartError struct {
 // it served anything.
 var errEarlyExit = errors.New("exited right after start")
 
+// errNotInPath is the cause when a bare command name is not in PATH.
+var errNotInPath = errors.New("not found in PATH")
+
 func (e *StartError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pool %q: cannot start %s: %v", e.Pool, e.Path, e.Err)
@@ -59,6 +64,10 @@ func (e *StartError) Error() string {
 			fmt.Fprintf(&b, "%q", l)
 		}
 	}
+	if hint := e.hint(); hint != "" {
+		b.WriteString("; ")
+		b.WriteString(hint)
+	}
 	if !e.RetryAt.IsZero() {
 		d := time.Until(e.RetryAt).Round(time.Millisecond)
 		if d < 0 {
@@ -70,3 +79,16 @@ func (e *StartError) Error() string {
 }
 
 func (e *StartError) Unwrap() error { return e.Err }
+
+// hint says what to do about the most common causes.
+func (e *StartError) hint() string {
+	switch {
+	case errors.Is(e.Err, syscall.ENOENT), errors.Is(e.Err, exec.ErrNotFound), errors.Is(e.Err, errNotInPath):
+		return "check the command path"
+	case errors.Is(e.Err, syscall.EACCES), errors.Is(e.Err, syscall.EPERM):
+		return "check that the bridge's user may execute it"
+	case errors.Is(e.Err, errEarlyExit):
+		return "run the command by hand to see why"
+	}
+	return ""
+}

@@ -413,13 +413,13 @@ func TestStartFailure(t *testing.T) {
 		cause   error
 	}{
 		{"missing binary", []string{"/nonexistent/transform"}, nil, nil,
-			[]string{`pool "missing binary": cannot start /nonexistent/transform: no such file or directory`}, syscall.ENOENT},
+			[]string{`pool "missing binary": cannot start /nonexistent/transform: no such file or directory; check the command path; attempt 1 failed, next in `}, syscall.ENOENT},
 		{"not in PATH", []string{"no-such-transform-xyz"}, nil, nil,
-			[]string{`"no-such-transform-xyz" not found in PATH`}, nil},
+			[]string{`"no-such-transform-xyz" not found in PATH`}, errNotInPath},
 		{"permission denied", []string{notExec}, nil, nil,
-			[]string{notExec, "permission denied"}, syscall.EACCES},
+			[]string{notExec, "permission denied; check that the bridge's user may execute it"}, syscall.EACCES},
 		{"exits at once", crashArgv, crashEnv, nil,
-			[]string{"exited right after start", "exit status 3", `"fatal: model file missing"`}, errEarlyExit},
+			[]string{`exited right after start (exit status 3), stderr: "loading model from /srv/model.bin" | "fatal: model file missing"; run the command by hand`}, errEarlyExit},
 		{"ready fails", []string{"cat"}, nil, func(context.Context, *Process) error { return errors.New("no handshake") },
 			[]string{"readiness check failed: no handshake"}, nil},
 		{"ready times out", []string{"cat"}, nil, func(ctx context.Context, _ *Process) error { <-ctx.Done(); return ctx.Err() },
