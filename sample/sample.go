@@ -43,7 +43,7 @@ type entry struct {
 
 var registry = map[string]entry{
 	"identity":  {identity, "returns every message unchanged"},
-	"upper":     {upper, "upper-cases the ASCII letters of text bodies; status and headers unchanged"},
+	"upper":     {upper, "upper-cases the ASCII letters of the body (not of images, audio, video or compressed bodies); status and headers unchanged"},
 	"html":      {renderHTML, "renders the body as an HTML page showing the request URL: JSON as nested lists, anything else as text"},
 	"json-html": {renderJSONHTML, "renders a JSON body as an HTML page; other bodies pass unchanged"},
 	"annotate":  {annotate, "adds X-Transform-Pid and X-Transform-Count headers (shows which process served, and how often)"},

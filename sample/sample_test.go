@@ -120,12 +120,13 @@ func TestUpper(t *testing.T) {
 		msg("200 OK", chunked("ab", "cD"), "Transfer-Encoding: chunked") +
 		msg("200 OK", "png-ish", "Content-Type: image/png", "Content-Length: 7") +
 		msg("200 OK", "gz", "Content-Type: text/plain", "Content-Encoding: gzip", "Content-Length: 2") +
-		msg("200 OK", `{"k":"v"}`, "Content-Type: application/json", "Content-Length: 9")
+		msg("200 OK", `{"k":"v"}`, "Content-Type: application/json", "Content-Length: 9") +
+		msg("200 OK", "filter data", "Content-Type: application/octet-stream", "Content-Length: 11")
 	got, err := converse(t, "upper", input)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"HELLO, WöRLD", "ABCD", "png-ish", "gz", `{"K":"V"}`}
+	want := []string{"HELLO, WöRLD", "ABCD", "png-ish", "gz", `{"K":"V"}`, "FILTER DATA"}
 	if len(got) != len(want) {
 		t.Fatalf("got %d answers, want %d", len(got), len(want))
 	}

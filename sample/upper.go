@@ -9,8 +9,8 @@ import (
 
 // upper upper-cases ASCII letters, which keeps the length of the body, so
 // the answer streams with the same framing as the input: nothing is held in
-// memory beyond one buffer, whatever the body's size. Bodies that are not
-// text, or are compressed, pass unchanged.
+// memory beyond one buffer, whatever the body's size. Bodies that are
+// compressed, or declared as images, audio, video or fonts, pass unchanged.
 func upper(in *Message, out *bufio.Writer) error {
 	if in.Body != nil && isText(in) {
 		in.Body = asciiUpper{in.Body}
@@ -18,8 +18,9 @@ func upper(in *Message, out *bufio.Writer) error {
 	return WriteMessage(out, in)
 }
 
-// isText accepts no Content-Type at all (FILTER data often has none), text/*
-// and the textual application types.
+// isText accepts every body not known to be binary: FILTER data and request
+// bodies often arrive untyped or as application/octet-stream, and upper is
+// meant for them too.
 func isText(m *Message) bool {
 	if ce := m.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return false
@@ -32,8 +33,16 @@ func isText(m *Message) bool {
 	if err != nil {
 		return false
 	}
-	return strings.HasPrefix(mt, "text/") || strings.HasSuffix(mt, "json") ||
-		strings.HasSuffix(mt, "xml") || mt == "application/javascript"
+	major, _, _ := strings.Cut(mt, "/")
+	switch major {
+	case "image", "audio", "video", "font":
+		return false
+	}
+	switch mt {
+	case "application/zip", "application/gzip", "application/pdf", "application/wasm":
+		return false
+	}
+	return true
 }
 
 type asciiUpper struct{ r io.Reader }
