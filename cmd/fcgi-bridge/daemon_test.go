@@ -1,0 +1,479 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+)
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestQuickModeServes runs `fcgi-bridge --listen unix:… -- cat`: the request
+// body comes back through a pool of cat, for RESPONDER and FILTER requests,
+// and the socket is created 0660 and removed at exit.
+func TestQuickModeServes(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "bridge.sock")
+	d := start(t, "--listen", "unix:"+sock, "--", "cat")
+	st, err := os.Stat(sock)
+	if err != nil || st.Mode().Type() != fs.ModeSocket || st.Mode().Perm() != 0o660 {
+		t.Fatalf("socket %s: %v, mode %v; want a 0660 socket", sock, err, st.Mode())
+	}
+	c := unixClient(sock)
+	defer c.Close()
+	resp, err := do(ctxTimeout(t, 10*time.Second), c, request{body: "hello through cat", ctype: "text/plain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.status != 200 || resp.body != "hello through cat" {
+		t.Fatalf("RESPONDER through cat: %d %q", resp.status, resp.body)
+	}
+	resp, err = do(ctxTimeout(t, 10*time.Second), c, request{role: fcgi.RoleFilter, data: "filter data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.status != 200 || resp.body != "filter data" {
+		t.Fatalf("FILTER through cat: %d %q", resp.status, resp.body)
+	}
+	if line, _ := d.log.waitFor("fcgi-bridge started", 0); !strings.Contains(line, "unix:"+sock) || !strings.Contains(line, "routes=") {
+		t.Errorf("start-up line should name the listeners and routes: %q", line)
+	}
+	d.signal(syscall.SIGTERM)
+	if code := d.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit status %d after TERM, want 0", code)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket left behind after exit: %v", err)
+	}
+}
+
+// TestDefaultConfigServes runs the embedded default (with the listener moved
+// to a unix socket): JSON is rendered to HTML by the binary's own `html`
+// transform, format=json bypasses it, and FILTER data is upper-cased.
+func TestDefaultConfigServes(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "bridge.sock")
+	d := start(t, "--listen", "unix:"+sock)
+	c := unixClient(sock)
+	defer c.Close()
+	ctx := ctxTimeout(t, 20*time.Second)
+
+	resp, err := do(ctx, c, request{body: `{"name":"<b>x</b>"}`, ctype: "application/json", accept: "text/html"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.status != 200 || !strings.HasPrefix(resp.header("Content-Type"), "text/html") ||
+		!strings.Contains(resp.body, "&lt;b&gt;x&lt;/b&gt;") || !strings.Contains(resp.body, "http://example.test/app/page") {
+		t.Fatalf("rendered page: %d %q\n%s", resp.status, resp.header("Content-Type"), resp.body)
+	}
+	resp, err = do(ctx, c, request{uri: "/app/page?format=json", body: `{"a":1}`, ctype: "application/json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.body != `{"a":1}` {
+		t.Fatalf("format=json should bypass the transform, got %q", resp.body)
+	}
+	resp, err = do(ctx, c, request{role: fcgi.RoleFilter, data: "make me loud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.body != "MAKE ME LOUD" {
+		t.Fatalf("FILTER through upper: %q", resp.body)
+	}
+	d.signal(syscall.SIGINT)
+	if code := d.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit status %d after INT", code)
+	}
+}
+
+// slowUpstream answers after hold, or when release is closed; started
+// receives one value per request as it arrives.
+func slowUpstream(t *testing.T, hold time.Duration) (srv *httptest.Server, started chan struct{}, release chan struct{}) {
+	started = make(chan struct{}, 16)
+	release = make(chan struct{})
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-time.After(hold):
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, "slow answer")
+	}))
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		srv.Close()
+	})
+	return srv, started, release
+}
+
+// TestTermDrainsInFlight sends TERM while a slow request is in flight: the
+// request completes, then the daemon exits 0.
+func TestTermDrainsInFlight(t *testing.T) {
+	up, started, _ := slowUpstream(t, 1500*time.Millisecond)
+	sock := filepath.Join(t.TempDir(), "bridge.sock")
+	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--", "cat")
+	c := unixClient(sock)
+	defer c.Close()
+	type result struct {
+		resp *response
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		r, err := do(ctxTimeout(t, 30*time.Second), c, request{method: "GET"})
+		res <- result{r, err}
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+	d.signal(syscall.SIGTERM)
+	if _, ok := d.log.waitFor("draining", 5*time.Second); !ok {
+		t.Fatal("no drain log line after TERM")
+	}
+	r := <-res
+	if r.err != nil || r.resp.status != 200 || r.resp.body != "slow answer" {
+		t.Fatalf("the request in flight during TERM: %+v, %v", r.resp, r.err)
+	}
+	if code := d.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit status %d after a clean drain", code)
+	}
+}
+
+// TestSecondSignalStopsAtOnce: with a request that would take a minute, a
+// second TERM ends the daemon within seconds.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	up, started, _ := slowUpstream(t, time.Minute)
+	sock := filepath.Join(t.TempDir(), "bridge.sock")
+	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--shutdown-timeout", "2m", "--", "cat")
+	c := unixClient(sock)
+	defer c.Close()
+	go do(ctxTimeout(t, 2*time.Minute), c, request{method: "GET"})
+	<-started
+	d.signal(syscall.SIGTERM)
+	if _, ok := d.log.waitFor("draining", 5*time.Second); !ok {
+		t.Fatal("no drain log line after TERM")
+	}
+	t0 := time.Now()
+	d.signal(syscall.SIGTERM)
+	code := d.wait(10 * time.Second)
+	if took := time.Since(t0); took > 5*time.Second {
+		t.Errorf("second TERM took %v to stop the daemon", took)
+	}
+	if code != 1 {
+		t.Errorf("exit status %d after a forced stop, want 1", code)
+	}
+	if _, ok := d.log.waitFor("second signal", 0); !ok {
+		t.Error("no log line for the second signal")
+	}
+}
+
+const reloadConfig = `
+[[listen]]
+addr = "unix:%s"
+
+[log]
+access = false
+
+[transform.note]
+command = ["@self", "transform", "annotate"]
+min = 1
+max = 2
+
+[[route]]
+name = "all"
+source = "body"
+transform = ["note"]
+`
+
+// TestReloadUnderLoad sends HUP repeatedly (and once with a broken file)
+// while clients send a steady stream of requests: not one fails, and the
+// transform processes are replaced by each reload.
+func TestReloadUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "bridge.sock")
+	cfgPath := filepath.Join(dir, "bridge.toml")
+	good := fmt.Sprintf(reloadConfig, sock)
+	os.WriteFile(cfgPath, []byte(good), 0o644)
+	d := start(t, "-c", cfgPath)
+
+	var (
+		stop          atomic.Bool
+		total, failed atomic.Int64
+		mu            sync.Mutex
+		pids          = map[int]bool{}
+		firstErr      error
+		wg            sync.WaitGroup
+	)
+	for range 4 {
+		wg.Go(func() {
+			c := &fcgi.Client{Network: "unix", Address: sock, KeepConn: true, MaxIdleConns: 1, DialTimeout: 5 * time.Second}
+			defer c.Close()
+			for !stop.Load() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				resp, err := do(ctx, c, request{body: "payload", ctype: "text/plain"})
+				cancel()
+				total.Add(1)
+				if err == nil && (resp.status != 200 || resp.body != "payload") {
+					err = fmt.Errorf("status %d body %q", resp.status, resp.body)
+				}
+				if err != nil {
+					failed.Add(1)
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					continue
+				}
+				pid, _ := strconv.Atoi(resp.header("X-Transform-Pid"))
+				mu.Lock()
+				pids[pid] = true
+				mu.Unlock()
+			}
+		})
+	}
+
+	hup := func(wantLine string) {
+		t.Helper()
+		time.Sleep(300 * time.Millisecond)
+		before := strings.Count(d.log.String(), wantLine)
+		d.signal(syscall.SIGHUP)
+		deadline := time.Now().Add(15 * time.Second)
+		for strings.Count(d.log.String(), wantLine) == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q after HUP", wantLine)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for range 4 {
+		hup("configuration reloaded")
+	}
+	os.WriteFile(cfgPath, []byte(good+"\n[server]\nno_such_key = 1\n"), 0o644)
+	time.Sleep(300 * time.Millisecond)
+	d.signal(syscall.SIGHUP)
+	if _, ok := d.log.waitFor("reload failed", 10*time.Second); !ok {
+		t.Fatal("a broken file on HUP was not reported")
+	}
+	os.WriteFile(cfgPath, []byte(good), 0o644)
+	hup("configuration reloaded")
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed across reloads; first: %v", failed.Load(), total.Load(), firstErr)
+	}
+	if total.Load() < 50 {
+		t.Errorf("only %d requests were sent; the stream was not steady", total.Load())
+	}
+	if len(pids) < 3 {
+		t.Errorf("requests were served by %d transform processes over 5 reloads; reloads should replace them", len(pids))
+	}
+	t.Logf("%d requests, 0 failed, %d transform processes over 5 reloads", total.Load(), len(pids))
+
+	d.signal(syscall.SIGTERM)
+	if code := d.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	for pid := range pids {
+		if alive(pid) {
+			t.Errorf("transform process %d outlived the daemon", pid)
+		}
+	}
+	if left := transformProcesses(); len(left) > 0 {
+		t.Errorf("transform processes left after exit: %v", left)
+	}
+}
+
+// alive reports whether pid is still one of our transforms (a recycled pid
+// running something else does not count).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.HasPrefix(string(b), binary+"\x00transform")
+}
+
+// transformProcesses lists the pids of every process running this test's
+// binary as a transform.
+func transformProcesses() []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func childrenOf(ppid int) []int {
+	var out []int
+	for _, pid := range transformProcesses() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 1 && fields[1] == strconv.Itoa(ppid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// TestNoTransformOutlivesKill kills the daemon with SIGKILL, the crash case
+// no cleanup code runs in: its transforms must die with it.
+func TestNoTransformOutlivesKill(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "bridge.sock")
+	d := start(t, "--listen", "unix:"+sock)
+	var kids []int
+	for deadline := time.Now().Add(10 * time.Second); len(kids) < 2 && time.Now().Before(deadline); {
+		kids = childrenOf(d.cmd.Process.Pid)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(kids) < 2 {
+		t.Fatalf("the default configuration should start its two transforms (min = 1 each); found %v", kids)
+	}
+	d.signal(syscall.SIGKILL)
+	d.wait(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var left []int
+		for _, pid := range kids {
+			if alive(pid) {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transforms %v outlived the killed daemon", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStartErrors: one clear sentence for the errors people meet when
+// starting, exit status 1, and no transform left running.
+func TestStartErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	stale := filepath.Join(t.TempDir(), "file.sock")
+	os.WriteFile(stale, []byte("not a socket"), 0o644)
+	for _, tc := range []struct {
+		listen, want string
+	}{
+		{"tcp:" + busy.Addr().String(), "already in use"},
+		{"unix:" + filepath.Join(t.TempDir(), "no", "such", "dir.sock"), "does not exist"},
+		{"unix:" + stale, "is not a socket"},
+	} {
+		code, _, errOut := runCmd(t, "", "--listen", tc.listen)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("--listen %s: exit %d, want 1 and %q in:\n%s", tc.listen, code, tc.want, errOut)
+		}
+	}
+	if left := transformProcesses(); len(left) > 0 {
+		time.Sleep(time.Second)
+		if left = transformProcesses(); len(left) > 0 {
+			t.Errorf("a failed start left transforms running: %v", left)
+		}
+	}
+	if b, _ := os.ReadFile(stale); string(b) != "not a socket" {
+		t.Error("a regular file at the socket path was changed")
+	}
+}
+
+// TestUSR1ReopensLogFile renames the log file away, as logrotate does, and
+// sends USR1: the daemon writes to a new file at the configured path.
+func TestUSR1ReopensLogFile(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "bridge.log")
+	sock := filepath.Join(dir, "bridge.sock")
+	cfgPath := filepath.Join(dir, "bridge.toml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("[[listen]]\naddr = \"unix:%s\"\n\n[log]\nfile = %q\n\n[[route]]\nname = \"all\"\n", sock, logPath)), 0o644)
+	d := start2(t, logPath, "-c", cfgPath)
+	os.Rename(logPath, logPath+".1")
+	d.signal(syscall.SIGUSR1)
+	waitFile(t, logPath, "log file reopened")
+	d.signal(syscall.SIGTERM)
+	if code := d.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	waitFile(t, logPath, "stopped")
+	if b, _ := os.ReadFile(logPath + ".1"); strings.Contains(string(b), "stopped") {
+		t.Error("the daemon kept writing to the rotated file")
+	}
+}
+
+// start2 starts a daemon that logs to a file, waiting for its start-up line there.
+func start2(t *testing.T, logPath string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &proc{t: t, cmd: cmd, log: newLines(strings.NewReader("")), done: make(chan struct{})}
+	go func() {
+		d.err = cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	waitFile(t, logPath, "fcgi-bridge started")
+	return d
+}
+
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never contained %q:\n%s", path, want, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

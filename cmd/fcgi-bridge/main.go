@@ -1,0 +1,250 @@
+// Command fcgi-bridge is the daemon: web servers reach it over FastCGI, and
+// it answers with content piped through transform processes.
+//
+//	fcgi-bridge                                   the embedded default configuration
+//	fcgi-bridge -c /etc/fcgi-bridge.toml          a configuration file
+//	fcgi-bridge -t -c FILE                        check the file and exit
+//	fcgi-bridge -T [-c FILE]                      print the effective configuration
+//	fcgi-bridge --listen unix:/run/x.sock -- CMD ARGS...
+//	                                              quick mode: every request through a pool of CMD
+//	fcgi-bridge transform NAME                    run a built-in sample transform (stdin/stdout)
+//
+// This file turns the command line into a configuration; daemon.go wires the
+// configuration to the FastCGI server, the listeners and the signals.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/fcgi-bridge/fcgi-bridge/conf"
+	"github.com/fcgi-bridge/fcgi-bridge/listen"
+	"github.com/fcgi-bridge/fcgi-bridge/sample"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "devel"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// options is what the command line asked for.
+type options struct {
+	configFile      string
+	test, dump      bool
+	showVersion     bool
+	listen          []string
+	upstream        string
+	logFormat       string
+	logLevel        string
+	shutdownTimeout time.Duration
+	command         []string // after "--": quick mode
+}
+
+func (o *options) quick() bool { return len(o.command) > 0 || o.upstream != "" }
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "transform" {
+		return runTransform(args[1:], stdin, stdout, stderr)
+	}
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fcgi-bridge: %v\n", err)
+		return 2
+	}
+	if o.showVersion {
+		fmt.Fprintln(stdout, versionLine())
+		return 0
+	}
+	cfg, err := loadConfig(o)
+	if err == nil && o.test {
+		err = checkCommands(cfg)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fcgi-bridge: %v\n", err)
+		return 1
+	}
+	switch {
+	case o.test:
+		fmt.Fprintf(stdout, "fcgi-bridge: configuration %s is valid\n", cfg.File)
+		return 0
+	case o.dump:
+		if err := cfg.Encode(stdout); err != nil {
+			fmt.Fprintf(stderr, "fcgi-bridge: print the configuration: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	return serve(o, cfg, stderr)
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := pflag.NewFlagSet("fcgi-bridge", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVarP(&o.configFile, "config", "c", "", "configuration `FILE` (TOML); without it the embedded default runs")
+	fs.BoolVarP(&o.test, "test", "t", false, "check the configuration and exit: 0 when valid, 1 with FILE:LINE: problem")
+	fs.BoolVarP(&o.dump, "dump", "T", false, "print the effective configuration (defaults filled in) and exit")
+	fs.StringArrayVar(&o.listen, "listen", nil, "listen on `SPEC`: tcp:HOST:PORT, unix:PATH or systemd:NAME; repeatable; replaces the configured listeners")
+	fs.StringVar(&o.upstream, "upstream", "", "quick mode content source `URL`: http://HOST/..., fcgi://unix:/PATH, fcgi://HOST:PORT or file:/ROOT")
+	fs.StringVar(&o.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
+	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 0, "how long TERM waits for requests in flight (overrides server.shutdown_timeout)")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage:\n"+
+			"  fcgi-bridge [flags]                      serve (the embedded default without -c)\n"+
+			"  fcgi-bridge [flags] -- COMMAND [ARG...]  quick mode: every request through a pool of COMMAND\n"+
+			"  fcgi-bridge transform NAME               run a built-in sample transform (%s)\n\nFlags:\n",
+			strings.Join(sample.Names(), ", "))
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	rest := fs.Args()
+	if dash := fs.ArgsLenAtDash(); dash >= 0 {
+		if dash > 0 {
+			return nil, fmt.Errorf("unexpected argument %q before --", rest[0])
+		}
+		o.command = rest
+		if len(o.command) == 0 {
+			return nil, errors.New("-- must be followed by the transform command, e.g. -- cat")
+		}
+	} else if len(rest) > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (a transform command goes after --, e.g. fcgi-bridge -- %s)", rest[0], rest[0])
+	}
+	switch o.logFormat {
+	case "", "text", "json":
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+	}
+	if o.logLevel != "" {
+		if _, err := parseLevel(o.logLevel); err != nil {
+			return nil, fmt.Errorf("--log-level: %w", err)
+		}
+	}
+	if o.configFile != "" && o.quick() {
+		return nil, errors.New("-c and quick mode (--upstream or -- COMMAND) exclude each other; put the command in the file's [transform] table")
+	}
+	for _, l := range o.listen {
+		if _, err := listen.ParseSpec(l); err != nil {
+			return nil, fmt.Errorf("--listen: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// loadConfig builds the configuration the options describe: a file, quick
+// mode, or the embedded default; then the command-line overrides.
+func loadConfig(o *options) (*conf.Config, error) {
+	var cfg *conf.Config
+	var err error
+	switch {
+	case o.configFile != "":
+		cfg, err = conf.Load(o.configFile)
+	case o.quick():
+		cfg, err = conf.Quick(o.listen, o.upstream, o.command)
+	default:
+		cfg = conf.Default()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(o.listen) > 0 && !o.quick() {
+		// Quick builds listeners with the same defaults (mode, allow list) a
+		// file's [[listen]] gets, so the override behaves like the file.
+		q, err := conf.Quick(o.listen, "", nil)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Listen = q.Listen
+	}
+	if o.logFormat != "" {
+		cfg.Log.Format = o.logFormat
+	}
+	if o.logLevel != "" {
+		cfg.Log.Level = o.logLevel
+	}
+	if o.shutdownTimeout > 0 {
+		cfg.Server.ShutdownTimeout = conf.Duration(o.shutdownTimeout)
+	}
+	return cfg, nil
+}
+
+// checkCommands finds the program of every transform, so that -t catches
+// a missing program before a deployment does.
+func checkCommands(cfg *conf.Config) error {
+	var errs []error
+	for _, name := range sortedNames(cfg.Transform) {
+		t := cfg.Transform[name]
+		argv, err := conf.ResolveCommand(t.Command)
+		if err == nil && len(argv) > 0 {
+			_, err = exec.LookPath(argv[0])
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: transform.%s.command: %w", cfg.File, name, err))
+		}
+	}
+	for i, l := range cfg.Listen {
+		if _, err := listen.ParseSpec(l.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: listen.%d.addr: %w", cfg.File, i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func runTransform(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: fcgi-bridge transform NAME\n\nBuilt-in sample transforms (they speak the pipe protocol on stdin/stdout):")
+		for _, n := range sample.Names() {
+			fmt.Fprintf(stderr, "  %-10s %s\n", n, sample.Help(n))
+		}
+		return 2
+	}
+	if err := sample.Run(args[0], stdin, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "fcgi-bridge transform: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func versionLine() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "devel" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return fmt.Sprintf("fcgi-bridge %s (%s %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
