@@ -23,10 +23,20 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
+	"github.com/fcgi-bridge/fcgi-bridge/sample"
 )
 
 func TestMain(m *testing.M) {
 	testtransform.Run()
+	// The embedded default runs "@self transform NAME"; in these tests
+	// "@self" is the test binary, which answers like fcgi-bridge does.
+	if len(os.Args) == 3 && os.Args[1] == "transform" {
+		if err := sample.Run(os.Args[2], os.Stdin, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
@@ -506,17 +516,29 @@ transform = ["slow"]
 	assert.Equal(t, len(body), w.body.Len())
 }
 
-func TestDefaultConfigBuilds(t *testing.T) {
-	// The embedded default runs "@self transform NAME"; here "self" is the
-	// test binary, which does not implement that subcommand, so only the
-	// building is checked (pools start lazily with min = 0).
-	cfg := conf.Default()
-	for _, tr := range cfg.Transform {
-		tr.Min = 0
-	}
-	b, err := New(cfg)
+func TestEmbeddedDefault(t *testing.T) {
+	b, err := New(conf.Default())
 	require.NoError(t, err)
-	require.NoError(t, b.Close(context.Background()))
+	f := &fixture{b: b}
+	t.Cleanup(func() { b.Close(context.Background()) })
+	c := served(t, f)
+
+	r := wire(t, c, fcgi.RoleFilter, "GET", "/doc.txt", nil, "", "hello filter")
+	assert.Equal(t, 200, r.status)
+	assert.Equal(t, "HELLO FILTER", r.body)
+
+	r = wire(t, c, fcgi.RoleResponder, "POST", "/page", map[string]string{"CONTENT_TYPE": "application/json"}, `{"a":1}`, "")
+	assert.Equal(t, 200, r.status)
+	assert.Equal(t, []string{"text/html; charset=utf-8"}, r.header["content-type"])
+	assert.Contains(t, r.body, "<")
+	assert.Contains(t, r.body, "http://site.test/page", "the page shows the request URL it was sent")
+
+	r = wire(t, c, fcgi.RoleResponder, "POST", "/page?format=json", map[string]string{"CONTENT_TYPE": "application/json"}, `{"a":1}`, "")
+	assert.Equal(t, `{"a":1}`, r.body)
+	r = wire(t, c, fcgi.RoleResponder, "POST", "/page", map[string]string{"CONTENT_TYPE": "application/json", "HTTP_ACCEPT": "application/json"}, `{"a":1}`, "")
+	assert.Equal(t, `{"a":1}`, r.body)
+	r = wire(t, c, fcgi.RoleResponder, "POST", "/page", map[string]string{"HTTP_ACCEPT": "text/html"}, `plain`, "")
+	assert.Contains(t, r.body, "<")
 }
 
 func TestServerLimits(t *testing.T) {
