@@ -514,6 +514,11 @@ transform = ["slow"]
 	w := <-done
 	assert.Equal(t, 200, w.status)
 	assert.Equal(t, len(body), w.body.Len())
+
+	// A request reaching a closed bridge (a reload race) is refused cleanly.
+	w = f.do(t, req{method: "POST", uri: "/", body: "late"})
+	assert.Equal(t, 503, w.status)
+	assert.NotEmpty(t, w.header.Get("Retry-After"))
 }
 
 func TestEmbeddedDefault(t *testing.T) {

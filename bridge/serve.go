@@ -33,10 +33,18 @@ type exchange struct {
 
 // ServeFCGI implements fcgi.Handler.
 func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
+	// Requests that start after Close began are not waited for (their
+	// pools are closing, so they end at once with 503); counting them could
+	// restart a WaitGroup that Close is already waiting on.
 	b.closeMu.Lock()
-	b.inflight.Add(1)
+	tracked := !b.closed.Load()
+	if tracked {
+		b.inflight.Add(1)
+	}
 	b.closeMu.Unlock()
-	defer b.inflight.Done()
+	if tracked {
+		defer b.inflight.Done()
+	}
 
 	x := &exchange{start: time.Now(), role: r.Role, method: r.Params["REQUEST_METHOD"], uri: source.RequestURI(r.Params)}
 	defer b.logAccess(x)
