@@ -149,6 +149,7 @@ func TestErrors(t *testing.T) {
 		{"bad glob", minimal + "glob = \"/a[\"\n", []string{"t.toml:7: route.0.glob"}},
 		{"authorizer without transform", "[[route]]\nrole = \"authorizer\"\n", []string{"t.toml:1: route.0.transform"}},
 		{"authorizer fail open", "[transform.t]\ncommand=[\"x\"]\n[[route]]\nrole = \"authorizer\"\ntransform = [\"t\"]\nfail = \"open\"\n", []string{"t.toml:6: route.0.fail"}},
+		{"data upstream for responder", "[upstream.d]\nkind = \"data\"\n[[route]]\nsource = \"d\"\n", []string{"t.toml:4: route.0.source"}},
 		{"data for responder", minimal + "source = \"data\"\n", []string{"t.toml:7: route.0.source"}},
 		{"no routes", "[log]\n", []string{"t.toml: route: no [[route]]"}},
 		{"duplicate route names", minimal + "name = \"a\"\n[[route]]\nname = \"a\"\n", []string{"t.toml:9: route.1.name"}},

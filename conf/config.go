@@ -117,6 +117,7 @@ const (
 	UpstreamFastCGI = "fastcgi"
 	UpstreamFile    = "file"
 	UpstreamBody    = "body"
+	UpstreamData    = "data"
 )
 
 // Built-in sources a route may name without declaring an upstream.
@@ -139,7 +140,9 @@ type Upstream struct {
 	// file: the directory served; index: file tried for a directory path.
 	Root  string `toml:"root"`
 	Index string `toml:"index"`
-	// body: Content-Type used when the request has none.
+	// body: Content-Type used when the request has none; data: when the
+	// FILTER request names none (no FCGI_DATA_CONTENT_TYPE param and no
+	// known extension of the filtered file).
 	ContentType string `toml:"content_type"`
 
 	ConnectTimeout  Duration `toml:"connect_timeout"`

@@ -191,9 +191,9 @@ func validateUpstream(u *Upstream, k string, bad func(string, string, ...any)) {
 		if strings.ContainsRune(u.Index, '/') {
 			bad(k+".index", "must be a file name, got %q", u.Index)
 		}
-	case UpstreamBody:
+	case UpstreamBody, UpstreamData:
 	default:
-		bad(k+".kind", "must be http, fastcgi, file or body, got %q", u.Kind)
+		bad(k+".kind", "must be http, fastcgi, file, body or data, got %q", u.Kind)
 	}
 	if u.ContentType != "" {
 		if _, _, err := mime.ParseMediaType(u.ContentType); err != nil {
@@ -277,8 +277,11 @@ func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...a
 		}
 	case SourceBody:
 	default:
-		if _, ok := c.Upstream[r.Source]; !ok {
+		u, ok := c.Upstream[r.Source]
+		if !ok {
 			bad(k+".source", "unknown upstream %q (declare [upstream.%s], or use \"body\", \"data\" or \"request\")", r.Source, r.Source)
+		} else if u.Kind == UpstreamData && r.Role != RoleFilter && r.Role != RoleAny {
+			bad(k+".source", "upstream %q is FILTER data, which exists only for role = \"filter\"", r.Source)
 		}
 	}
 	if r.Role == RoleAuthorizer {

@@ -97,6 +97,8 @@ func New(u *conf.Upstream) (Source, error) {
 		return NewFile(u)
 	case conf.UpstreamBody:
 		return NewBody(u.Name, u.ContentType), nil
+	case conf.UpstreamData:
+		return NewData(u.ContentType), nil
 	}
 	return nil, fmt.Errorf("upstream %q: unknown kind %q", u.Name, u.Kind)
 }
