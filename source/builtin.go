@@ -34,13 +34,20 @@ func (s *dataSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 		}
 	}
 	m := &filter.Message{Status: http.StatusOK, Length: -1}
+	if !r.DataLastMod.IsZero() {
+		mod := r.DataLastMod.UTC()
+		m.Header.Add("Last-Modified", mod.Format(http.TimeFormat))
+		// The client's copy is current: answer from FCGI_DATA_LAST_MOD
+		// without reading the data (the fcgi server discards it).
+		if ims, err := http.ParseTime(r.Params["HTTP_IF_MODIFIED_SINCE"]); err == nil && !mod.After(ims) {
+			m.Status = http.StatusNotModified
+			return m, nil
+		}
+	}
 	if r.DataLength >= 0 {
 		m.Length = r.DataLength
 	}
 	m.Header.Add("Content-Type", s.typeFor(r.Params))
-	if !r.DataLastMod.IsZero() {
-		m.Header.Add("Last-Modified", r.DataLastMod.UTC().Format(http.TimeFormat))
-	}
 	data := r.Data
 	if data == nil {
 		data = strings.NewReader("")

@@ -54,6 +54,21 @@ func TestData(t *testing.T) {
 	_, err = io.ReadAll(m.Body)
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 
+	// The client's copy is current: 304 from FCGI_DATA_LAST_MOD, data unread.
+	data := strings.NewReader("unread")
+	r = &Request{Role: fcgi.RoleFilter, Params: map[string]string{"HTTP_IF_MODIFIED_SINCE": "Mon, 06 May 2024 07:08:09 GMT"},
+		Data: data, DataLength: 6, DataLastMod: mod}
+	m, err = NewData("text/plain").Fetch(context.Background(), r)
+	require.NoError(t, err)
+	assert.Equal(t, 304, m.Status)
+	assert.Nil(t, m.Body)
+	assert.Equal(t, 6, data.Len())
+	r.Params["HTTP_IF_MODIFIED_SINCE"] = "Mon, 06 May 2024 07:08:08 GMT"
+	m, err = NewData("text/plain").Fetch(context.Background(), r)
+	require.NoError(t, err)
+	assert.Equal(t, 200, m.Status)
+	assert.Equal(t, "unread", readAll(t, m))
+
 	r = &Request{Role: fcgi.RoleFilter, Params: map[string]string{}, Data: strings.NewReader("xyz"), DataLength: -1}
 	m, err = NewData("text/plain").Fetch(context.Background(), r)
 	require.NoError(t, err)
