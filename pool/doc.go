@@ -47,9 +47,10 @@
 //
 // A process is retired after MaxRequests leases or MaxLifetime, each varied
 // by ±10% per process so that a pool started at once does not restart at
-// once; after a lease when its resident memory (/proc/PID/statm) exceeds
-// MaxRSS; and, above Min, after IdleTimeout without a lease. Stats counts
-// each reason.
+// once; after a lease when the resident memory of the process itself (not
+// its helpers; /proc/PID/statm) exceeds MaxRSS; above Min, after
+// IdleTimeout without a lease; and after a lease on which the caller called
+// Process.Retire (a reply with Connection: close). Stats counts each reason.
 //
 // # Crashes and start-up failures
 //
@@ -87,5 +88,11 @@
 // thread during the process's life; so each process is started from a
 // goroutine that locks its OS thread and keeps it locked, blocked waiting
 // for the child, until the child is reaped. No other goroutine can run on
-// that thread, so it ends only with the bridge.
+// that thread, so it ends only with the bridge. The signal reaches the
+// transform itself, not helpers it forked: those lose their stdin writer
+// (EOF) with the bridge, and must exit on it or arrange their own
+// parent-death signal. While the bridge runs, helpers die with their
+// transform through the group kill.
+//
+// The cost is one OS thread per live process, blocked in waitid(2).
 package pool

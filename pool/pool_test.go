@@ -246,7 +246,7 @@ func TestSaturation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logs := watch(t)
-			p := newPool(t, logs, Config{Command: []string{"cat"}, Max: 1, QueueSize: tc.queueSize, QueueTimeout: 150 * time.Millisecond})
+			p := newPool(t, logs, Config{Command: []string{"cat"}, Min: 1, Max: 1, QueueSize: tc.queueSize, QueueTimeout: 150 * time.Millisecond})
 			held := acquire(t, p)
 			start := time.Now()
 			errs := make(chan error, tc.waiters)
