@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,11 +17,14 @@ import (
 // (sun_path is 108 bytes including the terminating NUL).
 const maxSocketPath = 107
 
-// openUnix creates the socket at path with its final mode and owner before
-// anyone can connect to it: it is bound inside a fresh private (0700)
-// directory next to path, given its mode and owner there, and only then
-// linked into place. That is safe whatever the process umask is and does not
-// touch the umask, which is process-wide.
+// openUnix binds the socket in place under a umask that gives it exactly
+// its final mode, so there is no moment when it is more open than
+// configured, then sets the owner. The umask is process-wide: fork is held
+// off meanwhile (syscall.ForkLock) so no transform starts with the
+// temporary umask, and files other goroutines create in that instant can
+// only come out tighter, never looser. Binding in place (rather than in a
+// staging directory and moving the file) keeps the socket's own name, which
+// is what accepted connections report as their local address.
 func openUnix(path string, opts Options) (net.Listener, error) {
 	spec := "unix:" + path
 	if len(path) > 0 && path[0] == '@' {
@@ -36,7 +38,7 @@ func openUnix(path string, opts Options) (net.Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("listen %s: the path is %d bytes long; unix socket paths are limited to %d", spec, len(path), maxSocketPath)
 	}
-	mode := opts.Mode
+	mode := opts.Mode.Perm()
 	if mode == 0 {
 		mode = DefaultSocketMode
 	}
@@ -47,50 +49,17 @@ func openUnix(path string, opts Options) (net.Listener, error) {
 	if err := removeStale(path); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", spec, err)
 	}
-
-	dir := filepath.Dir(path)
-	private, err := os.MkdirTemp(dir, ".sock")
-	if err != nil {
-		return nil, explainListenError(spec, err)
-	}
-	defer os.RemoveAll(private)
-	staging := filepath.Join(private, "s")
-	if len(staging) > maxSocketPath {
-		// No room for the staging directory in the path: bind in place under a
-		// tightened umask instead.
-		return bindInPlace(path, mode, uid, gid)
-	}
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: staging, Net: "unix"})
-	if err != nil {
-		return nil, explainListenError(spec, err)
-	}
-	ul.SetUnlinkOnClose(false)
-	if err := setModeOwner(staging, mode, uid, gid); err != nil {
-		ul.Close()
-		return nil, fmt.Errorf("listen %s: %w", spec, err)
-	}
-	// link(2), unlike rename(2), fails when something appeared at path since
+	syscall.ForkLock.Lock()
+	old := syscall.Umask(int(0o777 &^ mode))
+	// bind(2) fails with EADDRINUSE when something appeared at path since
 	// the stale check, so a file or a live socket is never replaced.
-	if err := os.Link(staging, path); err != nil {
-		ul.Close()
-		if errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("listen %s: another process created the socket file at the same moment; is a second fcgi-bridge starting? %w", spec, err)
-		}
-		return nil, explainListenError(spec, err)
-	}
-	return newUnixListener(ul, path)
-}
-
-var umaskMu sync.Mutex
-
-func bindInPlace(path string, mode fs.FileMode, uid, gid int) (net.Listener, error) {
-	spec := "unix:" + path
-	umaskMu.Lock()
-	old := syscall.Umask(0o777)
 	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	syscall.Umask(old)
-	umaskMu.Unlock()
+	syscall.ForkLock.Unlock()
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listen %s: another process created a file at the same path at the same moment; is a second fcgi-bridge starting? %w", spec, err)
+		}
 		return nil, explainListenError(spec, err)
 	}
 	ul.SetUnlinkOnClose(false)
@@ -185,8 +154,6 @@ func newUnixListener(ul *net.UnixListener, path string) (net.Listener, error) {
 	}
 	return l, nil
 }
-
-func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 func (l *unixListener) Close() error {
 	l.once.Do(func() {

@@ -23,9 +23,9 @@ func socketMode(t *testing.T, path string) fs.FileMode {
 	return st.Mode().Perm()
 }
 
-// TestUnixModeIgnoresUmask creates sockets under the most permissive and the
-// most restrictive umasks: the mode is always the configured one, and the
-// staging directory is gone afterwards.
+// TestUnixModeIgnoresUmask creates sockets under permissive and restrictive
+// umasks: the mode is always the configured one, the process umask is
+// restored, and nothing but the socket is left in the directory.
 func TestUnixModeIgnoresUmask(t *testing.T) {
 	for _, tc := range []struct {
 		umask int
@@ -41,7 +41,9 @@ func TestUnixModeIgnoresUmask(t *testing.T) {
 		path := filepath.Join(dir, "fcgi.sock")
 		old := syscall.Umask(tc.umask)
 		l, err := Open("unix:"+path, Options{Mode: tc.mode})
-		syscall.Umask(old)
+		if after := syscall.Umask(old); after != tc.umask {
+			t.Errorf("Open changed the process umask from %#o to %#o", tc.umask, after)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,6 +61,14 @@ func TestUnixModeIgnoresUmask(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dial the new socket: %v", err)
 		}
+		srv, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv.LocalAddr().String() != path {
+			t.Errorf("accepted connection's local address %q, want the socket path", srv.LocalAddr())
+		}
+		srv.Close()
 		c.Close()
 		l.Close()
 		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
@@ -67,11 +77,11 @@ func TestUnixModeIgnoresUmask(t *testing.T) {
 	}
 }
 
-// TestUnixLongPath takes the in-place fallback used when the staging
-// directory would not fit in sun_path.
+// TestUnixLongPath binds at the longest path sun_path takes and refuses a
+// longer one with an explanation.
 func TestUnixLongPath(t *testing.T) {
 	dir := t.TempDir()
-	name := strings.Repeat("s", maxSocketPath-len(dir)-1-5)
+	name := strings.Repeat("s", maxSocketPath-len(dir)-1)
 	path := filepath.Join(dir, name)
 	old := syscall.Umask(0)
 	l, err := Open("unix:"+path, Options{})
