@@ -63,7 +63,11 @@ type response struct {
 	aborted atomic.Bool
 }
 
-func (w *response) Header() http.Header { return w.header }
+func (w *response) Header() http.Header {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.header
+}
 
 func (w *response) WriteHeader(code int) {
 	w.mu.Lock()
@@ -116,17 +120,23 @@ func (w *response) writeHeaderLocked(code int) error {
 	}
 	w.bodyAllowed = bodyAllowed(code)
 	var num [3]byte
+	codeText := strconv.AppendInt(num[:0], int64(code), 10)
 	reason := http.StatusText(code)
+	for _, part := range [][]byte{[]byte("Status: "), codeText, []byte(" ")} {
+		if err := w.stdout(part); err != nil {
+			return err
+		}
+	}
 	if reason == "" {
-		reason = "Status " + string(strconv.AppendInt(num[:0], int64(code), 10))
+		if err := w.stdoutString("Status "); err != nil {
+			return err
+		}
+		reason = string(codeText)
 	}
-	if err := w.stdoutString("Status: "); err != nil {
+	if err := w.stdoutString(reason); err != nil {
 		return err
 	}
-	if err := w.stdout(strconv.AppendInt(num[:0], int64(code), 10)); err != nil {
-		return err
-	}
-	if err := w.stdoutString(" " + reason + "\r\n"); err != nil {
+	if err := w.stdoutString("\r\n"); err != nil {
 		return err
 	}
 	h := w.header
@@ -146,8 +156,10 @@ func (w *response) writeHeaderLocked(code int) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		for _, v := range h[k] {
-			if err := w.stdoutString(k + ": " + cleanHeaderValue(v) + "\r\n"); err != nil {
-				return err
+			for _, part := range [...]string{k, ": ", cleanHeaderValue(v), "\r\n"} {
+				if err := w.stdoutString(part); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -377,6 +389,11 @@ func (w *response) end(appStatus uint32, fallbackStatus int) {
 	if !w.aborted.Load() {
 		err := error(nil)
 		if !w.wroteHeader {
+			if fallbackStatus == http.StatusServiceUnavailable {
+				// Ended by Shutdown while the handler may still be running and
+				// touching its own header map: leave that map alone.
+				w.header = http.Header{"Retry-After": {"1"}}
+			}
 			err = w.writeHeaderLocked(fallbackStatus)
 		}
 		if err == nil {
