@@ -114,6 +114,12 @@ func newFixture(t *testing.T) *fixture {
 			io.WriteString(w, `<p>html</p>`)
 		case "/up/empty":
 			w.WriteHeader(204)
+		case "/up/gz":
+			// An upstream that compresses whatever it is asked.
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("X-Got-Accept-Encoding", r.Header.Get("Accept-Encoding"))
+			io.WriteString(w, "\x1f\x8bcompressed")
 		}
 	}))
 	catPath, err := exec.LookPath("cat")
@@ -332,6 +338,12 @@ func TestRouting(t *testing.T) {
 			func(t *testing.T, w *recorder) {
 				assert.Equal(t, "application/json", w.header.Get("Content-Type"))
 				assert.Equal(t, []string{"a=1", "b=2"}, w.header.Values("Set-Cookie"))
+			}},
+		{"upstream not offered compression, compressed answer passes", req{uri: "/up/gz", params: map[string]string{"HTTP_ACCEPT_ENCODING": "gzip"}}, 200, "\x1f\x8bcompressed",
+			func(t *testing.T, w *recorder) {
+				assert.Empty(t, w.header.Get("X-Got-Accept-Encoding"))
+				assert.Equal(t, "gzip", w.header.Get("Content-Encoding"))
+				assert.Equal(t, "application/json", w.header.Get("Content-Type"))
 			}},
 		{"upstream html passes (content type condition)", req{uri: "/up/html"}, 200, `<p>html</p>`, nil},
 		{"upstream 204 has no body", req{uri: "/up/empty"}, 204, "",

@@ -153,6 +153,11 @@ func (rt *route) transforms(m *filter.Message) bool {
 	if rt.chain == nil || !filter.BodyAllowed(m.Status) {
 		return false
 	}
+	if ce := m.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		// A compressed body would reach the transform as bytes it cannot
+		// read; better served as it is than garbled.
+		return false
+	}
 	c := rt.cfg
 	if len(c.SourceStatus) > 0 {
 		ok := false

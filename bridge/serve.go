@@ -82,6 +82,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		DataLength:    r.DataLength,
 		DataLastMod:   r.DataLastMod,
 		RemoteAddr:    r.RemoteAddr,
+		// A transform reads the body, so ask for it uncompressed unless the
+		// client asked for HEAD (nothing is transformed then).
+		Identity: rt.chain != nil && r.Params["REQUEST_METHOD"] != http.MethodHead,
 	}
 	msg, err := rt.source.Fetch(ctx, req)
 	if err != nil {

@@ -285,6 +285,12 @@ func TestUnits(t *testing.T) {
 		var s Size
 		assert.Error(t, s.UnmarshalText([]byte(in)), in)
 	}
+	for _, want := range []string{"0s", "250ms", "30s", "5m", "1m30s", "1h", "2h0m5s", "1h1m"} {
+		var d Duration
+		require.NoError(t, d.UnmarshalText([]byte(want)))
+		got, _ := d.MarshalText()
+		assert.Equal(t, want, string(got))
+	}
 	var d Duration
 	require.NoError(t, d.UnmarshalTOML("1m30s"))
 	assert.Equal(t, 90*time.Second, d.Std())

@@ -37,10 +37,18 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalText writes the duration the way time.Duration prints it, which
-// UnmarshalText reads back exactly.
+// MarshalText writes the duration as time.Duration prints it, without
+// the zero units it appends ("5m" rather than "5m0s"); UnmarshalText reads
+// it back exactly.
 func (d Duration) MarshalText() ([]byte, error) {
-	return []byte(time.Duration(d).String()), nil
+	s := time.Duration(d).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return []byte(s), nil
 }
 
 // Size is a byte count, written as an integer (bytes) or as a string with a

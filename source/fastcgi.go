@@ -55,12 +55,13 @@ func (s *fastcgiSource) Close() error { return s.client.Close() }
 
 // forwardParams lists the params sent upstream: the request's own (sorted,
 // so the upstream sees a stable order), with the configured overrides, and
-// without what must not cross: HTTP_PROXY (httpoxy) and the FILTER role's
-// FCGI_DATA_* (the upstream is asked as a RESPONDER).
-func (s *fastcgiSource) forwardParams(p map[string]string) []fcgi.Pair {
+// without what must not cross: HTTP_PROXY (httpoxy), the FILTER role's
+// FCGI_DATA_* (the upstream is asked as a RESPONDER), and Accept-Encoding
+// when a transform needs the body uncompressed.
+func (s *fastcgiSource) forwardParams(p map[string]string, identity bool) []fcgi.Pair {
 	names := make([]string, 0, len(p)+len(s.params))
 	for k := range p {
-		if k == "HTTP_PROXY" || strings.HasPrefix(k, "FCGI_DATA_") {
+		if k == "HTTP_PROXY" || strings.HasPrefix(k, "FCGI_DATA_") || (identity && k == "HTTP_ACCEPT_ENCODING") {
 			continue
 		}
 		if _, over := s.params[k]; !over {
@@ -110,7 +111,7 @@ func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*filter.Message,
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	resp, err := s.client.Do(ctx, &fcgi.ClientRequest{Role: fcgi.RoleResponder, Params: s.forwardParams(r.Params), Stdin: stdin})
+	resp, err := s.client.Do(ctx, &fcgi.ClientRequest{Role: fcgi.RoleResponder, Params: s.forwardParams(r.Params, r.Identity), Stdin: stdin})
 	if err != nil {
 		return fail("request", err)
 	}

@@ -123,6 +123,9 @@ func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request,
 	if ct := p["CONTENT_TYPE"]; ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}
+	if r.Identity {
+		req.Header.Del("Accept-Encoding")
+	}
 	if h := p["HTTP_HOST"]; h != "" {
 		req.Host = h
 		req.Header.Set("X-Forwarded-Host", h)

@@ -36,6 +36,10 @@ type Request struct {
 	DataLength  int64 // -1 unknown
 	DataLastMod time.Time
 	RemoteAddr  net.Addr
+	// Identity asks an upstream for an uncompressed body (its
+	// Accept-Encoding is not forwarded): set when a transform will read
+	// the content. The web server compresses the final answer anyway.
+	Identity bool
 }
 
 // Source fetches the content for a request. Fetch may be called from many

@@ -274,6 +274,17 @@ func TestHTTP(t *testing.T) {
 	assert.Equal(t, "streamed", gotBody)
 	assert.Equal(t, int64(-1), got.ContentLength)
 
+	// A transform will read the body: the upstream is not offered compression.
+	params = map[string]string{"REQUEST_URI": "/e", "HTTP_ACCEPT_ENCODING": "gzip"}
+	m, err = src.Fetch(context.Background(), &Request{Params: params, ContentLength: -1, Identity: true})
+	require.NoError(t, err)
+	readAll(t, m)
+	assert.Empty(t, got.Header.Get("Accept-Encoding"))
+	m, err = src.Fetch(context.Background(), &Request{Params: params, ContentLength: -1})
+	require.NoError(t, err)
+	readAll(t, m)
+	assert.Equal(t, "gzip", got.Header.Get("Accept-Encoding"))
+
 	// HEAD: no body, length kept.
 	params = map[string]string{"REQUEST_METHOD": "HEAD", "REQUEST_URI": "/h"}
 	m, err = src.Fetch(context.Background(), &Request{Params: params, ContentLength: -1, Stdin: strings.NewReader("")})
