@@ -100,11 +100,13 @@ func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*filter.Message,
 		if timer != nil {
 			timer.Stop()
 		}
-		cancel()
+		defer cancel()
 		if timedOut.Load() {
 			return nil, &Error{Source: s.name, Op: op, Status: http.StatusGatewayTimeout,
 				Err: fmt.Errorf("no response within %v: %w", s.responseTimeout, err)}
 		}
+		// Classified before cancel, so only the caller's own cancellation
+		// reads as "client gone".
 		return nil, classify(ctx, s.name, op, err)
 	}
 	stdin := r.Stdin
