@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -122,6 +123,18 @@ func newFixture(t *testing.T) *fixture {
 			io.WriteString(w, "\x1f\x8bcompressed")
 		}
 	}))
+	phpSock := filepath.Join(t.TempDir(), "php.sock")
+	phpL, err := net.Listen("unix", phpSock)
+	require.NoError(t, err)
+	php := &fcgi.Server{Handler: fcgi.HandlerFunc(func(w fcgi.ResponseWriter, r *fcgi.Request) {
+		// Stands in for php-fpm: answers with the script it was asked to run.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Add("Set-Cookie", "PHPSESSID=1")
+		w.WriteHeader(200)
+		fmt.Fprintf(w, `{"script":%q}`, r.Params["SCRIPT_FILENAME"])
+	})}
+	go php.Serve(phpL)
+	t.Cleanup(func() { php.Close() })
 	catPath, err := exec.LookPath("cat")
 	require.NoError(t, err)
 	cfgText := tt("upper", testtransform.Upper, "max = 2") +
@@ -142,6 +155,17 @@ root = %q
 [upstream.app]
 kind = "http"
 url = %q
+
+[upstream.php]
+kind = "fastcgi"
+address = "unix:%s"
+params = { SCRIPT_FILENAME = "/srv/app/index.php" }
+
+[[route]]
+name = "php"
+path = "/php/"
+source = "php"
+transform = ["upper"]
 
 [[route]]
 name = "auth"
@@ -225,7 +249,7 @@ transform = ["cat", "upper", "headers"]
 [[route]]
 name = "default"
 transform = ["upper"]
-`, root, app.URL)
+`, root, app.URL, phpSock)
 	cfg, err := conf.Parse("test.toml", []byte(cfgText))
 	require.NoError(t, err, cfgText)
 	logs := &bytes.Buffer{}
@@ -345,6 +369,8 @@ func TestRouting(t *testing.T) {
 				assert.Equal(t, "gzip", w.header.Get("Content-Encoding"))
 				assert.Equal(t, "application/json", w.header.Get("Content-Type"))
 			}},
+		{"fastcgi upstream transformed", req{uri: "/php/x"}, 200, `{"SCRIPT":"/SRV/APP/INDEX.PHP"}`,
+			func(t *testing.T, w *recorder) { assert.Equal(t, "PHPSESSID=1", w.header.Get("Set-Cookie")) }},
 		{"upstream html passes (content type condition)", req{uri: "/up/html"}, 200, `<p>html</p>`, nil},
 		{"upstream 204 has no body", req{uri: "/up/empty"}, 204, "",
 			func(t *testing.T, w *recorder) { assert.Empty(t, w.header.Get("Content-Length")) }},
