@@ -205,7 +205,7 @@ func TestRecycle(t *testing.T) {
 		},
 		{
 			name: "idle",
-			cfg:  Config{IdleTimeout: 100 * time.Millisecond, Min: 1, Max: 3},
+			cfg:  Config{IdleTimeout: 300 * time.Millisecond, Min: 1, Max: 3},
 			mode: "echo",
 			run: func(t *testing.T, p *Pool) {
 				var procs []*Process
