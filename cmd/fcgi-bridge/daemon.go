@@ -61,6 +61,12 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 
+	// Take the sockets systemd passed, if any, before a transform starts:
+	// it marks them close-on-exec and clears LISTEN_*, so no transform
+	// inherits them, even when the configuration does not use them.
+	if names := listen.SystemdNames(); names != nil {
+		logger.Info("sockets passed by systemd", "names", strings.Join(names, ","))
+	}
 	b, err := bridge.New(cfg, bridge.WithLogger(logger))
 	if err != nil {
 		return d.fatal("start", err)
