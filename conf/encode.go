@@ -15,7 +15,15 @@ func (c *Config) Encode(w io.Writer) error {
 	}
 	enc := toml.NewEncoder(w)
 	enc.Indent = ""
-	if err := enc.Encode(c); err != nil {
+	out := *c
+	// Empty tables would print as bare headers ("[upstream]"); leave them out.
+	if len(out.Transform) == 0 {
+		out.Transform = nil
+	}
+	if len(out.Upstream) == 0 {
+		out.Upstream = nil
+	}
+	if err := enc.Encode(&out); err != nil {
 		return fmt.Errorf("encode configuration: %w", err)
 	}
 	return nil
