@@ -142,7 +142,11 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 			_ = c.rwc.SetReadDeadline(time.Now())
 		}
 	}
+	timer := r.timer
 	c.mu.Unlock()
+	if timer != nil {
+		timer.Stop()
+	}
 	r.cancel(nil)
 	r.closeInput()
 	return closeConn
@@ -500,6 +504,11 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 		r.params = pairDecoder{}
 		r.paramsDone(c.lim)
 		r.lastInput = time.Now()
+		if d := c.lim.HandlerTimeout; d > 0 {
+			c.mu.Lock()
+			r.timer = time.AfterFunc(d, func() { r.cancel(ErrHandlerTimeout) })
+			c.mu.Unlock()
+		}
 		c.handlers.Add(1)
 		go c.runHandler(r)
 		return nil
@@ -510,7 +519,7 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 	}
 	err := r.params.feed(content, func(name, value []byte) error {
 		if len(name) > 0 {
-			r.req.Params[string(name)] = string(value)
+			r.req.Params[paramName(name)] = string(value)
 		}
 		return nil
 	})

@@ -113,6 +113,7 @@
 //	LingerTimeout         2 s       drain after our close ends
 //	InputBuffer           128 KiB   flow control or ErrInputOverflow (above)
 //	MaxStderr             64 KiB    rest of the request's stderr dropped
+//	HandlerTimeout        10 min    request context cancelled: ErrHandlerTimeout
 //
 // # Connection end
 //

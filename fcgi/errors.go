@@ -3,6 +3,7 @@ package fcgi
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close, and is the
@@ -24,6 +25,10 @@ var (
 	// ErrInputTimeout: no STDIN or DATA arrived for the request within
 	// Limits.InputIdleTimeout.
 	ErrInputTimeout = errors.New("fcgi: request input idle timeout")
+
+	// ErrHandlerTimeout: the request context's cause when the handler ran
+	// longer than Limits.HandlerTimeout.
+	ErrHandlerTimeout = errors.New("fcgi: handler timeout")
 
 	// ErrRequestEnded: a write after the request was ended (the handler
 	// returned, or Shutdown's deadline ended it).
@@ -56,5 +61,5 @@ type protocolError struct{ msg string }
 func (e *protocolError) Error() string { return "fcgi: protocol error: " + e.msg }
 
 func protoErrorf(format string, args ...any) error {
-	return &protocolError{fmt.Sprintf(format, args...)}
+	return &protocolError{strings.ReplaceAll(fmt.Sprintf(format, args...), "fcgi: ", "")}
 }

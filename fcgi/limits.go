@@ -73,6 +73,13 @@ type Limits struct {
 	// it is full.
 	InputBuffer int
 
+	// HandlerTimeout bounds how long one handler may run, from the end of
+	// PARAMS: at expiry its context is cancelled with cause ErrHandlerTimeout
+	// and the handler is expected to return. Default 10 min: a backstop
+	// against leaked requests, far above any sane transform; routes that need
+	// a tighter bound set their own.
+	HandlerTimeout time.Duration
+
 	// MaxStderr bounds the bytes one request may send on FCGI_STDERR; the rest
 	// is dropped with a note. Default 64 KiB: peers copy it into their error log.
 	MaxStderr int
@@ -103,6 +110,7 @@ func (l Limits) withDefaults() Limits {
 	setDur(&l.LingerTimeout, 2*time.Second)
 	setInt(&l.InputBuffer, 128<<10)
 	setInt(&l.MaxStderr, 64<<10)
+	setDur(&l.HandlerTimeout, 10*time.Minute)
 	if l.MaxReqsPerConn > 0xffff {
 		l.MaxReqsPerConn = 0xffff
 	}

@@ -44,7 +44,8 @@ type Request struct {
 // Context is cancelled when the web server aborts the request
 // (FCGI_ABORT_REQUEST or closing the connection; cause ErrAborted), when the
 // connection fails, and when Close or Shutdown's deadline ends the request
-// (cause ErrServerClosed). Use context.Cause to tell them apart.
+// (cause ErrServerClosed), and after Limits.HandlerTimeout (cause
+// ErrHandlerTimeout). Use context.Cause to tell them apart.
 func (r *Request) Context() context.Context {
 	if r.ctx == nil {
 		return context.Background()
@@ -81,6 +82,7 @@ type activeRequest struct {
 
 	stdin, data *inputStream
 	w           *response
+	timer       *time.Timer // HandlerTimeout; stopped when the request is removed
 
 	removed bool // guarded by conn.mu: no longer in conn.reqs
 }

@@ -3,6 +3,7 @@ package fcgi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -903,4 +904,20 @@ func TestWriteTimeout(t *testing.T) {
 	other := ts.dial(t)
 	other.send(request(2, false, ""))
 	require.Equal(t, StatusRequestComplete, other.result(2).protoStatus)
+}
+
+// Limits: HandlerTimeout cancels the handler's context; the handler can still
+// answer.
+func TestHandlerTimeout(t *testing.T) {
+	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
+		<-r.Context().Done()
+		if errors.Is(context.Cause(r.Context()), ErrHandlerTimeout) {
+			w.WriteHeader(http.StatusGatewayTimeout)
+		}
+	}), Limits{HandlerTimeout: 100 * time.Millisecond})
+	p := ts.dial(t)
+	p.send(request(1, true, ""))
+	h, _ := splitCGI(t, p.result(1).stdout)
+	require.Equal(t, "504 Gateway Timeout", h["Status"])
+	p.expectOpen(50 * time.Millisecond)
 }
