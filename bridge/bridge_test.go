@@ -442,7 +442,8 @@ func TestFailures(t *testing.T) {
 	t.Run("saturated", func(t *testing.T) {
 		first := make(chan *recorder)
 		go func() { first <- f.do(t, req{method: "POST", uri: "/busy", body: "a"}) }()
-		time.Sleep(500 * time.Millisecond) // the only process is now busy hanging
+		// Wait until the only process is busy hanging on the first request.
+		require.Eventually(t, func() bool { return f.b.Stats()["busy"].Busy == 1 }, 10*time.Second, 10*time.Millisecond)
 		w := f.do(t, req{method: "POST", uri: "/busy", body: "b"})
 		assert.Equal(t, 503, w.status)
 		assert.Equal(t, "1", w.header.Get("Retry-After"))
@@ -545,7 +546,7 @@ transform = ["slow"]
 	body := strings.Repeat("x", 300<<10) // ~300 ms through the slow reader
 	done := make(chan *recorder)
 	go func() { done <- f.do(t, req{method: "POST", uri: "/", body: body}) }()
-	time.Sleep(100 * time.Millisecond)
+	require.Eventually(t, func() bool { return b.Stats()["slow"].Busy == 1 }, 10*time.Second, time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, b.Close(ctx))
