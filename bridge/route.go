@@ -89,9 +89,24 @@ func newRequestView(r *fcgi.Request) *requestView {
 	if v.method == "" {
 		v.method = "GET"
 	}
-	v.path = source.Path(r.Params)
+	// Match on the normalised path, as the web server's own locations do:
+	// "/static/../admin" must not pass for a "/static" route.
+	v.path = cleanPath(source.Path(r.Params))
 	v.query, _ = url.ParseQuery(source.Query(r.Params))
 	return v
+}
+
+// cleanPath resolves dot segments and doubled slashes, keeping a trailing
+// slash (it distinguishes a directory).
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 // matches reports whether the route's request conditions hold.
