@@ -17,10 +17,10 @@ const envTransform = "E2E_TRANSFORM"
 // Modes the test binary serves as a pooled transform.
 const (
 	// modeAuthz decides AUTHORIZER requests from the params Apache's
-	// mod_authnz_fcgi sends (passed as X-Bridge-Param-*): in the
-	// authenticator phase the password must be "open-sesame"; in the
-	// authorizer phase the user must be "alice". Allowed requests get a
-	// Variable-E2E-User header that Apache turns into a variable.
+	// mod_authnz_fcgi sends (passed as X-Bridge-Param-*): the password
+	// must be "open-sesame" (else 401) and the user "alice" (else 403).
+	// Allowed requests get a Variable-E2E-User header that Apache turns
+	// into a variable.
 	modeAuthz = "authz"
 )
 
@@ -61,20 +61,24 @@ func runTransform(mode string) int {
 func authz(w io.Writer, h textproto.MIMEHeader) {
 	param := func(name string) string { return h.Get("X-Bridge-Param-" + name) }
 	role, user, pass := param("FCGI_APACHE_ROLE"), param("REMOTE_USER"), param("REMOTE_PASSWD")
-	fmt.Fprintf(os.Stderr, "authz: role=%q user=%q\n", role, user)
-	allow := false
+	fmt.Fprintf(os.Stderr, "authz: role=%q user=%q password given=%v\n", role, user, pass != "")
+	var allow bool
 	switch role {
 	case "AUTHENTICATOR":
 		allow = pass == "open-sesame"
-	default: // AUTHORIZER, or a server that does not say
+	case "AUTHORIZER", "ACCESS_CHECKER":
 		allow = user == "alice"
+	default:
+		// mod_authnz_fcgi's "authnz" provider asks once, with the
+		// password, and names no phase: both checks at once.
+		allow = pass == "open-sesame" && user == "alice"
 	}
 	if allow {
 		fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nVariable-E2E-User: %s\r\nContent-Length: 0\r\n\r\n", user)
 		return
 	}
 	status := "403 Forbidden"
-	if role == "AUTHENTICATOR" {
+	if pass != "open-sesame" && role != "AUTHORIZER" && role != "ACCESS_CHECKER" {
 		status = "401 Unauthorized"
 	}
 	fmt.Fprintf(w, "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\ndenied\n", status)
