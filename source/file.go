@@ -71,7 +71,9 @@ func (s *fileSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 	}
 	reqPath := filePath(r.Params)
 	for _, seg := range strings.Split(reqPath, "/") {
-		if seg == ".." {
+		// ".." never; hidden files (.git, .env, .htpasswd) are not content
+		// either, except .well-known, which exists to be served.
+		if seg == ".." || (strings.HasPrefix(seg, ".") && seg != "." && seg != ".well-known") {
 			return plainMessage(http.StatusForbidden, "forbidden\n"), nil
 		}
 	}

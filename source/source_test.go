@@ -133,6 +133,12 @@ func fileUpstream(t *testing.T) (*conf.Upstream, string) {
 	root := filepath.Join(base, "www")
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "dir"), 0o755))
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "noindex"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, ".git"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, ".well-known"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, ".git", "config"), []byte("secret"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(root, ".env"), []byte("secret"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(root, ".well-known", "token"), []byte("tok"), 0o644))
+	require.NoError(t, os.Symlink(filepath.Join(root, "page.html"), filepath.Join(root, "abs-in")))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "page.html"), []byte("<p>hi</p>"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "data.json"), []byte(`{"a":1}`), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "noext"), []byte("plain words"), 0o644))
@@ -175,6 +181,10 @@ func TestFile(t *testing.T) {
 		{"symlink out relative", map[string]string{"SCRIPT_NAME": "/out-rel"}, 403, "", ""},
 		{"symlink out absolute", map[string]string{"SCRIPT_NAME": "/out-abs"}, 403, "", ""},
 		{"symlinked dir out", map[string]string{"SCRIPT_NAME": "/outdir/secret"}, 403, "", ""},
+		{"hidden file", map[string]string{"SCRIPT_NAME": "/.env"}, 403, "", ""},
+		{"hidden dir", map[string]string{"SCRIPT_NAME": "/.git/config"}, 403, "", ""},
+		{"well-known", map[string]string{"SCRIPT_NAME": "/.well-known/token"}, 200, "", "tok"},
+		{"absolute symlink even inside", map[string]string{"SCRIPT_NAME": "/abs-in"}, 403, "", ""},
 		{"post", map[string]string{"SCRIPT_NAME": "/page.html", "REQUEST_METHOD": "POST"}, 405, "", ""},
 		{"not modified", map[string]string{"SCRIPT_NAME": "/page.html", "HTTP_IF_MODIFIED_SINCE": "Tue, 02 Jan 2024 03:04:05 GMT"}, 304, "", ""},
 		{"modified since", map[string]string{"SCRIPT_NAME": "/page.html", "HTTP_IF_MODIFIED_SINCE": "Tue, 02 Jan 2024 03:04:04 GMT"}, 200, "", "<p>hi</p>"},
