@@ -61,10 +61,14 @@ func TestCatIdentity(t *testing.T) {
 					in := sha256.New()
 					src := newRandomBody(size, byte(size))
 					length := size
+					msgLength := size
 					if chunked {
-						length = -1
+						msgLength = -1
 					}
-					msg := &Message{Status: 200, Header: Header{{"Content-Type", "application/octet-stream"}}, Length: length,
+					if chunked || size == 0 {
+						length = -1 // an empty body travels chunked
+					}
+					msg := &Message{Status: 200, Header: Header{{"Content-Type", "application/octet-stream"}}, Length: msgLength,
 						Body: struct {
 							io.Reader
 							io.Closer

@@ -156,7 +156,7 @@ var replyCases = []struct {
 	{"bad-length", "HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nhello", false, false},
 	{"plus-length", "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello", false, false},
 	{"conflicting-lengths", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", false, false},
-	{"length-and-chunked", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", false, false},
+	{"length-and-chunked", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false, true},
 	{"gzip-te", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, false},
 	{"no-framing", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello", false, false},
 	{"head-cut", "HTTP/1.1 200 OK\r\nContent-Ty", true, false},
@@ -213,4 +213,18 @@ func FuzzReadReply(f *testing.F) {
 			t.Fatalf("body changed: %q -> %q", body, body2)
 		}
 	})
+}
+
+// TestDuplicateHeaders checks that order and duplicates survive a trip
+// through a transform (the test transform's cat).
+func TestDuplicateHeaders(t *testing.T) {
+	p := newModePool(t, "cat")
+	msg := textMessage("x")
+	for _, v := range []string{"a=1", "b=2", "c=3", "d=4"} {
+		msg.Header.Add("Set-Cookie", v)
+	}
+	msg.Header.Add("Vary", "Accept")
+	out, _, err := roundTrip(t, NewPooled("cat", p, 0), msg, nil)
+	require.NoError(t, err)
+	require.Equal(t, Header{{"Content-Type", "text/plain"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}, {"Set-Cookie", "c=3"}, {"Set-Cookie", "d=4"}, {"Vary", "Accept"}}, out.Header)
 }

@@ -210,9 +210,11 @@ func (r *replyHead) decideFraming(contentLength, transferEncoding []string, line
 	switch {
 	case !BodyAllowed(r.msg.Status):
 		r.framing = framingNone
-	case chunked && length >= 0:
-		return protoErr(line, 0, "either Content-Length or Transfer-Encoding: chunked, not both", nil, nil)
 	case chunked:
+		// With both, chunked wins (RFC 9112, 6.3). Node sends both when a
+		// transform sets Content-Length on a message that came chunked,
+		// since the npm subprocess-middleware copies the request's
+		// Transfer-Encoding header into its response.
 		r.framing = framingChunked
 	case length >= 0:
 		r.framing, r.length = framingSized, length

@@ -66,19 +66,22 @@ func appendHead(dst []byte, m *Message, req *RequestInfo) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	switch n := bodyLength(m); {
-	case n >= 0:
-		// Also for 1xx, 204 and 304: a reader that does not know their
-		// status semantics (the npm subprocess-middleware parser reads such
-		// a body to EOF) then still finds the end of the message.
+	if n := bodyLength(m); n > 0 {
 		dst = append(dst, "Content-Length: "...)
 		dst = strconv.AppendInt(dst, n, 10)
 		dst = append(dst, "\r\n"...)
-	default:
+	} else {
+		// An empty body, also that of a 204 or 304, is chunked with only
+		// the last chunk: the npm subprocess-middleware parser completes a
+		// "Content-Length: 0" message only when the next one arrives (a
+		// deadlock), and reads a body without framing until EOF. Transforms
+		// must follow the framing headers, not infer a body from the status.
 		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
 	}
 	return append(dst, "\r\n"...), nil
 }
+
+const lastChunk = "0\r\n\r\n"
 
 // bodyLength is the length the head announces: 0 when there is no body.
 func bodyLength(m *Message) int64 {
@@ -114,7 +117,7 @@ func writeFramed(w io.Writer, head []byte, m *Message, buf []byte) error {
 	n := bodyLength(m)
 	switch {
 	case n == 0:
-		_, err := w.Write(head)
+		_, err := w.Write(append(head, lastChunk...))
 		return err
 	case n > 0:
 		return writeSized(w, head, m.Body, n, buf)
@@ -198,7 +201,7 @@ func writeChunked(w io.Writer, head []byte, body io.Reader, buf []byte) error {
 		if rerr == io.EOF {
 			// The last chunk rides with the data when it fits.
 			if len(buf)-end >= 5 {
-				end += copy(buf[end:], "0\r\n\r\n")
+				end += copy(buf[end:], lastChunk)
 				_, err := w.Write(buf[start:end])
 				return err
 			}
@@ -209,7 +212,7 @@ func writeChunked(w io.Writer, head []byte, body io.Reader, buf []byte) error {
 			}
 		}
 		if rerr == io.EOF {
-			_, err := w.Write([]byte("0\r\n\r\n"))
+			_, err := w.Write([]byte(lastChunk))
 			return err
 		}
 		h = 0
