@@ -91,6 +91,10 @@ func (h *swapHandler) swap(b *bridge.Bridge) *generation {
 // current returns the Bridge new requests go to.
 func (h *swapHandler) current() *bridge.Bridge { return h.cur.Load().b }
 
+// ServesRole answers for the current Bridge, so a server that asks its
+// handler which roles it plays gets the answer of the configuration in use.
+func (h *swapHandler) ServesRole(role fcgi.Role) bool { return h.current().ServesRole(role) }
+
 // retire waits for the generation's requests to finish (or ctx to end) and
 // closes its Bridge, which stops its transform processes. With ctx already
 // ended it closes at once.
