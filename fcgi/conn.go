@@ -576,6 +576,12 @@ func (c *conn) handleData(r *activeRequest, content []byte) error {
 // handler (flow control: nothing else can stall); when other requests share the
 // connection the request's input fails with ErrInputOverflow instead.
 func (c *conn) deliver(s *inputStream, p []byte, id uint16) {
+	var poll *time.Ticker
+	defer func() {
+		if poll != nil {
+			poll.Stop()
+		}
+	}()
 	for {
 		p = p[s.push(p):]
 		if len(p) == 0 {
@@ -590,13 +596,27 @@ func (c *conn) deliver(s *inputStream, p []byte, id uint16) {
 			s.fail(ErrInputOverflow, false)
 			return
 		}
+		if poll == nil {
+			poll = time.NewTicker(peerPollInterval)
+		}
 		select {
 		case <-s.writable:
 		case <-c.ctx.Done():
 			return
+		case <-poll.C:
+			// Not reading means not seeing the peer go away; look without reading.
+			if peerGone(c.rwc) {
+				c.log.Debug("fcgi: peer closed the connection while its request's input was held back", "remote", c.remote, "id", id)
+				c.closeNow(ErrAborted)
+				return
+			}
 		}
 	}
 }
+
+// peerPollInterval is how often the read loop, while it holds back input,
+// checks whether the peer is still there.
+const peerPollInterval = 100 * time.Millisecond
 
 func (c *conn) runHandler(r *activeRequest) {
 	defer c.handlers.Done()

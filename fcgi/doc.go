@@ -43,11 +43,14 @@
 //   - if the request is the only active one on its connection (always the case
 //     with nginx, Apache and lighttpd, which use id 1), the read loop waits for
 //     the handler to read: this is plain flow control and stalls nothing else.
-//     The wait ends when the handler reads, returns, or its connection is
-//     closed (Close, a write failure, or Shutdown's deadline). While it waits
-//     the read loop does not read the socket, so an ABORT or a peer close is
-//     only seen once the handler reads or writes (a write to a closed peer
-//     fails and cancels the request).
+//     The wait ends when the handler reads or returns (its context ends on
+//     HandlerTimeout and Shutdown's deadline), when the connection is closed
+//     (Close, a write failure), or when the peer is seen gone: every 100 ms the
+//     socket is checked without reading (MSG_PEEK) for a close or reset, which
+//     cancels the request. Limits: a close queued behind unread input, and an
+//     ABORT_REQUEST (which nginx, Apache and lighttpd never send and HAProxy
+//     only sends on multiplexed connections, where nothing waits), are only
+//     seen once the handler reads on or returns.
 //   - if other requests are active on the connection (HAProxy multiplexing),
 //     the full request fails instead: its reader returns the buffered bytes and
 //     then ErrInputOverflow, and the rest of its input is discarded. The other

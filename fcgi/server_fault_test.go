@@ -248,3 +248,27 @@ func TestFaultShutdownDeadlineWithStuckHandler(t *testing.T) {
 	p.expectClosed(2 * time.Second)
 	close(release)
 }
+
+// While the read loop holds back input for a handler that does not read, a
+// peer that goes away is still noticed and the request cancelled.
+func TestFaultPeerGoneDuringFlowControl(t *testing.T) {
+	leakCheck(t)
+	causes := make(chan error, 1)
+	started := make(chan struct{})
+	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
+		if r.Params["CONTROL"] != "" {
+			_, _ = io.Copy(w, r.Stdin)
+			return
+		}
+		close(started)
+		<-r.Context().Done() // never reads Stdin
+		causes <- context.Cause(r.Context())
+	}), Limits{InputBuffer: 4096})
+	p := ts.dial(t)
+	p.send(beginRec(1, RoleResponder, false), paramsRecs(1), rawRecord(typeStdin, 1, make([]byte, 20000), 0))
+	<-started
+	time.Sleep(150 * time.Millisecond) // the loop is now waiting for room
+	_ = p.c.Close()
+	require.ErrorIs(t, recvTimeout(t, causes, "cancellation"), ErrAborted)
+	controlServed(t, ts)
+}
