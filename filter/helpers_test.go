@@ -176,3 +176,5 @@ func childProcesses() []int {
 	}
 	return kids
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
