@@ -510,18 +510,22 @@ func (st *clientStream) end(appStatus uint32, protocolStatus uint8) {
 	st.ended = true
 	st.resp.AppStatus = appStatus
 	st.resp.ProtocolStatus = protocolStatus
+	var err error = io.EOF
 	if protocolStatus != StatusRequestComplete {
-		st.err = &EndRequestError{ProtocolStatus: protocolStatus, AppStatus: appStatus}
-	} else {
-		st.err = io.EOF
+		err = &EndRequestError{ProtocolStatus: protocolStatus, AppStatus: appStatus}
 	}
 	if st.abortTimer != nil {
 		st.abortTimer.Stop()
 	}
+	st.mu.Unlock()
+	// Release the connection before the caller can see EOF, so a caller
+	// that sends its next request at once finds it idle instead of dialling.
+	st.unref()
+	st.mu.Lock()
+	st.err = err
 	st.signalStart()
 	st.cond.Broadcast()
 	st.mu.Unlock()
-	st.unref()
 }
 
 // fail ends the stream with err unless END_REQUEST already did.

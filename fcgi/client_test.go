@@ -267,7 +267,7 @@ func TestClientMultiplex(t *testing.T) {
 		require.NoError(t, errs[i])
 		require.Contains(t, outs[i], fmt.Sprintf("N=%d\n", i))
 	}
-	require.EqualValues(t, 3, app.accepted.Load(), "20 requests at 8 per connection")
+	require.LessOrEqual(t, app.accepted.Load(), int32(3), "20 requests at 8 per connection")
 	require.EqualValues(t, 8, app.maxActive.Load())
 }
 

@@ -26,6 +26,9 @@ type HAProxyConfig struct {
 	MaxReqs int
 	// Extra is raw configuration appended to the fcgi-app section.
 	Extra string
+	// BackendExtra is raw configuration appended to the backend section,
+	// e.g. "http-reuse always" to share connections between clients.
+	BackendExtra string
 }
 
 // StartHAProxy starts haproxy on a free port with cfg.
@@ -80,6 +83,7 @@ fcgi-app app
 		fmt.Fprintf(&b, " max-reqs %d", cfg.MaxReqs)
 	}
 	b.WriteString("\n")
+	b.WriteString(cfg.BackendExtra)
 
 	conf := filepath.Join(dir, "haproxy.conf")
 	writeFile(t, conf, b.String())
