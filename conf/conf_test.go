@@ -155,6 +155,7 @@ func TestErrors(t *testing.T) {
 		{"duplicate route names", minimal + "name = \"a\"\n[[route]]\nname = \"a\"\n", []string{"t.toml:9: route.1.name"}},
 		{"oneshot placeholder without var", "[transform.c]\nkind = \"oneshot\"\ncommand = [\"convert\"]\nargs = [\"{size}\"]\n[[route]]\n", []string{"t.toml:4: transform.c.args: placeholder {size}"}},
 		{"oneshot permissive var", "[transform.c]\nkind = \"oneshot\"\ncommand = [\"convert\"]\nargs = [\"{size}\"]\nvars = { size = \".*\" }\n[[route]]\n", []string{"t.toml:5: transform.c.vars.size"}},
+		{"oneshot program placeholder", "[transform.c]\nkind = \"oneshot\"\ncommand = [\"{prog}\"]\nvars = { prog = \"[a-z]+\" }\n[[route]]\n", []string{"t.toml:3: transform.c.command"}},
 		{"pooled with args", "[transform.c]\ncommand = [\"cat\"]\nargs = [\"x\"]\n[[route]]\n", []string{"t.toml:3: transform.c.args"}},
 		{"bad http url", "[upstream.u]\nkind = \"http\"\nurl = \"localhost:80\"\n[[route]]\nsource = \"u\"\n", []string{"t.toml:3: upstream.u.url"}},
 		{"relative root", "[upstream.u]\nkind = \"file\"\nroot = \"www\"\n[[route]]\nsource = \"u\"\n", []string{"t.toml:3: upstream.u.root"}},

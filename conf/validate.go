@@ -131,6 +131,9 @@ func (c *Config) validateTransform(t *Transform, k string, bad func(string, stri
 	case KindOneShot:
 		// Pool keys are ignored for one-shot transforms rather than refused,
 		// so switching kind does not force rewriting the table.
+		if len(t.Command) > 0 && len(Placeholders(t.Command[0])) > 0 {
+			bad(k+".command", "the program name cannot be a placeholder; only arguments are filled from the request")
+		}
 		used := map[string]bool{}
 		for _, a := range append(append([]string(nil), t.Command...), t.Args...) {
 			for _, m := range placeholderRE.FindAllStringSubmatch(a, -1) {
