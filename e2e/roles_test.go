@@ -19,6 +19,9 @@ import (
 // sends, through the project's own client: `fcgi-request --data FILE`
 // against the daemon; the data comes back through the upper transform.
 func TestFilterRoleWithFcgiRequest(t *testing.T) {
+	if requestBuildErr != nil {
+		testenv.Missing(t, fmt.Sprintf("cmd/fcgi-request does not build: %v", requestBuildErr))
+	}
 	if requestBin == "" {
 		testenv.Missing(t, "cmd/fcgi-request is not in the tree yet (the FastCGI client command)")
 	}
@@ -58,7 +61,7 @@ transform = ["upper"]
 // filterRequestArgs is fcgi-request's command line for one FILTER request
 // with data from file.
 func filterRequestArgs(sock, file string) []string {
-	return []string{"--role", "filter", "--data", file, "unix:" + sock, "/page.txt"}
+	return []string{"--fail", "--role", "filter", "--data", file, "unix:" + sock, "/page.txt"}
 }
 
 // TestApacheAuthorizer: Apache mod_authnz_fcgi asks the bridge in the
