@@ -57,11 +57,13 @@
 // A start fails when the program cannot be executed (not found, permission
 // denied), when Ready fails or times out, or when the process exits on its
 // own within a second of its start before completing a lease (bad flags, a
-// missing file: exec succeeded but the program cannot run); a clean exit
-// (status 0) during the first lease is not one, since a transform may
-// answer once with Connection: close and exit. Failures back
-// off exponentially from 100ms to 30s, with one probe start at a time; a
-// served lease resets the back-off. The *StartError says in one sentence
+// missing file: exec succeeded but the program cannot run). A death during
+// the first lease is first taken for a crash, since the request may have
+// caused it and a retry deserves a fresh process; a second one in a row is
+// a start failure. A clean exit (status 0) during the first lease is
+// neither: a transform may answer once with Connection: close and exit.
+// Failures back off exponentially from 100ms to 30s, with one probe start
+// at a time; a served lease resets the back-off. The *StartError says in one sentence
 // which program failed, why, how it exited and what it last wrote to
 // stderr. While the pool backs off and has no live process to wait for,
 // Acquire returns that error at once (the caller answers 503) instead of

@@ -59,6 +59,10 @@ func runHelper(mode string) int {
 	switch mode {
 	case "echo":
 		echo(nil)
+	case "crash-after-read":
+		line, _ := in.ReadString('\n')
+		fmt.Fprintf(os.Stderr, "panic: cannot parse %q\n", strings.TrimSpace(line))
+		return 1
 	case "crash-at-start":
 		fmt.Fprintln(os.Stderr, "loading model from /srv/model.bin")
 		fmt.Fprintln(os.Stderr, "fatal: model file missing")

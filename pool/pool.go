@@ -32,10 +32,14 @@ type Pool struct {
 	all      map[*Process]struct{} // started and not yet finalised
 	waiters  list.List             // of *waiter, FIFO
 	// Consecutive start failures and the back-off they imply.
-	failures     int
-	backoffUntil time.Time
-	lastStartErr *StartError
-	stats        Stats
+	failures int
+	// firstLeaseDeaths counts consecutive processes that died on their own
+	// during their first lease; from the second one on, that is a start
+	// failure too (see exited).
+	firstLeaseDeaths int
+	backoffUntil     time.Time
+	lastStartErr     *StartError
+	stats            Stats
 }
 
 type waiter struct {
@@ -215,7 +219,9 @@ func (p *Pool) Release(proc *Process, reusable bool) {
 		reason = "exited"
 	default:
 		if n == 1 && reusable {
-			p.failures = 0 // it served and lives: starting works
+			// It served and lives: starting works.
+			p.failures = 0
+			p.firstLeaseDeaths = 0
 		}
 		switch {
 		case p.closed:
@@ -466,9 +472,21 @@ func (p *Pool) exited(proc *Process) {
 	}
 	now := time.Now()
 	// An exit soon after the start, before any lease completed, is a start
-	// failure and backs off, except a clean exit during the first lease: a
-	// transform may serve one reply and exit (Connection: close).
-	if proc.requests.Load() == 0 && now.Sub(proc.started) < earlyExitWindow && (!proc.leased || proc.exitErr != nil) {
+	// failure and backs off. During the first lease it is a crash the
+	// caller reports (the request may have caused it; a retry gets a fresh
+	// process), unless it is the second such death in a row: then the
+	// program cannot serve at all. A clean exit during the first lease is
+	// neither: a transform may answer once with Connection: close and exit.
+	early := proc.requests.Load() == 0 && now.Sub(proc.started) < earlyExitWindow
+	if early && proc.leased {
+		if proc.exitErr == nil || proc.retire.Load() {
+			early = false
+		} else {
+			p.firstLeaseDeaths++
+			early = p.firstLeaseDeaths >= 2
+		}
+	}
+	if early {
 		p.recordStartFailureLocked(p.startError(errEarlyExit, proc), now)
 	} else {
 		p.stats.Crashed++

@@ -766,3 +766,26 @@ func TestCloseDuringReadyCheck(t *testing.T) {
 	require.ErrorIs(t, <-acquired, ErrClosed)
 	require.Empty(t, logs.find("transform failed to start"), "a check cut short by Close is no failure")
 }
+
+// A death during the first lease is a crash the caller reports and a retry
+// gets a fresh process; the second in a row means the program cannot serve
+// and the pool backs off.
+func TestDeathDuringFirstLease(t *testing.T) {
+	logs := watch(t)
+	argv, env := helperCommand(t, "crash-after-read")
+	p := newPool(t, logs, Config{Command: argv, Env: env, Min: 1, Max: 1})
+	for i, want := range []struct{ crashed, startFailures uint64 }{{1, 0}, {1, 1}} {
+		proc := acquire(t, p)
+		_, err := exchange(proc, "bad input")
+		require.Error(t, err, "lease %d", i)
+		<-proc.Done()
+		p.Release(proc, false)
+		s := p.Stats()
+		require.Equal(t, want.crashed, s.Crashed, "lease %d", i)
+		require.Equal(t, want.startFailures, s.StartFailures, "lease %d", i)
+	}
+	_, err := p.Acquire(context.Background())
+	var serr *StartError
+	require.ErrorAs(t, err, &serr)
+	require.Contains(t, serr.Error(), `panic: cannot parse \"bad input\"`)
+}
