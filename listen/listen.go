@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -186,8 +187,11 @@ func explainListenError(spec string, err error) error {
 	switch {
 	case errors.Is(err, errAddrInUse):
 		hint = "the address is already in use: another process (or another fcgi-bridge) listens there; stop it or choose another address"
+	case errors.Is(err, errAccess) && strings.HasPrefix(spec, "unix:"):
+		hint = fmt.Sprintf("permission denied: the bridge's user may not create files in %s; give it write permission there or use a directory it owns (systemd: RuntimeDirectory=)",
+			filepath.Dir(strings.TrimPrefix(spec, "unix:")))
 	case errors.Is(err, errAccess):
-		hint = "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE, and a socket path needs write permission on its directory"
+		hint = "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE); or use a port above 1023"
 	case errors.Is(err, errAddrNotAvail):
 		hint = "the address is not one of this machine's addresses"
 	case errors.Is(err, errNotExist):

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -90,6 +91,9 @@ func removeStale(path string) error {
 	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("permission denied: the bridge's user cannot reach %s (a directory on the way lacks x permission for it): %w", filepath.Dir(path), err)
 	}
 	if err != nil {
 		return fmt.Errorf("inspect the existing %s: %w", path, err)

@@ -417,6 +417,44 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
+// TestStartErrorsUnprivileged runs the daemon as nobody, where permission
+// problems are real: a socket in a directory it cannot write, and a port
+// below 1024.
+func TestStartErrorsUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the daemon as another user")
+	}
+	// nobody must be able to reach and run the binary.
+	for dir := filepath.Dir(binary); dir != "/"; dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o001 == 0 {
+			os.Chmod(dir, st.Mode().Perm()|0o011)
+		}
+	}
+	closed := t.TempDir()
+	os.Chmod(closed, 0o755)               // root's; nobody may not create files in it
+	os.Chmod(filepath.Dir(closed), 0o711) // but may pass through its parent
+	private := filepath.Join(closed, "private")
+	os.Mkdir(private, 0o700)
+	for _, tc := range []struct{ listen, want string }{
+		{"unix:" + filepath.Join(closed, "bridge.sock"), "may not create files in " + closed},
+		{"unix:" + filepath.Join(private, "bridge.sock"), "cannot reach " + private},
+		{"tcp:127.0.0.1:80", "ports below 1024 need root or CAP_NET_BIND_SERVICE"},
+	} {
+		if strings.HasSuffix(tc.listen, ":80") {
+			if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); strings.TrimSpace(string(b)) == "0" {
+				continue // every port is unprivileged here
+			}
+		}
+		cmd := exec.Command(binary, "--listen", tc.listen, "--", "cat")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("--listen %s as nobody: %v, want exit 1 and %q in:\n%s", tc.listen, err, tc.want, out)
+		}
+	}
+}
+
 // TestUSR1ReopensLogFile renames the log file away, as logrotate does, and
 // sends USR1: the daemon writes to a new file at the configured path.
 func TestUSR1ReopensLogFile(t *testing.T) {
