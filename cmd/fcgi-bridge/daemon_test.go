@@ -424,15 +424,17 @@ func TestStartErrorsUnprivileged(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the daemon as another user")
 	}
-	// nobody must be able to reach and run the binary.
-	for dir := filepath.Dir(binary); dir != "/"; dir = filepath.Dir(dir) {
-		if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o001 == 0 {
-			os.Chmod(dir, st.Mode().Perm()|0o011)
+	// nobody must be able to reach and run the binary: open up the
+	// directory TestMain made, and only that.
+	os.Chmod(filepath.Dir(binary), 0o711)
+	for dir := filepath.Dir(filepath.Dir(binary)); dir != "/"; dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err != nil || st.Mode().Perm()&0o001 == 0 {
+			t.Skipf("nobody cannot reach the test binary through %s", dir)
 		}
 	}
 	closed := t.TempDir()
 	os.Chmod(closed, 0o755)               // root's; nobody may not create files in it
-	os.Chmod(filepath.Dir(closed), 0o711) // but may pass through its parent
+	os.Chmod(filepath.Dir(closed), 0o711) // but may pass through its parent (the test's own)
 	private := filepath.Join(closed, "private")
 	os.Mkdir(private, 0o700)
 	for _, tc := range []struct{ listen, want string }{
