@@ -464,7 +464,8 @@ func (c *conn) refuse(id uint16, keep bool, status uint8) error {
 		status = StatusRequestComplete
 	}
 	out = appendEndRequest(out, id, 0, status)
-	c.log.Info("fcgi: request refused", "remote", c.remote, "id", id, "protocol_status", status)
+	// Debug: under overload a line per refusal would flood the log.
+	c.log.Debug("fcgi: request refused", "remote", c.remote, "id", id, "protocol_status", status)
 	_ = c.write(out)
 	if !keep {
 		c.mu.Lock()

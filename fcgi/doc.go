@@ -70,8 +70,11 @@
 // read to its empty record with no check. AUTHORIZER requests have no STDIN
 // (Apache's mod_authnz_fcgi sends none): Stdin is at EOF at once. An empty
 // DATA stream on other roles is tolerated and ignored; DATA before the end of
-// STDIN on a FILTER request is a protocol error. FILTER output is held until
-// STDIN has ended, as the specification requires.
+// STDIN on a FILTER request is a protocol error. FILTER output (and stderr)
+// is held until STDIN has ended, as the specification requires; a FILTER
+// handler that must send a record before then (a full record, Flush, or its
+// return) gives up the STDIN it has not read, so that neither side waits for
+// the other.
 //
 // # Overload
 //
