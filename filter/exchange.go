@@ -90,13 +90,15 @@ func exchangeMessage(ctx context.Context, name string, proc process, release fun
 	if timeout > 0 {
 		x.timer = time.AfterFunc(timeout, func() { x.abort(Timeout) })
 	}
-	x.stopCtx = context.AfterFunc(ctx, func() {
-		if ctx.Err() == context.DeadlineExceeded {
-			x.abort(Timeout)
-		} else {
-			x.abort(Canceled)
-		}
-	})
+	if ctx.Done() != nil {
+		x.stopCtx = context.AfterFunc(ctx, func() {
+			if ctx.Err() == context.DeadlineExceeded {
+				x.abort(Timeout)
+			} else {
+				x.abort(Canceled)
+			}
+		})
+	}
 
 	m := *in
 	if n := bodyLength(in); n >= 0 && len(head) <= inlineMax-int(n) {
@@ -336,9 +338,15 @@ func (x *exchange) finish(reusable bool) {
 		// return.
 		select {
 		case <-x.writeDone:
-		case <-time.After(100 * time.Millisecond):
-			reusable = false
-			x.proc.Kill()
+		default:
+			t := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-x.writeDone:
+			case <-t.C:
+				reusable = false
+				x.proc.Kill()
+			}
+			t.Stop()
 		}
 	}
 	x.closeInput()
