@@ -41,7 +41,8 @@ type conn struct {
 	closeWhenIdle bool // a KEEP_CONN=0 request ended, or the server shuts down
 	draining      bool // write side shut: read until EOF or drainDeadline, then close
 	drainDeadline time.Time
-	multiplexed   bool // the peer used an id other than 1 or two requests at once
+	multiplexed   bool      // the peer used an id other than 1 or two requests at once
+	armed         time.Time // the read deadline the read loop last set
 
 	closeOnce sync.Once
 	handlers  sync.WaitGroup
@@ -137,8 +138,11 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 	if len(c.reqs) == 0 {
 		c.idleSince = time.Now()
 		closeConn = c.closeWhenIdle || c.srv.inShutdown.Load()
-		if !closeConn && !c.draining {
-			// Wake the read loop so it arms the keep-alive deadline.
+		if !closeConn && !c.draining && c.lim.KeepAliveIdleTimeout > 0 &&
+			(c.armed.IsZero() || c.armed.After(c.idleSince.Add(c.lim.KeepAliveIdleTimeout))) {
+			// The read loop sleeps past the keep-alive deadline: wake it to arm
+			// that. Normally it does not (see nextDeadlineLocked), which saves a
+			// wake-up per request.
 			_ = c.rwc.SetReadDeadline(time.Now())
 		}
 	}
@@ -232,7 +236,8 @@ func (c *conn) armReadDeadline() (draining bool) {
 	if c.draining {
 		return true
 	}
-	_ = c.rwc.SetReadDeadline(c.nextDeadlineLocked())
+	c.armed = c.nextDeadlineLocked()
+	_ = c.rwc.SetReadDeadline(c.armed)
 	return false
 }
 
@@ -265,6 +270,9 @@ func (c *conn) nextDeadlineLocked() time.Time {
 			consider(r.lastInput, c.lim.InputIdleTimeout)
 		}
 	}
+	// With only handlers running nothing needs the loop, but a deadline no
+	// later than the keep-alive one spares a wake-up when they end.
+	consider(time.Now(), c.lim.KeepAliveIdleTimeout)
 	return earliest
 }
 
