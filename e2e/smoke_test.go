@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,8 +58,34 @@ transform = ["upper"]
 	}, &peak
 }
 
-// concurrently sends n GET /slow/i requests at once and checks each answer.
-func concurrently(t *testing.T, s *peers.Server, n int) time.Duration {
+// sampleConns counts, until the returned function is called, the most
+// connections open at once on the unix socket sock (server side, from
+// /proc/net/unix: accepted sockets carry the listener's path).
+func sampleConns(sock string) func() int {
+	stop := make(chan struct{})
+	res := make(chan int, 1)
+	go func() {
+		most := 0
+		for {
+			data, _ := os.ReadFile("/proc/net/unix")
+			n := strings.Count(string(data), " "+sock+"\n") - 1 // minus the listener
+			if n > most {
+				most = n
+			}
+			select {
+			case <-stop:
+				res <- most
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int { close(stop); return <-res }
+}
+
+// concurrently sends n GET /slow/i requests, the i-th after i*stagger, and
+// checks each answer. They all overlap: the app holds each 150 ms.
+func concurrently(t *testing.T, s *peers.Server, n int, stagger time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -66,6 +93,7 @@ func concurrently(t *testing.T, s *peers.Server, n int) time.Duration {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
+			time.Sleep(time.Duration(i) * stagger)
 			r, err := fetch(t, "GET", s.URL(fmt.Sprintf("/slow/%d?x=y", i)), nil, nil)
 			if err != nil {
 				t.Errorf("request %d: %v", i, err)
@@ -94,7 +122,7 @@ func TestLighttpdSmoke(t *testing.T) {
 	d := startBridge(t, cfg)
 	s := peers.StartLighttpd(t, peers.LighttpdConfig{FastCGI: d.upstream()})
 	smokeBody(t, s)
-	took := concurrently(t, s, 8)
+	took := concurrently(t, s, 8, 0)
 	t.Logf("lighttpd: 8 concurrent 150 ms requests in %v (peak %d at the app)", took, peak.Load())
 	if peak.Load() < 2 {
 		t.Errorf("requests did not overlap (peak %d): the bridge serialised them", peak.Load())
@@ -106,15 +134,30 @@ func TestLighttpdSmoke(t *testing.T) {
 func TestHAProxyMultiplexedSmoke(t *testing.T) {
 	cfg, peak := smokeConfig(t)
 	d := startBridge(t, cfg)
-	s := peers.StartHAProxy(t, peers.HAProxyConfig{FastCGI: d.upstream(), MpxsConns: true, GetValues: true})
+	s := peers.StartHAProxy(t, peers.HAProxyConfig{
+		FastCGI: d.upstream(), MpxsConns: true, GetValues: true,
+		// Without it HAProxy keeps a backend connection private to its
+		// client connection, and one HTTP/1.1 client never has two
+		// requests in flight: nothing would be multiplexed.
+		BackendExtra: "    http-reuse always\n",
+	})
 	smokeBody(t, s)
-	took := concurrently(t, s, 16)
-	t.Logf("HAProxy mpxs-conns: 16 concurrent 150 ms requests in %v (peak %d at the app)", took, peak.Load())
+	conns := sampleConns(d.socket)
+	took := concurrently(t, s, 16, 5*time.Millisecond)
+	mostConns := conns()
+	t.Logf("HAProxy mpxs-conns: 16 concurrent 150 ms requests in %v (peak %d at the app, at most %d connections to the bridge)", took, peak.Load(), mostConns)
 	if peak.Load() < 2 {
 		t.Errorf("requests did not overlap (peak %d)", peak.Load())
 	}
+	// How many connections HAProxy opens for a burst is its choice (its
+	// idle-connection pools are per thread): seen 9 to 16 for 16 requests.
+	// Sharing is logged, not required; the fcgi package's interop test
+	// checks the multiplexed transcript itself.
+	if mostConns < 16 {
+		t.Logf("multiplexed: 16 requests in flight over %d connections", mostConns)
+	}
 	// A second round on the connections HAProxy kept.
-	if took := concurrently(t, s, 16); took > 10*time.Second {
+	if took := concurrently(t, s, 16, 5*time.Millisecond); took > 10*time.Second {
 		t.Errorf("second round took %v", took)
 	}
 }
