@@ -921,3 +921,26 @@ func TestHandlerTimeout(t *testing.T) {
 	require.Equal(t, "504 Gateway Timeout", h["Status"])
 	p.expectOpen(50 * time.Millisecond)
 }
+
+// Output: a header block larger than one record is split like any content.
+func TestOutputHeaderBlockLargerThanARecord(t *testing.T) {
+	long := strings.Repeat("h", 70_000)
+	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("X-Long", long)
+		_, _ = io.WriteString(w, "after")
+	}), Limits{})
+	p := ts.dial(t)
+	p.send(request(1, false, ""))
+	h, body := splitCGI(t, p.result(1).stdout)
+	require.Equal(t, long, h["X-Long"])
+	require.Equal(t, "after", body)
+}
+
+func TestRoleString(t *testing.T) {
+	for r, want := range map[Role]string{RoleResponder: "RESPONDER", RoleAuthorizer: "AUTHORIZER", RoleFilter: "FILTER", 0: "ROLE(0)", 9: "ROLE(9)"} {
+		require.Equal(t, want, r.String())
+	}
+	require.Equal(t, "GET_VALUES_RESULT", typeGetValuesResult.String())
+	require.Equal(t, "TYPE(42)", recType(42).String())
+}
