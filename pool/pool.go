@@ -214,10 +214,9 @@ func (p *Pool) Release(proc *Process, reusable bool) {
 	p.busy--
 	n := proc.requests.Add(1)
 	var reason string
-	select {
-	case <-proc.done:
+	if proc.exitSeen {
 		reason = "exited"
-	default:
+	} else {
 		if n == 1 && reusable {
 			// It served and lives: starting works.
 			p.failures = 0
@@ -264,13 +263,12 @@ func (p *Pool) putBack(proc *Process) {
 		p.retireLocked(proc, "closed")
 		return
 	}
-	select {
-	case <-proc.done:
+	if proc.exitSeen {
 		p.retireLocked(proc, "exited")
 		p.replenishLocked(time.Now())
-	default:
-		p.handOutLocked(proc)
+		return
 	}
+	p.handOutLocked(proc)
 }
 
 // handOutLocked gives a ready process to the longest waiting caller, or
@@ -382,7 +380,9 @@ func (p *Pool) spawn() {
 func (p *Pool) startError(cause error, proc *Process) *StartError {
 	e := &StartError{Pool: p.cfg.Name, Path: p.launch.path, Err: cause}
 	if proc != nil {
-		e.Exit = proc.Exited()
+		// Callers hold Pool.mu after exited() ran, or Kill returned: the
+		// exit description is written.
+		e.Exit = proc.exit
 		e.Stderr = proc.StderrTail()
 	}
 	return e
@@ -394,18 +394,14 @@ func (p *Pool) started(proc *Process, serr *StartError) {
 	defer p.mu.Unlock()
 	p.starting--
 	now := time.Now()
-	if serr == nil {
-		select {
-		case <-proc.done:
-			serr = p.startError(errEarlyExit, proc)
-		default:
-		}
+	if serr == nil && proc.exitSeen {
+		serr = p.startError(errEarlyExit, proc)
 	}
 	if serr != nil {
 		if proc != nil {
 			proc.state = stateRetiring
 			delete(p.all, proc)
-			proc.closeFiles() // it has exited: Done is closed
+			proc.closeFiles() // it has exited
 		}
 		if p.closed {
 			return // a readiness check cut short by Close is no failure
@@ -444,10 +440,13 @@ func (p *Pool) recordStartFailureLocked(serr *StartError, now time.Time) {
 	p.kickLocked()
 }
 
-// exited runs once a process has been reaped (on its waiter goroutine).
+// exited runs once a process has been reaped and its stderr drained, on its
+// waiter goroutine, before Done is closed: whoever sees Done closed also
+// sees the pool's accounting of the exit (back-off, replacement, counters).
 func (p *Pool) exited(proc *Process) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	proc.exitSeen = true
 	switch proc.state {
 	case stateStarting:
 		return // spawn() reports it as a start failure

@@ -61,6 +61,7 @@ type Process struct {
 	// Guarded by Pool.mu.
 	state       procState
 	leased      bool // has been handed to a caller
+	exitSeen    bool // exited() ran: the process is dead and reaped
 	maxRequests int64
 	retireAt    time.Time
 	idleSince   time.Time
@@ -84,7 +85,7 @@ func (p *Process) Stdout() *os.File { return p.stdout }
 func (p *Process) StderrTail() []string { return p.tail.lines() }
 
 // Done is closed once the process has exited, been reaped and its stderr
-// drained.
+// drained, and the pool has taken note (counters, back-off, replacement).
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Requests returns the number of completed leases.
@@ -328,8 +329,8 @@ func (p *Process) wait() {
 	_ = p.stderr.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	<-drained
 	p.stderr.Close()
-	close(p.done)
 	p.pool.exited(p)
+	close(p.done)
 }
 
 const (
