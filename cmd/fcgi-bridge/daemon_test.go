@@ -136,7 +136,10 @@ func slowUpstream(t *testing.T, hold time.Duration) (srv *httptest.Server, start
 func TestTermDrainsInFlight(t *testing.T) {
 	up, started, _ := slowUpstream(t, 1500*time.Millisecond)
 	sock := filepath.Join(t.TempDir(), "bridge.sock")
-	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--", "cat")
+	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--log-format", "json", "--", binary, "transform", "identity")
+	if line, _ := d.log.waitFor("fcgi-bridge started", 0); !strings.HasPrefix(line, "{") {
+		t.Errorf("--log-format json: start-up line %q", line)
+	}
 	c := unixClient(sock)
 	defer c.Close()
 	type result struct {
@@ -164,6 +167,7 @@ func TestTermDrainsInFlight(t *testing.T) {
 	if code := d.wait(20 * time.Second); code != 0 {
 		t.Fatalf("exit status %d after a clean drain", code)
 	}
+	noTransformsLeft(t)
 }
 
 // TestSecondSignalStopsAtOnce: with a request that would take a minute, a
@@ -171,7 +175,10 @@ func TestTermDrainsInFlight(t *testing.T) {
 func TestSecondSignalStopsAtOnce(t *testing.T) {
 	up, started, _ := slowUpstream(t, time.Minute)
 	sock := filepath.Join(t.TempDir(), "bridge.sock")
-	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--shutdown-timeout", "2m", "--", "cat")
+	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--shutdown-timeout", "2m", "--", binary, "transform", "identity")
+	if len(childrenOf(d.cmd.Process.Pid)) == 0 {
+		t.Fatal("no transform process running")
+	}
 	c := unixClient(sock)
 	defer c.Close()
 	go do(ctxTimeout(t, 2*time.Minute), c, request{method: "GET"})
@@ -192,6 +199,7 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	if _, ok := d.log.waitFor("second signal", 0); !ok {
 		t.Error("no log line for the second signal")
 	}
+	noTransformsLeft(t)
 }
 
 const reloadConfig = `
@@ -308,9 +316,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			t.Errorf("transform process %d outlived the daemon", pid)
 		}
 	}
-	if left := transformProcesses(); len(left) > 0 {
-		t.Errorf("transform processes left after exit: %v", left)
-	}
+	noTransformsLeft(t)
 }
 
 // alive reports whether pid is still one of our transforms (a recycled pid
@@ -332,6 +338,26 @@ func transformProcesses() []int {
 		}
 	}
 	return pids
+}
+
+// noTransformsLeft fails the test when a transform of this test's binary is
+// still running shortly after the daemon exited. Only a killed daemon relies
+// on the kernel's parent-death signal, which is delivered asynchronously,
+// hence the short wait.
+func noTransformsLeft(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := transformProcesses()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("transform processes %v outlived the daemon", left)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func childrenOf(ppid int) []int {
@@ -406,12 +432,7 @@ func TestStartErrors(t *testing.T) {
 			t.Errorf("--listen %s: exit %d, want 1 and %q in:\n%s", tc.listen, code, tc.want, errOut)
 		}
 	}
-	if left := transformProcesses(); len(left) > 0 {
-		time.Sleep(time.Second)
-		if left = transformProcesses(); len(left) > 0 {
-			t.Errorf("a failed start left transforms running: %v", left)
-		}
-	}
+	noTransformsLeft(t)
 	if b, _ := os.ReadFile(stale); string(b) != "not a socket" {
 		t.Error("a regular file at the socket path was changed")
 	}
