@@ -45,9 +45,11 @@ func main() {
 	maxReqs := flag.Int64("max-requests", 2_000_000, "stop a scenario after this many requests")
 	renderers := flag.Int("renderers", 2, "pooled node renderers in the bridge (min = max)")
 	fcgiwrapChildren := flag.Int("fcgiwrap-children", 0, "fcgiwrap worker processes (0: same as -c)")
+	only := flag.String("scenarios", "render,cgi,pass,direct", "comma-separated scenarios to run (for profiling one); the ratios need all four")
+	rounds := flag.Int("rounds", 3, "interleave the scenarios in this many rounds of duration/rounds each, so a change in the machine's background load hits all of them alike")
 	flag.Parse()
-	if *duration <= 0 || *duration > 2*time.Minute || *conc < 1 || *conc > 256 || *warmup < 0 || *warmup > time.Minute {
-		fmt.Fprintln(os.Stderr, "bench: -duration must be in (0, 2m], -warmup in [0, 1m], -c in [1, 256]")
+	if *duration <= 0 || *duration > 2*time.Minute || *conc < 1 || *conc > 256 || *warmup < 0 || *warmup > time.Minute || *rounds < 1 || *rounds > 20 {
+		fmt.Fprintln(os.Stderr, "bench: -duration must be in (0, 2m], -warmup in [0, 1m], -c in [1, 256], -rounds in [1, 20]")
 		os.Exit(2)
 	}
 	if *fcgiwrapChildren <= 0 {
@@ -55,7 +57,7 @@ func main() {
 	}
 	h := &harness{}
 	code := 0
-	if err := h.run(*duration, *warmup, *conc, *maxReqs, *renderers, *fcgiwrapChildren); err != nil {
+	if err := h.run(*duration, *warmup, *conc, *maxReqs, *renderers, *fcgiwrapChildren, *rounds, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		code = 1
 	}
@@ -156,7 +158,7 @@ var page = map[string]any{
 	"user": map[string]string{"name": "alice", "lang": "en"},
 }
 
-func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, renderers, fcgiwrapChildren int) error {
+func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, renderers, fcgiwrapChildren, rounds int, only string) error {
 	root, err := findRepoRoot()
 	if err != nil {
 		return err
@@ -312,25 +314,46 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		}
 	}
 
-	scen := []struct{ name, path string }{
-		{"nginx → fcgi-bridge → pooled node renderer", "/render/page"},
-		{"nginx → fcgiwrap → node renderer per request", "/cgi/page"},
-		{"nginx → fcgi-bridge → HTTP app (pass-through)", "/pass/page"},
-		{"nginx → proxy_pass keepalive → HTTP app", "/direct/page"},
+	all := []struct{ key, name, path string }{
+		{"render", "nginx → fcgi-bridge → pooled node renderer", "/render/page"},
+		{"cgi", "nginx → fcgiwrap → node renderer per request", "/cgi/page"},
+		{"pass", "nginx → fcgi-bridge → HTTP app (pass-through)", "/pass/page"},
+		{"direct", "nginx → proxy_pass keepalive → HTTP app", "/direct/page"},
+	}
+	want := map[string]bool{}
+	for _, k := range strings.Split(only, ",") {
+		want[strings.TrimSpace(k)] = true
+	}
+	scen := all[:0:0]
+	for _, s := range all {
+		if want[s.key] {
+			scen = append(scen, s)
+		}
+	}
+	if len(scen) == 0 {
+		return fmt.Errorf("-scenarios %q names none of render, cgi, pass, direct", only)
 	}
 	results := make([]result, len(scen))
-	fmt.Fprintf(os.Stderr, "bench: %d connections, %v per scenario after %v warm-up; %d pooled renderers, %d fcgiwrap children\n",
-		conc, duration, warmup, renderers, fcgiwrapChildren)
+	fmt.Fprintf(os.Stderr, "bench: %d connections, %v per scenario in %d interleaved rounds after %v warm-up; %d pooled renderers, %d fcgiwrap children\n",
+		conc, duration, rounds, warmup, renderers, fcgiwrapChildren)
 	for i, s := range scen {
+		results[i].name = s.name
 		if warmup > 0 {
 			load(base+s.path, conc, warmup, maxReqs)
 		}
-		results[i] = load(base+s.path, conc, duration, maxReqs)
-		results[i].name = s.name
-		fmt.Fprintf(os.Stderr, "bench: %-48s %9.1f req/s  errors %d\n", s.name, results[i].rps(), results[i].errors)
+	}
+	for round := 1; round <= rounds; round++ {
+		for i, s := range scen {
+			r := load(base+s.path, conc, duration/time.Duration(rounds), maxReqs)
+			results[i].add(r)
+			fmt.Fprintf(os.Stderr, "bench: round %d %-48s %9.1f req/s  errors %d\n", round, s.name, r.rps(), r.errors)
+		}
+	}
+	for i := range results {
+		sort.Slice(results[i].lat, func(a, b int) bool { return results[i].lat[a] < results[i].lat[b] })
 	}
 
-	fmt.Printf("\n%d keep-alive connections, %v per scenario (after %v warm-up), %s\n\n", conc, duration, warmup, machine())
+	fmt.Printf("\n%d keep-alive connections, %v per scenario in %d interleaved rounds (after %v warm-up), %s\n\n", conc, duration, rounds, warmup, machine())
 	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	for _, r := range results {
@@ -341,6 +364,9 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 			return 0
 		}
 		return a.rps() / b.rps()
+	}
+	if len(results) != len(all) {
+		return nil
 	}
 	fmt.Println()
 	fmt.Println("| comparison | ratio | goal |")
@@ -480,6 +506,17 @@ type result struct {
 	lat      []time.Duration
 }
 
+// add accumulates another measurement of the same scenario.
+func (r *result) add(o result) {
+	r.ok += o.ok
+	r.errors += o.errors
+	r.elapsed += o.elapsed
+	r.lat = append(r.lat, o.lat...)
+	if r.firstErr == "" {
+		r.firstErr = o.firstErr
+	}
+}
+
 func (r result) rps() float64 {
 	if r.elapsed <= 0 {
 		return 0
@@ -549,7 +586,6 @@ func load(url string, conc int, d time.Duration, maxReqs int64) result {
 	for _, l := range lats {
 		r.lat = append(r.lat, l...)
 	}
-	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 	return r
 }
 
