@@ -167,7 +167,9 @@ func runDaemon(t *testing.T, argv0 string, args ...string) *daemon {
 			t.Logf("fcgi-bridge log:\n%s", d.log)
 		}
 	})
-	if _, ok := d.log.waitFor("fcgi-bridge started", 60*time.Second); !ok {
+	// Generous: under CI every package's tests compete for the CPU, and
+	// `go run` may compile first. A daemon that exits ends the wait at once.
+	if _, ok := d.log.waitFor("fcgi-bridge started", 3*time.Minute); !ok {
 		t.Fatalf("fcgi-bridge did not start:\n%s", d.log)
 	}
 	return d
