@@ -58,6 +58,12 @@ type Client struct {
 	// loop waits, which on a multiplexed connection delays the other
 	// requests: FastCGI has no per-request flow control.
 	ResponseBuffer int
+	// MaxConns bounds the connections open at once (0: no bound). A request
+	// that finds none free waits for one, within its context. Set it to at
+	// most the application's worker count for php-fpm with KeepConn: a
+	// php-fpm child serves one connection until it closes, so connections
+	// beyond the children wait in the listen queue behind idle kept ones.
+	MaxConns int
 	// Dial replaces net.Dialer, for tests and custom transports.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 
@@ -65,6 +71,8 @@ type Client struct {
 	idle    []*clientConn // KeepConn without Multiplex: connections with no request
 	shared  []*clientConn // Multiplex: connections accepting more requests
 	dialing *dialWait     // Multiplex: a connection being dialled
+	open    int           // connections dialled and not yet closed
+	freed   chan struct{} // closed when a connection goes idle or closes
 	closed  bool
 }
 
@@ -298,19 +306,15 @@ func setRecordIDs(b []byte, id uint16) {
 
 // getConn returns a connection with a request slot reserved.
 func (c *Client) getConn(ctx context.Context, stderr io.Writer) (*clientConn, *clientStream, error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, nil, ErrClientClosed
-	}
 	if c.Multiplex {
-		for _, cc := range c.shared {
-			if st := cc.reserve(stderr); st != nil {
-				c.mu.Unlock()
-				return cc, st, nil
-			}
+		return c.getSharedConn(ctx, stderr)
+	}
+	c.mu.Lock()
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return nil, nil, ErrClientClosed
 		}
-	} else {
 		for len(c.idle) > 0 {
 			cc := c.idle[len(c.idle)-1]
 			c.idle = c.idle[:len(c.idle)-1]
@@ -319,19 +323,50 @@ func (c *Client) getConn(ctx context.Context, stderr io.Writer) (*clientConn, *c
 				return cc, st, nil
 			}
 		}
+		if c.MaxConns <= 0 || c.open < c.MaxConns {
+			break
+		}
+		if err := c.waitFreedLocked(ctx); err != nil {
+			return nil, nil, err
+		}
 	}
+	c.open++
 	c.mu.Unlock()
-
-	if c.Multiplex {
-		return c.getSharedConn(ctx, stderr)
-	}
 	cc, err := c.dial(ctx)
 	if err != nil {
+		c.mu.Lock()
+		c.open--
+		c.signalFreedLocked()
+		c.mu.Unlock()
 		return nil, nil, err
 	}
 	st := cc.reserve(stderr)
 	go cc.readLoop()
 	return cc, st, nil
+}
+
+// waitFreedLocked waits, with c.mu held on entry and on a nil return, until
+// a connection goes idle or closes (MaxConns).
+func (c *Client) waitFreedLocked(ctx context.Context) error {
+	if c.freed == nil {
+		c.freed = make(chan struct{})
+	}
+	ch := c.freed
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		c.mu.Lock()
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("fcgi: waiting for one of %d connections to %s: %w", c.MaxConns, c.Address, ctx.Err())
+	}
+}
+
+func (c *Client) signalFreedLocked() {
+	if c.freed != nil {
+		close(c.freed)
+		c.freed = nil
+	}
 }
 
 // dialWait lets multiplexed requests that found no free slot wait for the
@@ -351,6 +386,12 @@ func (c *Client) getSharedConn(ctx context.Context, stderr io.Writer) (*clientCo
 				return cc, st, nil
 			}
 		}
+		if c.MaxConns > 0 && c.open >= c.MaxConns && c.dialing == nil {
+			if err := c.waitFreedLocked(ctx); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
 		if w := c.dialing; w != nil {
 			c.mu.Unlock()
 			select {
@@ -363,12 +404,15 @@ func (c *Client) getSharedConn(ctx context.Context, stderr io.Writer) (*clientCo
 		}
 		w := &dialWait{done: make(chan struct{})}
 		c.dialing = w
+		c.open++
 		c.mu.Unlock()
 		cc, err := c.dial(ctx)
 		c.mu.Lock()
 		c.dialing = nil
 		close(w.done)
 		if err != nil {
+			c.open--
+			c.signalFreedLocked()
 			c.mu.Unlock()
 			return nil, nil, err
 		}
@@ -403,6 +447,9 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 func (c *Client) putIdle(cc *clientConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A request slot or a connection is free: wake a request waiting for
+	// MaxConns.
+	defer c.signalFreedLocked()
 	if c.closed || !c.keepConn() {
 		go cc.close(errClientConnDone)
 		return
@@ -434,6 +481,8 @@ func (c *Client) putIdle(cc *clientConn) {
 func (c *Client) forget(cc *clientConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.open--
+	c.signalFreedLocked()
 	for i, o := range c.idle {
 		if o == cc {
 			c.idle = append(c.idle[:i], c.idle[i+1:]...)

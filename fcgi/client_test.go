@@ -467,3 +467,54 @@ func FuzzClientResponse(f *testing.F) {
 		resp.Stdout.Close()
 	})
 }
+
+func TestClientMaxConns(t *testing.T) {
+	release := make(chan struct{})
+	app := &fakeApp{handler: func(r *fakeReq, w *fakeOut) {
+		if r.param("HOLD") != "" {
+			w.stdout([]byte("Status: 200 OK\r\n\r\n"))
+			<-release
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+		fakeEchoHandler(r, w)
+	}}
+	c := startFake(t, app)
+	c.KeepConn = true
+	c.MaxConns = 2
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Do(context.Background(), &ClientRequest{})
+			if err == nil {
+				_, err = io.ReadAll(resp.Stdout)
+				resp.Stdout.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.LessOrEqual(t, app.accepted.Load(), int32(2))
+
+	// A request that cannot get a connection in time says why.
+	holding := &ClientRequest{Params: []Pair{{"HOLD", "1"}}}
+	hold, err := c.Do(context.Background(), holding)
+	require.NoError(t, err)
+	hold2, err := c.Do(context.Background(), holding)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Do(ctx, &ClientRequest{})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "waiting for one of 2 connections")
+	close(release)
+	hold.Stdout.Close()
+	hold2.Stdout.Close()
+}

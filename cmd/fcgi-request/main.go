@@ -63,6 +63,7 @@ type options struct {
 	duration              time.Duration
 	keepConn, multiplex   bool
 	maxReqsPerConn        int
+	maxConns              int
 	json                  bool
 }
 
@@ -109,6 +110,7 @@ flags:
 	fs.BoolVarP(&o.keepConn, "keep-conn", "k", false, "reuse connections (FCGI_KEEP_CONN)")
 	fs.BoolVar(&o.multiplex, "multiplex", false, "several requests in flight per connection (implies --keep-conn)")
 	fs.IntVar(&o.maxReqsPerConn, "max-reqs-per-conn", 0, "with --multiplex: requests in flight per connection (default 32)")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "connections open at once (0: no limit); with php-fpm and -k keep it at most pm.max_children")
 	fs.BoolVar(&o.json, "json", false, "load mode: print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -195,6 +197,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	client := &fcgi.Client{
 		Network: o.network, Address: o.addr, DialTimeout: o.connectTimeout,
 		KeepConn: o.keepConn || o.multiplex, Multiplex: o.multiplex, MaxReqsPerConn: o.maxReqsPerConn,
+		MaxConns:     o.maxConns,
 		MaxIdleConns: max(o.concurrency, 2),
 	}
 	defer client.Close()

@@ -37,6 +37,10 @@ type Server struct {
 	Port int    // HTTP port on 127.0.0.1
 	Dir  string // configuration, logs, temp files
 
+	// readyNetwork and readyAddr are dialled to tell that the server is up
+	// (its HTTP port, or the FastCGI socket of an application server).
+	readyNetwork, readyAddr string
+
 	cmd      *exec.Cmd
 	done     chan struct{}
 	waitErr  error
@@ -206,6 +210,12 @@ func writeFile(t testing.TB, path, content string) {
 // logs are printed.
 func start(t testing.TB, name string, port int, dir string, argv []string, env []string, logFiles ...string) *Server {
 	t.Helper()
+	return startReady(t, name, port, "tcp", fmt.Sprintf("127.0.0.1:%d", port), dir, argv, env, logFiles...)
+}
+
+// startReady is start with the address that tells readiness given.
+func startReady(t testing.TB, name string, port int, readyNetwork, readyAddr, dir string, argv []string, env []string, logFiles ...string) *Server {
+	t.Helper()
 	outPath := filepath.Join(dir, name+".out")
 	out, err := os.Create(outPath)
 	if err != nil {
@@ -221,7 +231,8 @@ func start(t testing.TB, name string, port int, dir string, argv []string, env [
 		out.Close()
 		t.Fatalf("peers: start %s: %v", name, err)
 	}
-	s := &Server{Name: name, Port: port, Dir: dir, cmd: cmd, done: make(chan struct{})}
+	s := &Server{Name: name, Port: port, Dir: dir, cmd: cmd, done: make(chan struct{}),
+		readyNetwork: readyNetwork, readyAddr: readyAddr}
 	s.logFiles = append([]string{outPath}, logFiles...)
 	s.logFiles = append(s.logFiles, filepath.Join(dir, name+".conf"))
 	go func() {
@@ -250,13 +261,13 @@ func (s *Server) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("exited during start-up: %v", s.waitErr)
 		default:
 		}
-		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
+		c, err := net.DialTimeout(s.readyNetwork, s.readyAddr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("port %d not listening after %v: %v", s.Port, timeout, err)
+			return fmt.Errorf("%s %s not listening after %v: %v", s.readyNetwork, s.readyAddr, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
