@@ -403,3 +403,65 @@ func TestClientServerEchoDuplex(t *testing.T) {
 	require.Equal(t, sha256.Sum256(body), [32]byte(h.Sum(nil)))
 	require.NoError(t, resp.Stdout.Close())
 }
+
+// A client leaving HAProxy mid-response: the handler's context must be
+// cancelled (by FCGI_ABORT_REQUEST or by the connection closing) and the
+// multiplexed connection must stay usable.
+func TestInteropHAProxyAbort(t *testing.T) {
+	app := &echoApp{}
+	rec := serveEcho(t, listen(t, "tcp"), app)
+	s := peers.StartHAProxy(t, peers.HAProxyConfig{FastCGI: peers.UpstreamOf(rec.Addr()), MpxsConns: true, GetValues: true,
+		BackendExtra: "    http-reuse always\n"})
+	// Warm the connection (GET_VALUES), then keep another request in flight
+	// on it: alone on its connection an aborted stream makes HAProxy close
+	// the connection instead.
+	r := httpDo(t, "GET", s.URL("/echo?first"), nil, 0)
+	require.Equal(t, 200, r.status, r.body)
+	slow := make(chan httpResult, 1)
+	go func() { slow <- httpDo(t, "GET", s.URL("/slow?ms=1500"), nil, 0) }()
+	require.Eventually(t, func() bool { return app.inFlight.Load() == 1 }, 5*time.Second, time.Millisecond)
+	conn, err := net.Dial("tcp", s.Addr())
+	require.NoError(t, err)
+	fmt.Fprintf(conn, "GET /drip HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	_, err = io.ReadFull(conn, make([]byte, 4096))
+	require.NoError(t, err)
+	conn.Close()
+	require.Eventually(t, func() bool { return app.cancelled.Load() == 1 }, 15*time.Second, 10*time.Millisecond,
+		"the handler's context was not cancelled after the client left")
+	r = <-slow
+	require.Equal(t, 200, r.status, r.body)
+	r = httpDo(t, "GET", s.URL("/echo?after-abort"), nil, 0)
+	require.Equal(t, 200, r.status, r.body)
+	aborts := 0
+	for _, c := range rec.transcript() {
+		reqs, _, _ := analyzeTranscript(c)
+		for _, r := range reqs {
+			if r.Aborted {
+				aborts++
+			}
+		}
+	}
+	t.Logf("haproxy sent %d ABORT_REQUEST, %d connections", aborts, len(rec.transcript()))
+	// Measured with HAProxy 2.6: the dripping stream got a connection of its
+	// own and HAProxy closed that connection rather than send an ABORT, so
+	// the cancellation came from the connection loss. Either way the handler
+	// must stop and the other connection carry on.
+	record(t, rec, "haproxy-abort")
+}
+
+// lighttpd in authorizer mode asks the application in the AUTHORIZER role
+// and serves the document root itself when the answer is 200.
+func TestInteropLighttpdAuthorizer(t *testing.T) {
+	app := &echoApp{}
+	rec := serveEcho(t, listen(t, "tcp"), app)
+	s := peers.StartLighttpd(t, peers.LighttpdConfig{FastCGI: peers.UpstreamOf(rec.Addr()), Authorizer: true})
+	r := httpDo(t, "GET", s.URL("/index.html"), nil, 0)
+	require.Equal(t, 401, r.status, r.body)
+	r = httpDo(t, "GET", s.URL("/index.html"), nil, 0, "Authorization", "Basic dXNlcjpwdw==")
+	require.Equal(t, 200, r.status, r.body)
+	require.Equal(t, "static\n", r.body)
+	for _, seen := range app.requests() {
+		require.Equal(t, fcgi.RoleAuthorizer, seen.Role)
+	}
+	record(t, rec, "lighttpd-authorizer")
+}
