@@ -138,9 +138,30 @@ func FuzzServerConn(f *testing.F) {
 			t.Fatal("ServeConn did not return after the peer closed")
 		}
 		checkServerOutput(t, stream, out)
-		ctl, err, returned := serveBytes(srv, control)
-		if err != nil || !returned || len(ctl) == 0 || ctl[len(ctl)-1].h.Type != typeEndRequest {
-			t.Fatalf("a normal connection was not served afterwards: %v %v %d records", err, returned, len(ctl))
+		// Nothing of that connection may stay behind in the server's state.
+		srv.mu.Lock()
+		conns := len(srv.conns)
+		srv.mu.Unlock()
+		if conns != 0 || srv.activeReqs.Load() != 0 {
+			t.Fatalf("after the connection: %d connections, %d requests still counted", conns, srv.activeReqs.Load())
+		}
+		// And a normal connection is served. The fuzz limits are so short that
+		// a starved scheduler can make the server time out a connection before
+		// reading bytes already sent, so allow a retry for that.
+		var ctl []readRecord
+		for try := 0; try < 3; try++ {
+			var err error
+			var returned bool
+			ctl, err, returned = serveBytes(srv, control)
+			if err != nil || !returned {
+				t.Fatalf("control connection: %v, returned %v", err, returned)
+			}
+			if len(ctl) > 0 {
+				break
+			}
+		}
+		if len(ctl) == 0 || ctl[len(ctl)-1].h.Type != typeEndRequest {
+			t.Fatalf("a normal connection was not served afterwards: %d records", len(ctl))
 		}
 		deadline := time.Now().Add(2 * time.Second)
 		for runtime.NumGoroutine() > g0 {
