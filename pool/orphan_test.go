@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,4 +67,51 @@ func TestNoOrphansWhenBridgeIsKilled(t *testing.T) {
 	require.NoError(t, parent.Process.Signal(syscall.SIGKILL))
 	_ = parent.Wait()
 	require.Empty(t, waitGone(pids, 5*time.Second), "transforms outlived the killed bridge")
+}
+
+// Pdeathsig fires when the forking thread exits. Goroutines that lock a
+// thread and exit without unlocking make the runtime end that thread; the
+// transforms must survive that. (The forking thread is also held by the
+// waiter's blocking waitid, so this guards the behaviour rather than
+// proving the lock: the lock is what keeps the goroutine from moving to
+// another thread between the fork and the wait.)
+func TestTransformsSurviveThreadExits(t *testing.T) {
+	logs := watch(t)
+	p := newPool(t, logs, Config{Command: []string{"cat"}, Min: 4, Max: 4})
+	// Many at once, so that every idle thread, including any that forked a
+	// transform, gets locked and then ended.
+	for range 4 {
+		var locked, exited sync.WaitGroup
+		release := make(chan struct{})
+		for range 64 {
+			locked.Add(1)
+			exited.Add(1)
+			go func() {
+				defer exited.Done()
+				runtime.LockOSThread()
+				locked.Done()
+				// A blocking syscall keeps the thread out of the
+				// scheduler while the others lock theirs.
+				<-release
+				// Exiting while locked terminates this thread.
+			}()
+		}
+		locked.Wait()
+		close(release)
+		exited.Wait()
+	}
+	time.Sleep(50 * time.Millisecond)
+	require.Zero(t, p.Stats().Crashed)
+	var procs []*Process
+	for range 4 {
+		proc := acquire(t, p)
+		got, err := exchange(proc, "still here")
+		require.NoError(t, err)
+		require.Equal(t, "still here", got)
+		procs = append(procs, proc)
+	}
+	for _, proc := range procs {
+		p.Release(proc, true)
+	}
+	require.EqualValues(t, 4, p.Stats().Spawned)
 }
