@@ -178,8 +178,9 @@ func TestCaddyfile(t *testing.T) {
 func TestSystemdUnits(t *testing.T) {
 	checkUnitSyntax(t, "fcgi-bridge.service")
 	checkUnitSyntax(t, "fcgi-bridge.socket")
-	if !strings.Contains(read(t, "fcgi-bridge.socket"), "FileDescriptorName=fcgi") {
-		t.Error("the socket unit must name its socket fcgi, as the docs' systemd:fcgi says")
+	if !strings.Contains(read(t, "fcgi-bridge.socket"), "FileDescriptorName=fcgi") ||
+		!strings.Contains(read(t, "fcgi-bridge.service"), "--listen systemd:fcgi") {
+		t.Error("the socket unit must name its socket fcgi and the service take it with --listen systemd:fcgi")
 	}
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {

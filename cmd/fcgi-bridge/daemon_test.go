@@ -545,9 +545,6 @@ func waitFile(t *testing.T, path, want string) {
 // and its transforms inherit neither the descriptor nor the variables.
 func TestSystemdSocketActivation(t *testing.T) {
 	if code, _, errOut := runCmd(t, "", "-t", "--listen", "systemd:fcgi"); code != 0 {
-		if strings.Contains(errOut, "write tcp:HOST:PORT or unix:PATH") {
-			t.Skip("skipped: package conf does not accept systemd: listen addresses yet (requested in contracts.md)")
-		}
 		t.Fatalf("-t --listen systemd:fcgi: exit %d: %s", code, errOut)
 	}
 	sock := filepath.Join(t.TempDir(), "activated.sock")

@@ -159,21 +159,17 @@ func loadConfig(o *options) (*conf.Config, error) {
 	case o.configFile != "":
 		cfg, err = conf.Load(o.configFile)
 	case o.quick():
-		cfg, err = conf.Quick(o.listen, o.upstream, o.command)
+		cfg, err = conf.Quick(nil, o.upstream, o.command)
 	default:
 		cfg = conf.Default()
 	}
 	if err != nil {
 		return nil, err
 	}
-	if len(o.listen) > 0 && !o.quick() {
-		// Quick builds listeners with the same defaults (mode, allow list) a
-		// file's [[listen]] gets, so the override behaves like the file.
-		q, err := conf.Quick(o.listen, "", nil)
-		if err != nil {
+	if len(o.listen) > 0 {
+		if cfg.Listen, err = listenOverrides(o.listen); err != nil {
 			return nil, err
 		}
-		cfg.Listen = q.Listen
 	}
 	if o.logFormat != "" {
 		cfg.Log.Format = o.logFormat
@@ -185,6 +181,24 @@ func loadConfig(o *options) (*conf.Config, error) {
 		cfg.Server.ShutdownTimeout = conf.Duration(o.shutdownTimeout)
 	}
 	return cfg, nil
+}
+
+// listenOverrides turns --listen specs (already checked by listen.ParseSpec,
+// which also knows systemd:NAME) into listeners with the defaults a file's
+// [[listen]] gets: the mode and allow list of conf's default listener.
+func listenOverrides(specs []string) ([]*conf.Listener, error) {
+	tmpl, err := conf.Quick(nil, "", nil)
+	if err != nil || len(tmpl.Listen) == 0 {
+		return nil, fmt.Errorf("default listener settings: %v", err)
+	}
+	out := make([]*conf.Listener, len(specs))
+	for i, spec := range specs {
+		l := *tmpl.Listen[0]
+		l.Addr = spec
+		l.Allow = append([]string(nil), l.Allow...)
+		out[i] = &l
+	}
+	return out, nil
 }
 
 // checkCommands finds the program of every transform, so that -t catches
