@@ -789,3 +789,37 @@ func TestDeathDuringFirstLease(t *testing.T) {
 	require.ErrorAs(t, err, &serr)
 	require.Contains(t, serr.Error(), `panic: cannot parse \"bad input\"`)
 }
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no command", Config{Name: "x"}, `pool "x": no command`},
+		{"empty program", Config{Name: "x", Command: []string{""}}, `pool "x": no command`},
+		{"min above max", Config{Name: "x", Command: []string{"cat"}, Min: 3, Max: 2}, `pool "x": min 3 is above max 2`},
+		{"negative", Config{Name: "x", Command: []string{"cat"}, Min: -1}, `must not be negative`},
+		{"unknown user", Config{Name: "x", Command: []string{"cat"}, User: "no-such-user-xyz"}, `no-such-user-xyz`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			watch(t)
+			_, err := New(tc.cfg)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := (&Config{Command: []string{"cat"}, Min: 1}).withDefaults()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, c.Max, 1)
+	require.Equal(t, 4*c.Max, c.QueueSize)
+	require.Equal(t, defaultQueueTimeout, c.QueueTimeout)
+	require.Equal(t, defaultStartTimeout, c.StartTimeout)
+	require.Equal(t, defaultKillGrace, c.KillGrace)
+	require.NotNil(t, c.Logger)
+	c, err = (&Config{Command: []string{"cat"}, QueueSize: -1}).withDefaults()
+	require.NoError(t, err)
+	require.Zero(t, c.QueueSize)
+}
