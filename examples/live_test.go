@@ -315,3 +315,30 @@ func TestHAProxyLive(t *testing.T) {
 		}
 	}
 }
+
+// TestCaddyLive runs the Caddyfile when caddy is installed (CI does not
+// install it, so it is a skip there too).
+func TestCaddyLive(t *testing.T) {
+	caddy, err := exec.LookPath("caddy")
+	if err != nil {
+		t.Skip("caddy is not installed (CI does not install it)")
+	}
+	s := newSite(t)
+	s.startBridge(t)
+	port := freePort(t)
+	// No admin endpoint: it would take port 2019, shared by every caddy.
+	conf := "{\n\tadmin off\n}\n" + strings.Replace(s.rewrite(read(t, "Caddyfile")), ":8083 {", ":"+port+" {", 1)
+	writeFile(t, filepath.Join(s.dir, "Caddyfile"), conf)
+	t.Setenv("XDG_DATA_HOME", s.dir)
+	t.Setenv("XDG_CONFIG_HOME", s.dir)
+	startServer(t, port, nil, caddy, "run", "--config", filepath.Join(s.dir, "Caddyfile"), "--adapter", "caddyfile")
+	fetchRendered(t, "http://127.0.0.1:"+port+"/app/page")
+	resp, err := http.Get("http://127.0.0.1:" + port + "/app/page?format=json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Status") != "" {
+		t.Errorf("the CGI Status line leaked to the client as a header: %q", resp.Header.Get("Status"))
+	}
+}
