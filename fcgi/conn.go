@@ -14,7 +14,7 @@ import (
 )
 
 // conn serves one connection. Its goroutine (serve, the read loop) owns rr,
-// lastRecord, mgmt and every activeRequest's read-loop fields; it never waits
+// lastRecord, mgmt, held and every activeRequest's read-loop fields; it never waits
 // for a handler except in the single-request flow control described in the
 // package doc. Writes from any goroutine go through write, which holds wmu for
 // exactly one Write call, so records never interleave.
@@ -31,6 +31,7 @@ type conn struct {
 	started    time.Time
 	lastRecord time.Time
 	mgmt       []byte // management reply buffer
+	held       []byte // input held back during flow control, out of the read buffer
 
 	wmu  sync.Mutex
 	werr error // guarded by wmu: the first write failure; nothing is written after it
@@ -555,7 +556,7 @@ func (c *conn) handleStdin(r *activeRequest, content []byte) error {
 		}
 		return nil
 	}
-	c.deliver(r.stdin, content, r.id)
+	c.deliver(r, r.stdin, content)
 	return nil
 }
 
@@ -576,7 +577,7 @@ func (c *conn) handleData(r *activeRequest, content []byte) error {
 		r.phase = phaseInputDone
 		return nil
 	}
-	c.deliver(r.data, content, r.id)
+	c.deliver(r, r.data, content)
 	return nil
 }
 
@@ -584,13 +585,14 @@ func (c *conn) handleData(r *activeRequest, content []byte) error {
 // request is the only one on the connection the read loop waits for the
 // handler (flow control: nothing else can stall); when other requests share the
 // connection the request's input fails with ErrInputOverflow instead.
-func (c *conn) deliver(s *inputStream, p []byte, id uint16) {
+func (c *conn) deliver(r *activeRequest, s *inputStream, p []byte) {
 	var poll *time.Ticker
 	defer func() {
 		if poll != nil {
 			poll.Stop()
 		}
 	}()
+	copied := false
 	for {
 		p = p[s.push(p):]
 		if len(p) == 0 {
@@ -601,7 +603,7 @@ func (c *conn) deliver(s *inputStream, p []byte, id uint16) {
 		c.mu.Unlock()
 		if shared {
 			c.log.Info("fcgi: request input dropped: handler not reading and the connection is shared",
-				"remote", c.remote, "id", id, "buffer", c.lim.InputBuffer)
+				"remote", c.remote, "id", r.id, "buffer", c.lim.InputBuffer)
 			s.fail(ErrInputOverflow, false)
 			return
 		}
@@ -613,9 +615,19 @@ func (c *conn) deliver(s *inputStream, p []byte, id uint16) {
 		case <-c.ctx.Done():
 			return
 		case <-poll.C:
-			// Not reading means not seeing the peer go away; look without reading.
-			if peerGone(c.rwc) {
-				c.log.Debug("fcgi: peer closed the connection while its request's input was held back", "remote", c.remote, "id", id)
+			if !copied {
+				// p points into the read buffer, which looking ahead may shift.
+				c.held = append(c.held[:0], p...)
+				p, copied = c.held, true
+			}
+			switch c.lookAhead(r.id) {
+			case peerAborted:
+				c.log.Debug("fcgi: request aborted while its input was held back", "remote", c.remote, "id", r.id)
+				r.w.aborted.Store(true)
+				r.cancel(ErrAborted)
+				r.failInput(ErrAborted) // what is left of p is dropped by push
+			case peerClosed:
+				c.log.Debug("fcgi: peer closed the connection while its request's input was held back", "remote", c.remote, "id", r.id)
 				c.closeNow(ErrAborted)
 				return
 			}
@@ -626,6 +638,53 @@ func (c *conn) deliver(s *inputStream, p []byte, id uint16) {
 // peerPollInterval is how often the read loop, while it holds back input,
 // checks whether the peer is still there.
 const peerPollInterval = 100 * time.Millisecond
+
+type peerState int
+
+const (
+	peerPresent peerState = iota
+	peerAborted           // an ABORT_REQUEST for the waiting request is already buffered
+	peerClosed            // EOF or reset
+)
+
+// lookAhead is how the read loop, while it holds back input and so consumes
+// nothing, still notices the peer: it pulls whatever has arrived into the
+// free part of the 64 KiB read buffer without consuming it, and scans the complete records there for an ABORT_REQUEST
+// for id; a read that meets EOF or an error means the peer is gone. When the
+// buffer is full it falls back to peeking at the socket (peerGone).
+func (c *conn) lookAhead(id uint16) peerState {
+	br := c.rr.br
+	if br.Buffered() >= br.Size() {
+		if peerGone(c.rwc) {
+			return peerClosed
+		}
+		return peerPresent
+	}
+	c.mu.Lock()
+	if c.draining {
+		c.mu.Unlock()
+		return peerPresent
+	}
+	_ = c.rwc.SetReadDeadline(time.Now().Add(time.Millisecond))
+	c.mu.Unlock()
+	if _, err := br.Peek(br.Buffered() + 1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return peerClosed
+	}
+	b, _ := br.Peek(br.Buffered())
+	b = b[c.rr.consume:]
+	for len(b) >= headerLen {
+		h := parseHeader(b)
+		n := headerLen + int(h.ContentLength) + int(h.PaddingLength)
+		if h.Version != version1 || len(b) < n {
+			break
+		}
+		if h.Type == typeAbortRequest && h.ID == id {
+			return peerAborted
+		}
+		b = b[n:]
+	}
+	return peerPresent
+}
 
 func (c *conn) runHandler(r *activeRequest) {
 	defer c.handlers.Done()

@@ -45,11 +45,13 @@
 //     the handler to read: this is plain flow control and stalls nothing else.
 //     The wait ends when the handler reads or returns (its context ends on
 //     HandlerTimeout and Shutdown's deadline), when the connection is closed
-//     (Close, a write failure), or when the peer is seen gone: every 100 ms the
-//     socket is checked without reading (MSG_PEEK) for a close or reset, which
-//     cancels the request. Limits: a close queued behind unread input, and an
-//     ABORT_REQUEST (which nginx, Apache and lighttpd never send and HAProxy
-//     only sends on multiplexed connections, where nothing waits), are only
+//     (Close, a write failure), or when the peer is seen to leave: every
+//     100 ms the read loop pulls what has arrived into the free part of its
+//     64 KiB read buffer without consuming it and looks there for
+//     an ABORT_REQUEST for the request (it is aborted) or EOF/reset (all
+//     requests of the connection are cancelled); with that buffer full it
+//     peeks at the socket (MSG_PEEK) for a close or reset. Limit: an abort or
+//     close queued behind more unread input than that buffer holds is only
 //     seen once the handler reads on or returns.
 //   - if other requests are active on the connection (HAProxy multiplexing),
 //     the full request fails instead: its reader returns the buffered bytes and

@@ -272,3 +272,42 @@ func TestFaultPeerGoneDuringFlowControl(t *testing.T) {
 	require.ErrorIs(t, recvTimeout(t, causes, "cancellation"), ErrAborted)
 	controlServed(t, ts)
 }
+
+// The same with more input queued behind the held record: an ABORT, or a close,
+// that arrived after it is still seen while the handler does not read.
+func TestFaultAbortOrCloseBehindHeldInput(t *testing.T) {
+	for _, how := range []string{"abort", "close"} {
+		t.Run(how, func(t *testing.T) {
+			leakCheck(t)
+			causes := make(chan error, 1)
+			started := make(chan struct{})
+			ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
+				if r.Params["CONTROL"] != "" {
+					_, _ = io.Copy(w, r.Stdin)
+					return
+				}
+				close(started)
+				<-r.Context().Done() // never reads Stdin
+				causes <- context.Cause(r.Context())
+			}), Limits{InputBuffer: 4096})
+			p := ts.dial(t)
+			p.send(beginRec(1, RoleResponder, true), paramsRecs(1), rawRecord(typeStdin, 1, make([]byte, 20000), 0),
+				rawRecord(typeStdin, 1, make([]byte, 5000), 0), rawRecord(typeStdin, 1, make([]byte, 5000), 0))
+			<-started
+			time.Sleep(50 * time.Millisecond)
+			if how == "abort" {
+				p.send(rawRecord(typeAbortRequest, 1, nil, 0))
+				require.ErrorIs(t, recvTimeout(t, causes, "cancellation"), ErrAborted)
+				require.Equal(t, StatusRequestComplete, p.result(1).protoStatus)
+				p.send(streamRecs(typeStdin, 1, "rest"), request(1, true, "next", "CONTROL=1"))
+				_, body := splitCGI(t, p.result(1).stdout)
+				require.Equal(t, "next", body)
+			} else {
+				_ = p.c.Close()
+				require.ErrorIs(t, recvTimeout(t, causes, "cancellation"), ErrAborted)
+			}
+			controlServed(t, ts)
+			_ = p.c.Close()
+		})
+	}
+}
