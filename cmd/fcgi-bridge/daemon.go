@@ -67,18 +67,23 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	if names := listen.SystemdNames(); names != nil {
 		logger.Info("sockets passed by systemd", "names", strings.Join(names, ","))
 	}
+	// Listeners first: a socket or port problem is reported before any
+	// transform process is started for nothing. Connections that arrive
+	// before Serve wait in the listen backlog.
+	listeners, err := d.openListeners(cfg)
+	if err != nil {
+		return d.fatal("start", err)
+	}
 	b, err := bridge.New(cfg, bridge.WithLogger(logger))
 	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
 		return d.fatal("start", err)
 	}
 	d.handler = newSwapHandler(b)
 	d.srv = &fcgi.Server{Handler: d.handler, Limits: bridge.ServerLimits(cfg.Server), Logger: logger}
 
-	listeners, err := d.openListeners(cfg)
-	if err != nil {
-		d.closeBridgeNow()
-		return d.fatal("start", err)
-	}
 	serveErr := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { serveErr <- d.srv.Serve(l) }()
@@ -285,11 +290,4 @@ func (d *daemon) drain() bool {
 	}
 	d.retiring.Wait()
 	return clean && d.hard.Err() == nil
-}
-
-// closeBridgeNow stops the transforms of a bridge that never served.
-func (d *daemon) closeBridgeNow() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	d.handler.cur.Load().retire(ctx)
 }
