@@ -307,6 +307,22 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests, 0 failed, %d transform processes over 5 reloads", total.Load(), len(pids))
 
+	// A reload that changes the transform takes effect for the next request;
+	// one that moves the listener is reported and the old socket kept.
+	changed := strings.Replace(good, `"annotate"`, `"upper"`, 1)
+	changed = strings.Replace(changed, sock, filepath.Join(dir, "moved.sock"), 1)
+	os.WriteFile(cfgPath, []byte(changed), 0o644)
+	hup("configuration reloaded")
+	if _, ok := d.log.waitFor("listener changes take effect on restart", 0); !ok {
+		t.Error("a changed listener address was not reported on reload")
+	}
+	c := unixClient(sock)
+	resp, err := do(ctxTimeout(t, 10*time.Second), c, request{body: "payload", ctype: "text/plain"})
+	c.Close()
+	if err != nil || resp.body != "PAYLOAD" {
+		t.Fatalf("after reloading with the upper transform: %+v, %v", resp, err)
+	}
+
 	d.signal(syscall.SIGTERM)
 	if code := d.wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit status %d", code)
