@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -72,8 +73,11 @@ type Client struct {
 	shared  []*clientConn // Multiplex: connections accepting more requests
 	dialing *dialWait     // Multiplex: a connection being dialled
 	open    int           // connections dialled and not yet closed
-	freed   chan struct{} // closed when a connection goes idle or closes
-	closed  bool
+	// mpxRefused: the application answered FCGI_CANT_MPX_CONN, so Multiplex
+	// falls back to one request per connection.
+	mpxRefused atomic.Bool
+	freed      chan struct{} // closed when a connection goes idle or closes
+	closed     bool
 }
 
 // Errors for the protocol statuses an application may end a request with.
@@ -146,7 +150,7 @@ func (c *Client) maxIdle() int {
 }
 
 func (c *Client) maxReqs() int {
-	if !c.Multiplex {
+	if !c.Multiplex || c.mpxRefused.Load() {
 		return 1
 	}
 	if c.MaxReqsPerConn > 0 {
@@ -204,6 +208,13 @@ func (c *Client) Do(ctx context.Context, req *ClientRequest) (*Response, error) 
 		}
 		resp, err := cc.start(ctx, st, head, req, inlineBody)
 		if err != nil && attempt == 0 && errors.Is(err, errStaleConn) {
+			continue
+		}
+		if err != nil && attempt == 0 && c.Multiplex && inlineBody && errors.Is(err, ErrCantMpxConn) {
+			// The application does not multiplex after all: one request
+			// per connection from now on, and this one again, which is safe
+			// as it was refused before it ran and its body is in memory.
+			c.mpxRefused.Store(true)
 			continue
 		}
 		return resp, err

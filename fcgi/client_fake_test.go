@@ -20,7 +20,11 @@ type fakeApp struct {
 	// closeAfterEach closes the connection after each request even with
 	// KEEP_CONN, like an application recycling itself.
 	closeAfterEach bool
-	values         map[string]string
+	// refuseMpx ends a request that arrives while another is active on its
+	// connection with FCGI_CANT_MPX_CONN.
+	refuseMpx bool
+	refused   atomic.Int32
+	values    map[string]string
 
 	accepted  atomic.Int32
 	aborts    atomic.Int32
@@ -110,6 +114,7 @@ type fakeActive struct {
 	dataW        *io.PipeWriter
 	cancel       context.CancelFunc
 	stdinStarted bool
+	refuse       bool
 }
 
 func (a *fakeApp) serveConn(nc net.Conn) {
@@ -158,7 +163,7 @@ func (a *fakeApp) serveConn(nc net.Conn) {
 			req := &fakeReq{id: h.ID, role: Role(uint16(content[0])<<8 | uint16(content[1])), keep: content[2]&flagKeepConn != 0,
 				stdin: sr, data: dr, ctx: ctx}
 			mu.Lock()
-			active[h.ID] = &fakeActive{req: req, stdinW: sw, dataW: dw, cancel: cancel}
+			active[h.ID] = &fakeActive{req: req, stdinW: sw, dataW: dw, cancel: cancel, refuse: a.refuseMpx && len(active) > 0}
 			if n := int32(len(active)); n > a.maxActive.Load() {
 				a.maxActive.Store(n)
 			}
@@ -180,7 +185,10 @@ func (a *fakeApp) serveConn(nc net.Conn) {
 				defer handlers.Done()
 				w := &fakeOut{c: c, id: r.req.id}
 				app, proto := uint32(0), StatusRequestComplete
-				if a.handler != nil {
+				if r.refuse {
+					a.refused.Add(1)
+					endWith(r.req, StatusCantMpxConn)
+				} else if a.handler != nil {
 					a.handler(r.req, w)
 				}
 				r.req.stdin.CloseWithError(errors.New("handler returned"))

@@ -518,3 +518,39 @@ func TestClientMaxConns(t *testing.T) {
 	hold.Stdout.Close()
 	hold2.Stdout.Close()
 }
+
+// An application that answers FCGI_CANT_MPX_CONN makes a multiplexing
+// client fall back to one request per connection, retrying the refused
+// request transparently.
+func TestClientMultiplexFallback(t *testing.T) {
+	app := &fakeApp{refuseMpx: true, handler: func(r *fakeReq, w *fakeOut) {
+		time.Sleep(50 * time.Millisecond)
+		fakeEchoHandler(r, w)
+	}}
+	c := startFake(t, app)
+	c.Multiplex = true
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Do(context.Background(), &ClientRequest{Params: []Pair{{"N", fmt.Sprint(i)}}})
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(resp.Stdout)
+				if err == nil && !strings.Contains(string(b), fmt.Sprintf("N=%d\n", i)) {
+					err = fmt.Errorf("wrong answer %q", b)
+				}
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Positive(t, app.refused.Load())
+	require.True(t, c.mpxRefused.Load())
+}
