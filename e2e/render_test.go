@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -208,5 +209,101 @@ func TestNginxHTTPUpstreamNodeRenderer(t *testing.T) {
 	}
 	if n := d.log.count("msg=access"); n < 44 {
 		t.Errorf("%d access lines for 45 requests", n)
+	}
+}
+
+// TestNginxFailuresAndHEAD: what nginx's clients get when things go wrong
+// behind the bridge, and HEAD on a transformed route.
+func TestNginxFailuresAndHEAD(t *testing.T) {
+	_, nodeDir := requireRenderer(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/hang"):
+			select {
+			case <-time.After(10 * time.Second):
+			case <-r.Context().Done():
+			}
+			return
+		case strings.HasPrefix(r.URL.Path, "/throw"):
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"__throw__":"on purpose"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", `"v1"`)
+		io.WriteString(w, `{"title":"head test"}`)
+	}))
+	defer app.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // nothing listens there any more
+
+	d := startBridge(t, func(string) string {
+		return fmt.Sprintf(`
+[upstream.app]
+kind = "http"
+url = %q
+response_timeout = "1s"
+
+[upstream.down]
+kind = "http"
+url = %q
+connect_timeout = "1s"
+
+[transform.render]
+command = ["node", "render.js"]
+dir = %q
+pass_env = ["PATH"]
+min = 1
+max = 1
+
+[[route]]
+name = "down"
+path = "/down"
+source = "down"
+transform = ["render"]
+
+[[route]]
+name = "render"
+source = "app"
+transform = ["render"]
+source_content_type = ["application/json"]
+content_type = "text/html; charset=utf-8"
+`, app.URL+"/", downURL+"/", nodeDir)
+	})
+	// Keep-conn off here: nginx opens a connection per request and waits
+	// for the bridge to close it.
+	ngx := peers.StartNginx(t, peers.NginxConfig{FastCGI: d.upstream()})
+	html := map[string]string{"Accept": "text/html"}
+
+	r := mustFetch(t, "GET", ngx.URL("/down/x"), html, nil)
+	t.Logf("upstream refused: %d in %v", r.status, r.took)
+	if r.status != 502 {
+		t.Errorf("upstream down: %d %q, want 502", r.status, r.body)
+	}
+	r = mustFetch(t, "GET", ngx.URL("/hang"), html, nil)
+	t.Logf("upstream silent past response_timeout: %d in %v", r.status, r.took)
+	if r.status != 504 {
+		t.Errorf("upstream silent: %d %q, want 504", r.status, r.body)
+	}
+	// The renderer's library answers 500 with the stack when the render
+	// throws; the bridge passes the transform's answer on, and the
+	// process keeps serving.
+	r = mustFetch(t, "GET", ngx.URL("/throw"), html, nil)
+	if r.status != 500 || !strings.Contains(r.body, "on purpose") {
+		t.Errorf("render throws: %d %.200q, want the library's 500", r.status, r.body)
+	}
+	r = mustFetch(t, "GET", ngx.URL("/page"), html, nil)
+	if r.status != 200 || !strings.Contains(r.body, "head test") {
+		t.Errorf("after a throw: %d %.200q", r.status, r.body)
+	}
+	// HEAD runs no transform: the route's type, no length or ETag of the
+	// untransformed bytes.
+	r = mustFetch(t, "HEAD", ngx.URL("/page"), html, nil)
+	if r.status != 200 || r.body != "" || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") || r.header.Get("ETag") != "" {
+		t.Errorf("HEAD: %d %v %q", r.status, r.header, r.body)
+	}
+	if n := d.log.count("method=HEAD"); n != 1 {
+		t.Errorf("%d access lines for the HEAD", n)
 	}
 }
