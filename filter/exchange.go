@@ -176,9 +176,7 @@ func (x *exchange) stopWatch() {
 // longer active, so its timeout stops counting.
 func (x *exchange) markComplete() {
 	x.complete.Store(true)
-	if x.timer != nil {
-		x.timer.Stop()
-	}
+	x.stopWatch()
 }
 
 func (x *exchange) Read(p []byte) (int, error) {
@@ -366,6 +364,15 @@ func (x *exchange) finish(reusable bool) {
 	}
 }
 
+func (x *exchange) waitDone() {
+	t := time.NewTimer(crashWait)
+	defer t.Stop()
+	select {
+	case <-x.proc.Done():
+	case <-t.C:
+	}
+}
+
 var errNoReply = errors.New("it closed its output without replying")
 
 // fail turns a read failure into the *Error the caller sees, attributing it
@@ -383,6 +390,8 @@ func (x *exchange) fail(err error) *Error {
 			if x.timeout == 0 || x.ctx.Err() != nil {
 				what = "the request's deadline passed"
 			}
+			// Killed: wait for the reap, so that its stderr is all read.
+			x.waitDone()
 			return x.withTail(newError(x.name, pid, Timeout, errors.New(what)), false)
 		case Canceled:
 			return newError(x.name, pid, Canceled, x.ctx.Err())
@@ -413,10 +422,7 @@ func (x *exchange) fail(err error) *Error {
 // stderr has been drained.
 func (x *exchange) withTail(e *Error, crashed bool) *Error {
 	if crashed {
-		select {
-		case <-x.proc.Done():
-		case <-time.After(crashWait):
-		}
+		x.waitDone()
 		if ex, ok := x.proc.(interface{ Exited() string }); ok {
 			if how := ex.Exited(); how != "" {
 				e.Err = fmt.Errorf("%w (process: %s)", e.Err, how)

@@ -30,9 +30,9 @@ func TestFailureTable(t *testing.T) {
 		wantStderr  string // in StderrTail
 		noProcess   bool   // no process was involved (pid 0)
 	}{
-		{name: "timeout", mode: testtransform.Hang, timeout: 300 * time.Millisecond, wantKind: Timeout, wantErr: "no complete reply within 300ms", wantStderr: "not answering"},
+		{name: "timeout", mode: testtransform.Hang, timeout: time.Second, wantKind: Timeout, wantErr: "no complete reply within 1s", wantStderr: "not answering"},
 		{name: "timeout-ignoring-sigterm", mode: testtransform.IgnoreTerm, timeout: 300 * time.Millisecond, wantKind: Timeout, wantErr: "killed"},
-		{name: "policy-timeout", mode: testtransform.Hang, policy: Policy{Timeout: 300 * time.Millisecond}, wantKind: Timeout, wantErr: "deadline"},
+		{name: "policy-timeout", mode: testtransform.Hang, policy: Policy{Timeout: time.Second}, wantKind: Timeout, wantErr: "deadline"},
 		{name: "crash-before-output", mode: testtransform.CrashAfterRead, wantKind: Crash, wantErr: "exit status 3", wantStderr: "exiting with status 3"},
 		{name: "protocol-before-output", mode: testtransform.Garbage, wantKind: Protocol, wantErr: `reply line 1: expected a status line`},
 		{name: "crash-after-output", mode: testtransform.CrashMidReply, wantKind: Crash, afterOutput: true, wantErr: "more body bytes", wantStderr: "exiting with status 4"},
@@ -69,7 +69,7 @@ func TestFailureTable(t *testing.T) {
 				require.Contains(t, strings.Join(e.StderrTail, "\n"), tt.wantStderr)
 			}
 			if tt.timeout > 0 || tt.policy.Timeout > 0 {
-				require.Less(t, time.Since(start), 3*time.Second, "the timeout ends the exchange")
+				require.Less(t, time.Since(start), 5*time.Second, "the timeout ends the exchange")
 			}
 			if tt.noProcess {
 				require.Zero(t, e.Pid)
@@ -138,10 +138,14 @@ func TestCanceled(t *testing.T) {
 			p := newModePool(t, mode, func(c *pool.Config) { c.Min = 1 })
 			tr := NewPooled("t", p, 0)
 			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(200*time.Millisecond, cancel)
+			defer cancel()
+			if during == "head" {
+				time.AfterFunc(200*time.Millisecond, cancel)
+			}
 			out, err := tr.Apply(ctx, textMessage("abc"), nil)
 			if during == "body" {
 				require.NoError(t, err)
+				time.AfterFunc(100*time.Millisecond, cancel)
 				_, err = io.ReadAll(out.Body)
 				out.Body.Close()
 			}

@@ -50,6 +50,22 @@ func Run(ctx context.Context, t Transform, in *Message, req *RequestInfo, p Poli
 	if p.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, p.Timeout)
 	}
+	if !p.FailOpen && !p.Retry {
+		// Nothing to replay: hand the input over as it is, so that a file
+		// or socket body can still be spliced.
+		out, err := t.Apply(ctx, in, req)
+		if err != nil {
+			cancel()
+			var e *Error
+			if !errors.As(err, &e) {
+				e = newError(t.Name(), 0, Internal, err)
+			}
+			logFailure(log, e, "fail closed", 1)
+			return nil, e
+		}
+		out.Body = &runBody{body: out.Body, done: cancel}
+		return out, nil
+	}
 	k := newKeeper(in.Body, p.KeepInput)
 	for attempt := 1; ; attempt++ {
 		try := *in

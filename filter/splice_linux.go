@@ -59,18 +59,34 @@ func spliceRaw(dst *os.File, srcRC syscall.RawConn, n int64) (int64, error) {
 	var written int64
 	var serr error
 	var srcEOF bool
+	regular := -1 // whether the source is a regular file; learnt on first use
 	werr := dstRC.Write(func(dfd uintptr) bool {
 		for written < n && serr == nil && !srcEOF {
 			dstFull := false
 			rerr := srcRC.Read(func(sfd uintptr) bool {
-				k, err := unix.Splice(int(sfd), nil, int(dfd), nil, int(min(n-written, spliceChunk)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				if regular < 0 {
+					var st unix.Stat_t
+					regular = 0
+					if unix.Fstat(int(sfd), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+						regular = 1
+					}
+				}
+				// A regular file cannot be waited for, and with
+				// SPLICE_F_NONBLOCK it fails with EAGAIN whenever its pages
+				// are not cached. Without the flag only the destination
+				// pipe (O_NONBLOCK) can say EAGAIN.
+				flags := unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
+				if regular == 1 {
+					flags = unix.SPLICE_F_MOVE
+				}
+				k, err := unix.Splice(int(sfd), nil, int(dfd), nil, int(min(n-written, spliceChunk)), flags)
 				switch {
 				case err == unix.EINTR:
 					return false
 				case err == unix.EAGAIN:
 					// Either side may be the one not ready. Wait for the
 					// source unless it is the destination that is full.
-					if !pollWritable(int(dfd)) {
+					if regular == 1 || !pollWritable(int(dfd)) {
 						dstFull = true
 						return true
 					}
