@@ -82,7 +82,7 @@ func bodyAllowed(code int) bool {
 	return !(code >= 100 && code < 200 || code == http.StatusNoContent || code == http.StatusNotModified)
 }
 
-// headerValueReplacer keeps a handler's header value on one line: a CR or LF
+// cleanHeaderValue keeps a handler's header value on one line: a CR or LF
 // in it would let request data inject headers or end the block early.
 func cleanHeaderValue(v string) string {
 	for i := 0; i < len(v); i++ {
