@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
 )
 
 var (
@@ -27,6 +29,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The misbehaving-on-demand transforms of internal/testtransform.
+	testtransform.Run()
 	// The test binary doubles as a transform (see transforms_test.go): the
 	// bridge starts it with E2E_TRANSFORM set.
 	if mode := os.Getenv(envTransform); mode != "" {

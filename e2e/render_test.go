@@ -15,6 +15,7 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/internal/peers"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
 )
 
 // requireRenderer returns the node binary and the renderer's directory,
@@ -305,5 +306,60 @@ content_type = "text/html; charset=utf-8"
 	}
 	if n := d.log.count("method=HEAD"); n != 1 {
 		t.Errorf("%d access lines for the HEAD", n)
+	}
+}
+
+// TestNginxTimeoutAndSaturation: a transform that never answers is killed
+// at its timeout (504) and replaced; while it holds the only process, a
+// second request finds the pool saturated (503 with Retry-After).
+func TestNginxTimeoutAndSaturation(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startBridge(t, func(string) string {
+		return fmt.Sprintf(`
+[transform.hang]
+command = [%q]
+env = { %s = %q }
+min = 1
+max = 1
+queue = 0
+timeout = "4s"
+kill_grace = "1s"
+
+[[route]]
+name = "hang"
+source = "body"
+transform = ["hang"]
+`, exe, testtransform.EnvMode, testtransform.Hang)
+	})
+	ngx := peers.StartNginx(t, peers.NginxConfig{FastCGI: d.upstream(), KeepConn: true})
+
+	first := make(chan *httpResult, 1)
+	go func() {
+		r, err := fetch(t, "POST", ngx.URL("/slow"), map[string]string{"Content-Type": "text/plain"}, strings.NewReader("x"))
+		if err != nil {
+			t.Errorf("first request: %v", err)
+		}
+		first <- r
+	}()
+	// The hang transform's process is busy once its exchange began; the
+	// second request comes well inside the first one's 4 s.
+	time.Sleep(1500 * time.Millisecond)
+	r := mustFetch(t, "POST", ngx.URL("/second"), map[string]string{"Content-Type": "text/plain"}, strings.NewReader("y"))
+	t.Logf("second request while the only process hangs: %d in %v, Retry-After %q", r.status, r.took, r.header.Get("Retry-After"))
+	if r.status != 503 || r.header.Get("Retry-After") == "" {
+		t.Errorf("saturated pool: %d %q Retry-After %q, want 503 with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	r1 := <-first
+	if r1 != nil {
+		t.Logf("hanging transform: %d after %v", r1.status, r1.took)
+		if r1.status != 504 || r1.took > 10*time.Second {
+			t.Errorf("hanging transform: %d after %v, want 504 at its 4s timeout", r1.status, r1.took)
+		}
+	}
+	if _, ok := d.log.waitFor("killed", 5*time.Second); !ok {
+		t.Errorf("no log line about the killed transform")
 	}
 }
