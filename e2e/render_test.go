@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -361,5 +362,22 @@ transform = ["hang"]
 	}
 	if _, ok := d.log.waitFor("killed", 5*time.Second); !ok {
 		t.Errorf("no log line about the killed transform")
+	}
+
+	// A client that leaves: nginx closes its FastCGI connection, and the
+	// bridge stops the exchange at once (access status 499) instead of at
+	// the 4 s timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", ngx.URL("/leaving"), strings.NewReader("z"))
+	left := time.Now()
+	if resp, err := httpClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("the leaving client got an answer: %d", resp.StatusCode)
+	}
+	line, ok := d.log.waitFor("uri=/leaving", 10*time.Second)
+	t.Logf("client gone after 500 ms; bridge access line %v later: %s", time.Since(left), line)
+	if !ok || !strings.Contains(line, "status=499") || time.Since(left) > 3500*time.Millisecond {
+		t.Errorf("abort not noticed in time: %q", line)
 	}
 }
