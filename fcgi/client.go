@@ -188,7 +188,10 @@ func clientDefault(d, def time.Duration) time.Duration {
 //
 // A failure to send on a reused connection (one the application closed while
 // it sat idle) is retried once on a new connection: nothing of the request
-// had reached the application then. Nothing else is retried.
+// had reached the application then. So is a GET, HEAD, OPTIONS or TRACE
+// request (by REQUEST_METHOD) with an in-memory body whose reused connection
+// closed before any reply: php-fpm children that exit after pm.max_requests
+// close their kept connection that way. Nothing else is retried.
 func (c *Client) Do(ctx context.Context, req *ClientRequest) (*Response, error) {
 	role := req.Role
 	if role == 0 {
@@ -201,12 +204,13 @@ func (c *Client) Do(ctx context.Context, req *ClientRequest) (*Response, error) 
 	if err != nil {
 		return nil, err
 	}
+	replayable := inlineBody && idempotent(req.Params)
 	for attempt := 0; ; attempt++ {
 		cc, st, err := c.getConn(ctx, req.Stderr)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := cc.start(ctx, st, head, req, inlineBody)
+		resp, err := cc.start(ctx, st, head, req, inlineBody, replayable)
 		if err != nil && attempt == 0 && errors.Is(err, errStaleConn) {
 			continue
 		}
@@ -219,6 +223,22 @@ func (c *Client) Do(ctx context.Context, req *ClientRequest) (*Response, error) 
 		}
 		return resp, err
 	}
+}
+
+// idempotent reports whether the request's REQUEST_METHOD may be sent
+// twice (RFC 9110 9.2.2, as net/http decides it for retries).
+func idempotent(params []Pair) bool {
+	method := ""
+	for _, p := range params {
+		if p.Name == "REQUEST_METHOD" {
+			method = p.Value
+		}
+	}
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
 }
 
 // errStaleConn marks a send that failed on a reused connection before any of

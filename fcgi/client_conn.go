@@ -11,6 +11,9 @@ import (
 )
 
 var (
+	// errConnLost is the connection ending while a request was in flight.
+	errConnLost = errors.New("fcgi: connection lost before the request ended")
+
 	errClientConnDone    = errors.New("fcgi: connection no longer needed")
 	errClientIdleTimeout = errors.New("fcgi: idle connection timed out")
 )
@@ -136,7 +139,7 @@ func (cc *clientConn) close(err error) {
 
 	cc.nc.Close()
 	cc.client.forget(cc)
-	lost := fmt.Errorf("fcgi: connection to %s lost before the request ended: %w", cc.nc.RemoteAddr(), err)
+	lost := fmt.Errorf("%w (%s): %w", errConnLost, cc.nc.RemoteAddr(), err)
 	for _, st := range streams {
 		st.fail(lost)
 	}
@@ -191,7 +194,7 @@ func (cc *clientConn) tryWrite(b []byte, wait time.Duration) error {
 
 // start sends the request head on the reserved stream st and waits for the
 // reply to begin.
-func (cc *clientConn) start(ctx context.Context, st *clientStream, head []byte, req *ClientRequest, inline bool) (*Response, error) {
+func (cc *clientConn) start(ctx context.Context, st *clientStream, head []byte, req *ClientRequest, inline, replayable bool) (*Response, error) {
 	if !inline {
 		st.mu.Lock()
 		st.refs++ // the body writer's
@@ -244,6 +247,12 @@ func (cc *clientConn) start(ctx context.Context, st *clientStream, head []byte, 
 		// An *EndRequestError (OVERLOADED and the like) or a lost connection
 		// before any output.
 		st.Close()
+		if replayable && st.reused && !st.gotRecord && errors.Is(err, errConnLost) {
+			// A kept connection the application closed as the request
+			// went out (php-fpm recycling a child after pm.max_requests):
+			// nothing came back, and the request is safe to send again.
+			return nil, fmt.Errorf("%w: %w", errStaleConn, err)
+		}
 		return nil, err
 	}
 	return &st.resp, nil
@@ -449,6 +458,7 @@ type clientStream struct {
 	off        int // read offset into chunks[0]
 	buffered   int
 	started    bool
+	gotRecord  bool  // a STDOUT, STDERR or END_REQUEST record arrived for the stream
 	ended      bool  // END_REQUEST arrived or the connection failed: no more records
 	err        error // what Read returns once chunks are drained
 	cancelErr  error // context cancellation: returned at once
@@ -468,11 +478,12 @@ func (st *clientStream) signalStart() {
 // deliver queues a copy of a STDOUT record, waiting while the caller is
 // ResponseBuffer bytes behind.
 func (st *clientStream) deliver(content []byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.gotRecord = true
 	if len(content) == 0 {
 		return
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	for st.buffered >= st.bufLimit && !st.closed && !st.ended && st.cancelErr == nil {
 		st.cond.Wait()
 	}
@@ -489,6 +500,9 @@ func (st *clientStream) deliver(content []byte) {
 }
 
 func (st *clientStream) writeStderr(content []byte) {
+	st.mu.Lock()
+	st.gotRecord = true
+	st.mu.Unlock()
 	if st.stderr == nil || st.stderrLeft <= 0 || len(content) == 0 {
 		return
 	}
@@ -508,6 +522,7 @@ func (st *clientStream) end(appStatus uint32, protocolStatus uint8) {
 		return
 	}
 	st.ended = true
+	st.gotRecord = true
 	st.resp.AppStatus = appStatus
 	st.resp.ProtocolStatus = protocolStatus
 	var err error = io.EOF

@@ -554,3 +554,25 @@ func TestClientMultiplexFallback(t *testing.T) {
 	require.Positive(t, app.refused.Load())
 	require.True(t, c.mpxRefused.Load())
 }
+
+// Without a pause between requests the next request often goes out on the
+// connection the application is closing; an idempotent request is sent again
+// on a new connection instead of failing.
+func TestClientRetriesIdempotentOnClosingConn(t *testing.T) {
+	app := &fakeApp{handler: fakeEchoHandler, closeAfterEach: true}
+	c := startFake(t, app)
+	c.KeepConn = true
+	get := []Pair{{"REQUEST_METHOD", "GET"}}
+	for i := 0; i < 50; i++ {
+		out, _ := clientDoString(t, c, &ClientRequest{Params: get})
+		require.Contains(t, out, "REQUEST_METHOD=GET")
+	}
+	require.GreaterOrEqual(t, app.accepted.Load(), int32(50))
+}
+
+func TestIdempotent(t *testing.T) {
+	require.True(t, idempotent([]Pair{{"REQUEST_METHOD", "GET"}}))
+	require.True(t, idempotent([]Pair{{"REQUEST_METHOD", "POST"}, {"REQUEST_METHOD", "HEAD"}}))
+	require.False(t, idempotent([]Pair{{"REQUEST_METHOD", "POST"}}))
+	require.False(t, idempotent(nil))
+}

@@ -137,9 +137,8 @@ func TestInteropClientPHPFPMRecycledChildren(t *testing.T) {
 		cgi, body, _ := phpDo(t, c, phpRequest(fpm, "echo.php", "", "GET", nil, 0))
 		require.Equal(t, 200, cgi.Status, body)
 		pids[cgi.Get("X-Pid")] = true
-		// php-fpm respawns the child; give the close time to arrive, as
-		// between real requests.
-		time.Sleep(20 * time.Millisecond)
+		// No pause: the next GET often goes out on the connection the
+		// exiting child is closing, and must be sent again, not failed.
 	}
 	require.GreaterOrEqual(t, len(pids), 3, "children recycled")
 }
