@@ -53,7 +53,7 @@ type options struct {
 	method                  string
 	body, data, contentType string
 	docroot                 string
-	getValues               bool
+	getValues, stream       bool
 	include, raw, verbose   bool
 	fail                    bool
 	timeout, connectTimeout time.Duration
@@ -94,6 +94,7 @@ flags:
 	fs.StringArrayVarP(&o.headers, "header", "H", nil, `request header "Name: value", sent as HTTP_NAME`)
 	fs.StringVarP(&o.method, "method", "X", "", "request method (default GET, POST with a body)")
 	fs.StringVar(&o.body, "body", "", "request body from FILE, or - for standard input")
+	fs.BoolVar(&o.stream, "stream", false, "stream a body of unknown length (a pipe) as it comes, with an empty CONTENT_LENGTH, instead of reading it first")
 	fs.StringVar(&o.contentType, "content-type", "", "CONTENT_TYPE with a body (default application/octet-stream)")
 	fs.StringVar(&o.data, "data", "", "FILTER data from FILE; sets FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD")
 	fs.StringVar(&o.docroot, "docroot", "", "document root: sets DOCUMENT_ROOT and SCRIPT_FILENAME (php-fpm needs it)")

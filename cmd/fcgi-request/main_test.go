@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/peers"
 	"github.com/stretchr/testify/require"
 )
 
@@ -95,6 +96,8 @@ func TestSingleRequest(t *testing.T) {
 			want: []string{"REQUEST_METHOD=POST\n", "CONTENT_LENGTH=9\n", "CONTENT_TYPE=text/plain\n", `body="file body"`}},
 		{name: "body from stdin", stdin: "piped", args: []string{addr, "/up", "--body", "-", "-X", "put"},
 			want: []string{"REQUEST_METHOD=PUT\n", "CONTENT_LENGTH=5\n", `body="piped"`}},
+		{name: "streamed body of unknown length", stdin: "streamed", args: []string{addr, "/up", "--body", "-", "--stream"},
+			want: []string{"REQUEST_METHOD=POST\n", "CONTENT_LENGTH=\n", `body="streamed"`}},
 		{name: "params and headers override", args: []string{addr, "/x", "-p", "SERVER_NAME=override", "-p", "EXTRA=1",
 			"-H", "X-Forwarded-For: 10.0.0.1", "-H", "Content-Type: text/csv"},
 			want: []string{"SERVER_NAME=override\n", "EXTRA=1\n", "HTTP_X_FORWARDED_FOR=10.0.0.1\n", "CONTENT_TYPE=text/csv\n"}},
@@ -214,4 +217,30 @@ func TestPercentile(t *testing.T) {
 	require.Equal(t, time.Duration(90), percentile(ds, 90))
 	require.Equal(t, time.Duration(99), percentile(ds, 99))
 	require.Equal(t, time.Duration(1), percentile(ds[:1], 99))
+}
+
+// The command against php-fpm, the application it is most used with.
+func TestAgainstPHPFPM(t *testing.T) {
+	fpm := peers.StartPHPFPM(t, peers.PHPFPMConfig{Children: 2, Scripts: map[string]string{
+		"info.php": `<?php header("X-Method: ".$_SERVER["REQUEST_METHOD"]); echo "uri=", $_SERVER["REQUEST_URI"], " body=", file_get_contents("php://input"), "\n";`,
+	}})
+	addr := string(fpm.FastCGI)
+	code, out, errOut := runCmd(t, "", addr, "http://localhost/info.php?a=b", "--docroot", fpm.DocRoot, "-i")
+	require.Equal(t, exitOK, code, errOut)
+	require.Contains(t, out, "X-Method: GET\r\n")
+	require.Contains(t, out, "uri=/info.php?a=b body=\n")
+
+	code, out, errOut = runCmd(t, "posted", addr, "/info.php", "--docroot", fpm.DocRoot, "--body", "-")
+	require.Equal(t, exitOK, code, errOut)
+	require.Contains(t, out, "body=posted")
+
+	code, out, errOut = runCmd(t, "", addr, "/info.php", "--docroot", fpm.DocRoot, "-n", "200", "-c", "8", "-k", "--max-conns", "2", "--json")
+	require.Equal(t, exitOK, code, errOut+out)
+	var rep loadReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.Equal(t, 200, rep.Status["200"])
+
+	code, out, _ = runCmd(t, "", addr, "--get-values")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, out, "FCGI_MPXS_CONNS=0")
 }

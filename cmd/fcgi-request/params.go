@@ -46,6 +46,12 @@ func (t *requestTemplate) newRequest() *fcgi.ClientRequest {
 	return r
 }
 
+// Body lengths that are not a size.
+const (
+	noBody            = -1
+	bodyUnknownLength = -2 // --stream from a pipe
+)
+
 func (t *requestTemplate) close() {
 	for _, c := range t.closeWith {
 		c.Close()
@@ -56,7 +62,7 @@ func (t *requestTemplate) close() {
 // then --header and --param in order.
 func buildRequest(o *options, stdin io.Reader) (*requestTemplate, error) {
 	t := &requestTemplate{role: o.role}
-	bodyLen := int64(-1)
+	bodyLen := int64(noBody)
 	if o.body != "" {
 		r, size, err := openInput(o.body, stdin)
 		if err != nil {
@@ -64,7 +70,7 @@ func buildRequest(o *options, stdin io.Reader) (*requestTemplate, error) {
 		}
 		// In load mode the body is replayed, and a body of unknown length
 		// (a pipe) is read first so CONTENT_LENGTH can be true.
-		if o.loadMode() || size < 0 {
+		if o.loadMode() || (size < 0 && !o.stream) {
 			b, err := io.ReadAll(r)
 			if err != nil {
 				return nil, fmt.Errorf("--body %s: %w", o.body, err)
@@ -77,6 +83,9 @@ func buildRequest(o *options, stdin io.Reader) (*requestTemplate, error) {
 			t.closeWith = append(t.closeWith, c)
 		}
 		bodyLen = size
+		if bodyLen < 0 {
+			bodyLen = bodyUnknownLength
+		}
 	}
 	var dataLen int64 = -1
 	var dataMod int64
@@ -193,7 +202,7 @@ func defaultParams(o *options, bodyLen int64) ([]fcgi.Pair, error) {
 	method := strings.ToUpper(o.method)
 	if method == "" {
 		method = "GET"
-		if bodyLen >= 0 {
+		if bodyLen != noBody {
 			method = "POST"
 		}
 	}
@@ -227,13 +236,19 @@ func defaultParams(o *options, bodyLen int64) ([]fcgi.Pair, error) {
 			fcgi.Pair{Name: "DOCUMENT_ROOT", Value: o.docroot},
 			fcgi.Pair{Name: "SCRIPT_FILENAME", Value: path.Join(o.docroot, u.Path)})
 	}
-	if bodyLen >= 0 {
+	if bodyLen != noBody {
 		ct := o.contentType
 		if ct == "" {
 			ct = "application/octet-stream"
 		}
+		// A streamed body of unknown length gets an empty CONTENT_LENGTH,
+		// as nginx sends for a chunked body it does not buffer.
+		length := ""
+		if bodyLen >= 0 {
+			length = strconv.FormatInt(bodyLen, 10)
+		}
 		ps = append(ps,
-			fcgi.Pair{Name: "CONTENT_LENGTH", Value: strconv.FormatInt(bodyLen, 10)},
+			fcgi.Pair{Name: "CONTENT_LENGTH", Value: length},
 			fcgi.Pair{Name: "CONTENT_TYPE", Value: ct})
 	}
 	return ps, nil
