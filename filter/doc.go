@@ -48,7 +48,7 @@
 // transform for bodies of any size. Small messages (head and body under 16
 // KiB, which an empty pipe takes whole) are written inline without that
 // goroutine. Apply returns once the reply head has arrived; the Body then
-// streams the reply. Buffers are fixed (a 64 KiB write buffer and a 32 KiB
+// streams the reply. Buffers are fixed (a 256 KiB write buffer and a 32 KiB
 // read buffer per exchange, both pooled), so memory does not grow with body
 // size. Where a side is a pipe and at least 32 KiB remain, bytes move with
 // splice(2): a file or socket input into the transform's stdin, one stage's

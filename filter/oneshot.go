@@ -153,9 +153,14 @@ func (t *oneShot) Apply(ctx context.Context, in *Message, req *RequestInfo) (*Me
 			return nil, e
 		}
 	}
-	out := &Message{Status: in.Status, Reason: in.Reason, Header: in.Header.Clone(), Length: -1, Body: r}
-	for _, name := range []string{"Content-Length", "Etag", "Content-Md5"} {
-		out.Header.Del(name)
+	// The input's headers stay, except those that described its body
+	// (length, validators, framing) and the bridge's reserved ones.
+	out := &Message{Status: in.Status, Reason: in.Reason, Length: -1, Body: r}
+	for _, f := range in.Header {
+		if isFraming(f.Name) || isReserved(f.Name) || strings.EqualFold(f.Name, "Etag") || strings.EqualFold(f.Name, "Content-Md5") {
+			continue
+		}
+		out.Header = append(out.Header, f)
 	}
 	if t.cfg.ContentType != "" {
 		out.Header.Set("Content-Type", t.cfg.ContentType)

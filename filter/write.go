@@ -1,7 +1,6 @@
 package filter
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,10 +12,12 @@ import (
 // Buffers. One write buffer per exchange writer and one read buffer per
 // exchange reader; nothing else grows with the body.
 const (
-	// ioBufferSize is the copy buffer: large enough that a 1 GiB body costs
-	// few syscalls, small enough that a pipe (64 KiB by default) is filled
-	// by one write.
-	ioBufferSize = 64 << 10
+	// ioBufferSize is the copy buffer. 256 KiB measured 15-25% faster than
+	// 64 KiB for a 1 GiB body through cat (BenchmarkThroughput1GiB): the
+	// kernel fills the pipe again as soon as cat drains it, without a
+	// round through the scheduler. It is pooled and only held while an
+	// exchange writes or copies, so it does not grow with body size.
+	ioBufferSize = 256 << 10
 	// chunkRoom is kept in front of the data in the write buffer for the
 	// chunk-size line, so that a chunk goes out in one write.
 	chunkRoom = 10 // 8 hex digits + CRLF
@@ -166,7 +167,9 @@ func writeSized(w io.Writer, head []byte, body io.Reader, n int64, buf []byte) e
 }
 
 func shortInput(err error) error {
-	if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+	// Identity, not errors.Is: an earlier stage's *Error may wrap
+	// io.ErrUnexpectedEOF and must reach the caller as it is.
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
 		err = errShortInput
 	}
 	return &inputError{err}
