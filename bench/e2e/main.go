@@ -254,9 +254,11 @@ source = "app"
 	if err != nil {
 		return err
 	}
-	if _, err := h.start("fcgi-bridge", []string{bridgeBin, "-c", bridgeConf}, h.dir, nil); err != nil {
+	bridgeCmd, err := h.start("fcgi-bridge", []string{bridgeBin, "-c", bridgeConf}, h.dir, nil)
+	if err != nil {
 		return err
 	}
+	bridgePid := bridgeCmd.Process.Pid
 
 	// fcgiwrap running a CGI script that starts the renderer per request.
 	cgiSock := filepath.Join(h.dir, "fcgiwrap.sock")
@@ -344,7 +346,13 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 	}
 	for round := 1; round <= rounds; round++ {
 		for i, s := range scen {
+			cpu0 := cpuTime(bridgePid)
 			r := load(base+s.path, conc, duration/time.Duration(rounds), maxReqs)
+			if s.key == "render" || s.key == "pass" {
+				// Only where the bridge serves: elsewhere its idle CPU
+				// divided by few requests would mislead.
+				r.bridgeCPU = cpuTime(bridgePid) - cpu0
+			}
 			results[i].add(r)
 			fmt.Fprintf(os.Stderr, "bench: round %d %-48s %9.1f req/s  errors %d\n", round, s.name, r.rps(), r.errors)
 		}
@@ -354,10 +362,14 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 	}
 
 	fmt.Printf("\n%d keep-alive connections, %v per scenario in %d interleaved rounds (after %v warm-up), %s\n\n", conc, duration, rounds, warmup, machine())
-	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors | fcgi-bridge CPU per request |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Printf("| %s | %d | %.1f | %v | %v | %d |\n", r.name, r.ok, r.rps(), r.pct(50), r.pct(99), r.errors)
+		cpu := "–"
+		if r.bridgeCPU > 0 && r.ok > 0 {
+			cpu = fmt.Sprintf("%d µs", (r.bridgeCPU / time.Duration(r.ok)).Microseconds())
+		}
+		fmt.Printf("| %s | %d | %.1f | %v | %v | %d | %s |\n", r.name, r.ok, r.rps(), r.pct(50), r.pct(99), r.errors, cpu)
 	}
 	ratio := func(a, b result) float64 {
 		if b.rps() == 0 {
@@ -504,6 +516,9 @@ type result struct {
 	firstErr string
 	elapsed  time.Duration
 	lat      []time.Duration
+	// bridgeCPU is the CPU time fcgi-bridge itself (not its transforms)
+	// used during the measurement.
+	bridgeCPU time.Duration
 }
 
 // add accumulates another measurement of the same scenario.
@@ -511,6 +526,7 @@ func (r *result) add(o result) {
 	r.ok += o.ok
 	r.errors += o.errors
 	r.elapsed += o.elapsed
+	r.bridgeCPU += o.bridgeCPU
 	r.lat = append(r.lat, o.lat...)
 	if r.firstErr == "" {
 		r.firstErr = o.firstErr
@@ -587,6 +603,28 @@ func load(url string, conc int, d time.Duration, maxReqs int64) result {
 		r.lat = append(r.lat, l...)
 	}
 	return r
+}
+
+// cpuTime is the user+system CPU time of process pid (all its threads,
+// not its children), from /proc/PID/stat in clock ticks of 10 ms.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // machine describes where the figures come from.
