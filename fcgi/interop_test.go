@@ -220,20 +220,34 @@ func TestInteropNginx(t *testing.T) {
 		record(t, rec, "nginx-chunked-buffered")
 	})
 
-	t.Run("client-disconnect", func(t *testing.T) {
-		app := &echoApp{}
-		rec := serveEcho(t, listen(t, "tcp"), app)
-		s := peers.StartNginx(t, peers.NginxConfig{FastCGI: peers.UpstreamOf(rec.Addr()), NoResponseBuffering: true})
-		conn, err := net.Dial("tcp", s.Addr())
-		require.NoError(t, err)
-		fmt.Fprintf(conn, "GET /drip HTTP/1.1\r\nHost: localhost\r\n\r\n")
-		_, err = io.ReadFull(conn, make([]byte, 4096))
-		require.NoError(t, err)
-		conn.Close()
-		require.Eventually(t, func() bool { return app.cancelled.Load() == 1 }, 15*time.Second, 10*time.Millisecond,
-			"the handler's context was not cancelled after the client left")
-		record(t, rec, "nginx-disconnect")
-	})
+	for _, keep := range []bool{false, true} {
+		name := "client-disconnect"
+		if keep {
+			name += "-keepconn"
+		}
+		t.Run(name, func(t *testing.T) {
+			app := &echoApp{}
+			rec := serveEcho(t, listen(t, "tcp"), app)
+			s := peers.StartNginx(t, peers.NginxConfig{FastCGI: peers.UpstreamOf(rec.Addr()), KeepConn: keep, NoResponseBuffering: true})
+			conn, err := net.Dial("tcp", s.Addr())
+			require.NoError(t, err)
+			fmt.Fprintf(conn, "GET /drip HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			_, err = io.ReadFull(conn, make([]byte, 4096))
+			require.NoError(t, err)
+			conn.Close()
+			require.Eventually(t, func() bool { return app.cancelled.Load() == 1 }, 15*time.Second, 10*time.Millisecond,
+				"the handler's context was not cancelled after the client left")
+			if keep {
+				// nginx cannot reuse a connection with a response in
+				// flight: it closes it (no ABORT_REQUEST), and the next
+				// request goes on a new one.
+				r := httpDo(t, "GET", s.URL("/echo?next"), nil, 0)
+				require.Equal(t, 200, r.status, r.body)
+				require.Len(t, rec.transcript(), 2)
+			}
+			record(t, rec, "nginx-disconnect"+strings.TrimPrefix(name, "client-disconnect"))
+		})
+	}
 }
 
 func TestInteropApache(t *testing.T) {
