@@ -96,6 +96,42 @@ func BenchmarkSmallExchange(b *testing.B) {
 	})
 }
 
+// BenchmarkSmallRatio alternates the raw ping-pong and the pooled exchange
+// in one loop, so that both see the same machine load, and reports the
+// ratio of their mean latencies.
+func BenchmarkSmallRatio(b *testing.B) {
+	payload := strings.Repeat("x", 1<<10)
+	c := startRawCat(b)
+	tr := catPool(b)
+	buf := make([]byte, 4<<10)
+	var raw, pooled time.Duration
+	n := 0
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := c.stdin.WriteString(payload); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c.stdout, buf[:len(payload)]); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		out, err := tr.Apply(context.Background(), &Message{Status: 200, Length: int64(len(payload)), Body: io.NopCloser(strings.NewReader(payload))}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(out.Body, buf[:len(payload)]); err != nil {
+			b.Fatal(err)
+		}
+		out.Body.Close()
+		pooled += time.Since(t1)
+		raw += t1.Sub(t0)
+		n++
+	}
+	b.ReportMetric(float64(raw.Nanoseconds())/float64(n), "raw-ns")
+	b.ReportMetric(float64(pooled.Nanoseconds())/float64(n), "pooled-ns")
+	b.ReportMetric(float64(pooled)/float64(raw), "pooled/raw")
+}
+
 // pattern is an endless body from a fixed buffer: the benchmark measures
 // the bridge, not a generator.
 type pattern struct {
