@@ -189,3 +189,22 @@ func TestOneShotNode(t *testing.T) {
 	require.Equal(t, "text/html; charset=utf-8", out.Header.Get("Content-Type"))
 	require.Contains(t, body, `data-url="http://example.org/7"`)
 }
+
+// TestOneShotNoOrphans kills a one-shot program that started a helper in
+// the background: the whole process group goes, nothing is orphaned.
+func TestOneShotNoOrphans(t *testing.T) {
+	sh := testenv.Require(t, "sh")
+	tr, err := NewOneShot(OneShotConfig{Name: "forks", Args: []string{sh, "-c", "sleep 30 & echo started; sleep 30"}, Timeout: 500 * time.Millisecond})
+	require.NoError(t, err)
+	leaks := startLeakCheck()
+	out, err := tr.Apply(context.Background(), textMessage(""), nil)
+	require.NoError(t, err, "it wrote a line, so the output began")
+	_, err = io.ReadAll(out.Body)
+	var e *Error
+	require.True(t, errors.As(err, &e), "%v", err)
+	require.Equal(t, Timeout, e.Kind)
+	out.Body.Close()
+	require.Eventually(t, func() bool { return len(processGroup(e.Pid)) == 0 }, 3*time.Second, 20*time.Millisecond,
+		"processes left in group %d: %v", e.Pid, processGroup(e.Pid))
+	leaks.check(t)
+}
