@@ -142,8 +142,7 @@ func TestHAProxy(t *testing.T) {
 	mustFail(t, haproxy, "-c", "-f", broken)
 }
 
-// TestCaddyfile validates with caddy when it is installed. CI does not
-// install caddy, so its absence is a skip there too; the structure check
+// TestCaddyfile validates with caddy (installed by .ci/run); the structure check
 // below always runs.
 func TestCaddyfile(t *testing.T) {
 	s := read(t, "Caddyfile")
@@ -164,10 +163,7 @@ func TestCaddyfile(t *testing.T) {
 	if !strings.Contains(s, "transport fastcgi") {
 		t.Fatal("Caddyfile: no fastcgi transport")
 	}
-	caddy, err := exec.LookPath("caddy")
-	if err != nil {
-		t.Skip("caddy is not installed (CI does not install it; add it to .ci/run to check there): only the structure was checked")
-	}
+	caddy := testenv.Require(t, "caddy")
 	run(t, caddy, "validate", "--config", "Caddyfile", "--adapter", "caddyfile")
 }
 
@@ -182,10 +178,7 @@ func TestSystemdUnits(t *testing.T) {
 		!strings.Contains(read(t, "fcgi-bridge.service"), "--listen systemd:fcgi") {
 		t.Error("the socket unit must name its socket fcgi and the service take it with --listen systemd:fcgi")
 	}
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze is not installed (CI images may lack systemd): only the structure was checked")
-	}
+	analyze := testenv.Require(t, "systemd-analyze")
 	dir := t.TempDir()
 	svc := strings.ReplaceAll(read(t, "fcgi-bridge.service"), "/usr/local/bin/fcgi-bridge", "/bin/true")
 	writeFile(t, filepath.Join(dir, "fcgi-bridge.service"), svc)
