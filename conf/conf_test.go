@@ -140,6 +140,9 @@ func TestErrors(t *testing.T) {
 		{"no command", "[transform.t]\nmax = 2\n[[route]]\n", []string{"t.toml:1: transform.t.command: is required"}},
 		{"bad kind", "[transform.t]\ncommand=[\"x\"]\nkind = \"forked\"\n[[route]]\n", []string{"t.toml:3: transform.t.kind"}},
 		{"bad addr", "[[listen]]\naddr = \"127.0.0.1:9000\"\n" + minimal, []string{"t.toml:2: listen.0.addr"}},
+		{"bad systemd addr", "[[listen]]\naddr = \"systemd\"\n" + minimal, []string{"t.toml:2: listen.0.addr"}},
+		{"unknown addr kind", "[[listen]]\naddr = \"udp:127.0.0.1:9000\"\n" + minimal, []string{"t.toml:2: listen.0.addr"}},
+		{"bad tcp addr", "[[listen]]\naddr = \"tcp:127.0.0.1\"\n" + minimal, []string{"t.toml:2: listen.0.addr"}},
 		{"bad mode", "[[listen]]\naddr = \"unix:/x\"\nmode = \"rw\"\n" + minimal, []string{"t.toml:3: listen.0.mode"}},
 		{"bad allow", "[[listen]]\naddr = \"tcp:0.0.0.0:9000\"\nallow = [\"10.0.0.0/33\"]\n" + minimal, []string{"t.toml:3: listen.0.allow"}},
 		{"bad role", minimal + "role = \"proxy\"\n", []string{"t.toml:7: route.0.role"}},
@@ -340,4 +343,22 @@ z = 3
 	}
 	_, ok := kl.exact["r.1.z"]
 	assert.False(t, ok, "inside a multi-line string")
+}
+
+// TestSystemdListen: a file's [[listen]] takes the systemd socket-activation
+// forms that --listen takes, checked by the parser that opens them.
+func TestSystemdListen(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[[listen]]\naddr = \"systemd:\"\n[[listen]]\naddr = \"systemd:fcgi\"\n"+minimal))
+	require.NoError(t, err)
+	require.Len(t, c.Listen, 2)
+	assert.Equal(t, "systemd:", c.Listen[0].Addr)
+	assert.Equal(t, "systemd:fcgi", c.Listen[1].Addr)
+	for _, addr := range []string{"systemd:", "systemd:web", "tcp:127.0.0.1:9000", "tcp:[::1]:9000", "unix:/run/x.sock"} {
+		_, _, err := ParseListenAddr(addr)
+		assert.NoError(t, err, addr)
+	}
+	for _, addr := range []string{"systemd", "127.0.0.1:9000", "/run/x.sock", "udp:1.2.3.4:5", "unix:", "tcp:host"} {
+		_, _, err := ParseListenAddr(addr)
+		assert.Error(t, err, addr)
+	}
 }

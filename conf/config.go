@@ -30,7 +30,8 @@ type Config struct {
 
 // Listener is one socket the FastCGI server accepts on.
 type Listener struct {
-	// Addr is "tcp:HOST:PORT" or "unix:PATH".
+	// Addr is "tcp:HOST:PORT", "unix:PATH", or "systemd:" / "systemd:NAME"
+	// for sockets passed by systemd socket activation.
 	Addr string `toml:"addr"`
 	// Mode, Owner, Group apply to unix sockets: octal permission string,
 	// user and group names or numeric ids.

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/fcgi-bridge/fcgi-bridge/listen"
 )
 
 // validate checks values, ranges and references, compiles the regular
@@ -22,7 +24,7 @@ func (c *Config) validate(lines *keyLines) Errors {
 
 	for i, l := range c.Listen {
 		k := fmt.Sprintf("listen.%d", i)
-		network, _, err := ParseAddr(l.Addr)
+		network, _, err := ParseListenAddr(l.Addr)
 		if err != nil {
 			bad(k+".addr", "%v", err)
 		}
@@ -323,7 +325,26 @@ func validMediaRange(s string) bool {
 	return ok && t != "" && sub != "" && !strings.ContainsAny(s, " ;,") && (t != "*" || sub == "*")
 }
 
-// ParseAddr splits a listen or upstream address: "tcp:HOST:PORT" gives
+// ParseListenAddr checks a [[listen]] addr with the same parser that opens
+// it (listen.ParseSpec), so a file takes the forms --listen takes:
+// "tcp:HOST:PORT", "unix:PATH", "systemd:" (every socket systemd passed) and
+// "systemd:NAME" (the sockets of that FileDescriptorName).
+//
+// The kind is required in a file (a bare "127.0.0.1:9000" or "/path" is
+// refused), so every address says what it is.
+func ParseListenAddr(s string) (network, address string, err error) {
+	kind, _, _ := strings.Cut(s, ":")
+	if kind != "tcp" && kind != "unix" && kind != "systemd" || !strings.Contains(s, ":") {
+		return "", "", fmt.Errorf("address %q: write tcp:HOST:PORT, unix:PATH, systemd: or systemd:NAME", s)
+	}
+	spec, err := listen.ParseSpec(s)
+	if err != nil {
+		return "", "", err
+	}
+	return spec.Network, spec.Address, nil
+}
+
+// ParseAddr splits an upstream address: "tcp:HOST:PORT" gives
 // ("tcp", "HOST:PORT"), "unix:PATH" gives ("unix", PATH).
 func ParseAddr(s string) (network, address string, err error) {
 	network, address, ok := strings.Cut(s, ":")
