@@ -430,7 +430,8 @@ func (c *conn) handleBegin(id uint16, content []byte) error {
 	c.mu.Unlock()
 
 	switch {
-	case role != RoleResponder && role != RoleAuthorizer && role != RoleFilter:
+	case role != RoleResponder && role != RoleAuthorizer && role != RoleFilter,
+		!c.srv.servesRole(role):
 		return c.refuse(id, keep, StatusUnknownRole)
 	case active >= c.lim.MaxReqsPerConn:
 		if c.lim.MaxReqsPerConn == 1 {

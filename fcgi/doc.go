@@ -78,6 +78,17 @@
 // return) gives up the STDIN it has not read, so that neither side waits for
 // the other.
 //
+// # Roles
+//
+// A BEGIN_REQUEST for a role other than RESPONDER, AUTHORIZER and FILTER is
+// answered with END_REQUEST{FCGI_UNKNOWN_ROLE}. So is one for a role the
+// Handler declines: a Handler that also implements RoleServer is asked
+// ServesRole(role) at BEGIN_REQUEST and, when it says false, is never called
+// for that request. The refusal is the specification's answer and lets the
+// web server report a configuration mistake (Apache's mod_authnz_fcgi pointed
+// at an application with no authorizer route) instead of receiving a made-up
+// response. Late records of the refused request are ignored.
+//
 // # Overload
 //
 // Over MaxConns a new connection is accepted and closed at once, so the web

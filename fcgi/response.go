@@ -36,6 +36,16 @@ type Handler interface {
 	ServeFCGI(w ResponseWriter, r *Request)
 }
 
+// RoleServer is implemented by a Handler that does not play every role. When
+// ServesRole returns false for a request's role, the server answers
+// END_REQUEST{FCGI_UNKNOWN_ROLE} at BEGIN_REQUEST and never calls the handler,
+// as the specification asks of an application that does not play the role.
+// It is asked once per request, from the connection's read loop, so it must
+// be quick and must not block.
+type RoleServer interface {
+	ServesRole(role Role) bool
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(w ResponseWriter, r *Request)
 

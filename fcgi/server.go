@@ -134,6 +134,15 @@ func (s *Server) forget(c *conn) {
 	s.mu.Unlock()
 }
 
+// servesRole asks the Handler, when it is a RoleServer, whether it plays role.
+// A nil Handler serves every role (with 404s), as before.
+func (s *Server) servesRole(role Role) bool {
+	if rs, ok := s.Handler.(RoleServer); ok {
+		return rs.ServesRole(role)
+	}
+	return true
+}
+
 func (s *Server) acquireRequest() bool {
 	if s.activeReqs.Add(1) > int64(s.lim.MaxReqs) {
 		s.activeReqs.Add(-1)

@@ -944,3 +944,51 @@ func TestRoleString(t *testing.T) {
 	require.Equal(t, "GET_VALUES_RESULT", typeGetValuesResult.String())
 	require.Equal(t, "TYPE(42)", recType(42).String())
 }
+
+// rolesHandler serves only the roles listed and counts its calls.
+type rolesHandler struct {
+	roles map[Role]bool
+	calls chan Role
+}
+
+func (h *rolesHandler) ServesRole(role Role) bool { return h.roles[role] }
+
+func (h *rolesHandler) ServeFCGI(w ResponseWriter, r *Request) {
+	h.calls <- r.Role
+	echoHandler.ServeFCGI(w, r)
+}
+
+// Lifecycle: a RoleServer handler that does not play the role gets
+// END_REQUEST{UNKNOWN_ROLE} without being called; the roles it plays are
+// served on the same connection.
+func TestLifecycleRoleServerRefusesRole(t *testing.T) {
+	h := &rolesHandler{roles: map[Role]bool{RoleResponder: true}, calls: make(chan Role, 8)}
+	ts := startServer(t, h, Limits{})
+	for _, keep := range []bool{true, false} {
+		p := ts.dial(t)
+		p.send(beginRec(1, RoleAuthorizer, keep), paramsRecs(1, "A=b"))
+		res := p.result(1)
+		require.Equal(t, StatusUnknownRole, res.protoStatus)
+		require.Equal(t, uint32(0), res.appStatus)
+		require.Empty(t, res.stdout)
+		require.False(t, res.stdoutEnded, "a refused request sends no STDOUT at all")
+		if keep {
+			p.send(request(1, true, "after"))
+			_, body := splitCGI(t, p.result(1).stdout)
+			require.Equal(t, "after", body)
+			require.Equal(t, RoleResponder, recvTimeout(t, h.calls, "responder call"))
+		} else {
+			p.expectClosed(2 * time.Second)
+		}
+	}
+	select {
+	case r := <-h.calls:
+		t.Fatalf("handler called for role %v", r)
+	default:
+	}
+	// FILTER is refused just as well, on a multiplexed connection too.
+	p := ts.dial(t)
+	p.send(beginRec(3, RoleFilter, true), request(5, true, "x"))
+	require.Equal(t, StatusUnknownRole, p.result(3).protoStatus)
+	require.Equal(t, StatusRequestComplete, p.result(5).protoStatus)
+}
