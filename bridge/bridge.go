@@ -41,8 +41,12 @@ type Bridge struct {
 	sources []source.Source
 
 	inflight sync.WaitGroup
-	closed   atomic.Bool
-	closeMu  sync.Mutex // serialises Close against late ServeFCGI starts
+	// active counts the same requests as inflight: a WaitGroup cannot say
+	// whether it is at zero without blocking, and Close needs to know when
+	// its context has already ended.
+	active  atomic.Int64
+	closed  atomic.Bool
+	closeMu sync.Mutex // serialises Close against late ServeFCGI starts
 }
 
 // Option adjusts what New builds.
@@ -236,7 +240,11 @@ func (b *Bridge) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		waitErr = fmt.Errorf("bridge: %w while requests were still in flight", ctx.Err())
+		// Both may be ready (an already-ended ctx, nothing in flight) and
+		// select picks at random: only requests really left are an error.
+		if n := b.active.Load(); n > 0 {
+			waitErr = fmt.Errorf("bridge: %w while %d requests were still in flight", ctx.Err(), n)
+		}
 	}
 	return errors.Join(waitErr, b.closeParts(ctx))
 }

@@ -40,10 +40,14 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	tracked := !b.closed.Load()
 	if tracked {
 		b.inflight.Add(1)
+		b.active.Add(1)
 	}
 	b.closeMu.Unlock()
 	if tracked {
-		defer b.inflight.Done()
+		defer func() {
+			b.active.Add(-1)
+			b.inflight.Done()
+		}()
 	}
 
 	x := &exchange{start: time.Now(), role: r.Role, method: r.Params["REQUEST_METHOD"], uri: source.RequestURI(r.Params)}
