@@ -1,6 +1,7 @@
 package source
 
 import (
+	"net"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -74,26 +75,50 @@ func Scheme(params map[string]string) string {
 }
 
 // Host is the host (and port, when not the scheme's default) the client
-// asked for: HTTP_HOST, else SERVER_NAME and SERVER_PORT.
+// asked for. HTTP_HOST is the client's Host header, port included when the
+// client used one, so it wins. Without it (HTTP/1.0, hand-made requests)
+// the name comes from SERVER_NAME (else SERVER_ADDR) and the port from
+// SERVER_PORT, left out when it is the scheme's default. HAProxy puts the
+// port into SERVER_NAME already ("127.0.0.1:8080"); it is not added twice.
 func Host(params map[string]string) string {
-	if h := params["HTTP_HOST"]; h != "" {
+	if h := params["HTTP_HOST"]; validHost(h) {
 		return h
 	}
 	host := params["SERVER_NAME"]
-	if host == "" {
+	if !validHost(host) {
 		host = params["SERVER_ADDR"]
 	}
-	if host == "" {
+	if !validHost(host) {
 		host = "localhost"
 	}
 	port := params["SERVER_PORT"]
-	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
-		host = "[" + host + "]"
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		host, port = h, p
 	}
-	if port == "" || (port == "80" && Scheme(params) == "http") || (port == "443" && Scheme(params) == "https") {
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]" // a bare IPv6 address
+	}
+	scheme := Scheme(params)
+	if port == "" || (port == "80" && scheme == "http") || (port == "443" && scheme == "https") {
 		return host
 	}
 	return host + ":" + port
+}
+
+// validHost accepts what may stand between "//" and the path of a URL as a
+// host[:port]: a Host header with "/", "@", spaces or controls would change
+// what the URL means, so it is not used.
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("/?#@\\\"<>`{}|^", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // RequestURI is the path and query the client asked for: REQUEST_URI, else
