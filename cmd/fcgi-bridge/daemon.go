@@ -51,6 +51,7 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	}
 	// Packages that log without being handed a logger use the default.
 	slog.SetDefault(logger)
+	defer startCPUProfile(stderr)()
 	d := &daemon{opts: o, cfg: cfg, log: logger, logs: logs, stderr: stderr}
 	d.hard, d.stopHard = context.WithCancel(context.Background())
 	defer d.stopHard()
