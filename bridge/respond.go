@@ -72,9 +72,10 @@ func (b *Bridge) send(ctx context.Context, w fcgi.ResponseWriter, x *exchange, m
 		abortResponse(w, err)
 		return
 	}
-	if err := w.Flush(); err != nil && ctx.Err() == nil {
-		x.err = err
-	}
+	// No Flush here: the server ends the request right after the handler
+	// returns and sends the rest of STDOUT together with the empty STDOUT
+	// and END_REQUEST records in one write. Flushing first cost a second
+	// write (and a second wakeup of the web server) on every response.
 }
 
 // abortResponse tells the fcgi server that the response is incomplete, when
@@ -101,12 +102,17 @@ func validField(name, value string) bool {
 //	transform or upstream timeout                    504
 //	transform crash or protocol error, upstream down 502
 //	request-derived values invalid, short body       400
+//	request body over max_body                       413
 //
 // requestInput says the content is carried by the request itself (body,
 // FILTER data): a failure reading it is the web server's or client's fault.
 func statusFor(ctx context.Context, err error, requestInput bool) int {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ctx.Err())) {
 		return 0
+	}
+	var spe *source.SpoolError
+	if errors.As(err, &spe) {
+		return spe.Status
 	}
 	var fe *filter.Error
 	if errors.As(err, &fe) {
