@@ -34,6 +34,7 @@ type Bridge struct {
 	log        *slog.Logger
 	access     bool
 	retryAfter string
+	spool      source.SpoolConfig
 
 	routes  []*route
 	roles   map[fcgi.Role]bool
@@ -87,6 +88,11 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 		access:     cfg.Log.Access,
 		retryAfter: retryAfterValue(cfg.Server.RetryAfter.Std()),
 		roles:      map[fcgi.Role]bool{},
+		spool: source.SpoolConfig{
+			Dir:    cfg.Server.SpoolDir,
+			Memory: int64(cfg.Server.SpoolMemory),
+			Max:    int64(cfg.Server.MaxBody),
+		},
 	}
 	ok := false
 	defer func() {
@@ -139,6 +145,7 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 		}
 		u := cfg.Upstream[rc.Source]
 		rt.requestInput = rc.Source == conf.SourceBody || rc.Source == conf.SourceData || (u != nil && (u.Kind == conf.UpstreamBody || u.Kind == conf.UpstreamData))
+		rt.bufferBody = bufferRequestBody(rc, u)
 		b.routes = append(b.routes, rt)
 		if rt.role == 0 {
 			b.roles[fcgi.RoleResponder], b.roles[fcgi.RoleFilter] = true, true
@@ -148,6 +155,26 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 	}
 	ok = true
 	return b, nil
+}
+
+// bufferRequestBody says whether a route's source gets the request body
+// spooled: the sources that read it (the body itself, HTTP and FastCGI
+// upstreams) unless their table sets request_buffering = false. The
+// built-in "body" has no table and always buffers, since nginx, the most
+// common peer, needs it. FILTER data, files and the authorizer's request
+// description do not read the body.
+func bufferRequestBody(rc *conf.Route, u *conf.Upstream) bool {
+	if rc.Role == conf.RoleAuthorizer {
+		return false
+	}
+	if u == nil {
+		return rc.Source == conf.SourceBody
+	}
+	switch u.Kind {
+	case conf.UpstreamBody, conf.UpstreamHTTP, conf.UpstreamFastCGI:
+		return u.RequestBuffering
+	}
+	return false
 }
 
 // usedTransforms lists the transforms some route names, sorted: only those

@@ -28,6 +28,10 @@ type route struct {
 	// requestInput: the content is the request's own body or FILTER data,
 	// so failing to read it is the client's fault (400), not a gateway's.
 	requestInput bool
+	// bufferBody: the request body is read to its end (spooled) before the
+	// source is asked, because a web server that is half duplex towards
+	// FastCGI (nginx) stops sending it once the response has begun.
+	bufferBody bool
 }
 
 func newRoute(rc *conf.Route, src source.Source, transforms map[string]filter.Transform) (*route, error) {

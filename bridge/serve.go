@@ -90,6 +90,17 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		// client asked for HEAD (nothing is transformed then).
 		Identity: rt.chain != nil && r.Params["REQUEST_METHOD"] != http.MethodHead,
 	}
+	if rt.bufferBody && r.Stdin != nil {
+		sp, err := source.Spool(ctx, req.Stdin, declaredLength(r), b.spool)
+		if err != nil {
+			b.fail(ctx, w, x, err)
+			return
+		}
+		// Closed when the response is out; the transform and the source
+		// are done with the body by then.
+		defer sp.Close()
+		req.Stdin, req.ContentLength, req.Spooled = sp.Reader(), sp.Len(), true
+	}
 	msg, err := rt.source.Fetch(ctx, req)
 	if err != nil {
 		b.fail(ctx, w, x, err)
@@ -174,6 +185,16 @@ func (b *Bridge) policy(rt *route) filter.Policy {
 	p := rt.policy
 	p.Logger = b.log.With("route", rt.cfg.Name)
 	return p
+}
+
+// declaredLength is the body length the request states: CONTENT_LENGTH,
+// unless the client sent the body chunked (nginx then passes an empty
+// CONTENT_LENGTH, but a configuration may set one that is not the body's).
+func declaredLength(r *fcgi.Request) int64 {
+	if strings.Contains(strings.ToLower(r.Params["HTTP_TRANSFER_ENCODING"]), "chunked") {
+		return -1
+	}
+	return r.ContentLength
 }
 
 func pidOf(body io.ReadCloser) int {

@@ -362,3 +362,39 @@ func TestSystemdListen(t *testing.T) {
 		assert.Error(t, err, addr)
 	}
 }
+
+// TestRequestBufferingKeys: buffering is on unless an upstream turns it
+// off; the spool limits are checked.
+func TestRequestBufferingKeys(t *testing.T) {
+	c, err := Parse("t.toml", []byte(`
+[server]
+spool_dir = "/var/spool/fcgi-bridge"
+spool_memory = "256KiB"
+max_body = "10MiB"
+
+[upstream.app]
+kind = "http"
+url = "http://127.0.0.1:8080/"
+
+[upstream.live]
+kind = "body"
+request_buffering = false
+`+minimal))
+	require.NoError(t, err)
+	assert.Equal(t, "/var/spool/fcgi-bridge", c.Server.SpoolDir)
+	assert.Equal(t, Size(256<<10), c.Server.SpoolMemory)
+	assert.Equal(t, Size(10<<20), c.Server.MaxBody)
+	assert.True(t, c.Upstream["app"].RequestBuffering, "on by default: nginx is half duplex")
+	assert.False(t, c.Upstream["live"].RequestBuffering)
+	assert.Equal(t, Size(1<<20), defaultServer().SpoolMemory)
+	assert.Equal(t, Size(1<<30), defaultServer().MaxBody)
+
+	for _, bad := range []struct{ toml, want string }{
+		{"[server]\nmax_body = 0\n", "t.toml:2: server.max_body"},
+		{"[server]\nspool_dir = \"spool\"\n", "t.toml:2: server.spool_dir"},
+	} {
+		_, err := Parse("t.toml", []byte(bad.toml+minimal))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), bad.want)
+	}
+}

@@ -60,6 +60,14 @@ type Server struct {
 	MaxStderr            Size     `toml:"max_stderr"`
 	ShutdownTimeout      Duration `toml:"shutdown_timeout"`
 	RetryAfter           Duration `toml:"retry_after"`
+
+	// Request body buffering (upstreams with request_buffering = true):
+	// SpoolDir holds the unlinked temp files ("" = $TMPDIR, else /tmp),
+	// SpoolMemory is how much of a body stays in memory before one is
+	// used, MaxBody the largest body accepted (413 beyond).
+	SpoolDir    string `toml:"spool_dir"`
+	SpoolMemory Size   `toml:"spool_memory"`
+	MaxBody     Size   `toml:"max_body"`
 }
 
 // Log configures log/slog output.
@@ -151,6 +159,10 @@ type Upstream struct {
 	KeepAlive       bool     `toml:"keepalive"`
 	MaxIdleConns    int      `toml:"max_idle_conns"`
 	IdleConnTimeout Duration `toml:"idle_conn_timeout"`
+
+	// RequestBuffering (body, http, fastcgi): read the whole request body
+	// before the content is fetched or transformed; false streams it.
+	RequestBuffering bool `toml:"request_buffering"`
 }
 
 // Roles as written in routes.

@@ -71,6 +71,16 @@ func defaultServer() Server {
 		// Sent with 503 when a pool is saturated: long enough for a queue to
 		// drain, short enough that a retrying client barely notices.
 		RetryAfter: Duration(1 * time.Second),
+		// Spooled request bodies go to $TMPDIR (else /tmp), as unlinked
+		// files nobody else can open and that vanish with the process.
+		SpoolDir: "",
+		// A body up to 1 MiB stays in memory (nginx's own
+		// client_max_body_size default; covers forms and JSON); larger ones
+		// go to a temp file, so memory does not grow with body size.
+		SpoolMemory: 1 << 20,
+		// 1 GiB: uploads the web server lets through are accepted, while
+		// one request cannot fill the disk; over it the client gets 413.
+		MaxBody: 1 << 30,
 	}
 }
 
@@ -132,6 +142,13 @@ func defaultUpstream() Upstream {
 		KeepAlive:       true,
 		MaxIdleConns:    32,
 		IdleConnTimeout: Duration(90 * time.Second),
+		// nginx is half duplex towards FastCGI: once the response has
+		// begun it sends no more of the request body, so a transform or
+		// upstream that answers while it still reads would wait forever.
+		// Reading the whole body first (as php-fpm does) avoids that and
+		// makes the input replayable; false streams, for full-duplex web
+		// servers (Apache, lighttpd) and clients.
+		RequestBuffering: true,
 		// Directory paths get index.html, the usual convention.
 		Index: "index.html",
 		// When the request body has no Content-Type, say nothing specific.

@@ -56,6 +56,12 @@ func (c *Config) validate(lines *keyLines) Errors {
 			bad("server."+f.key, "must be at least 1, got %d", f.v)
 		}
 	}
+	if s.MaxBody < 1 {
+		bad("server.max_body", "must be at least 1, got %d", s.MaxBody)
+	}
+	if s.SpoolDir != "" && !path.IsAbs(s.SpoolDir) {
+		bad("server.spool_dir", "must be an absolute directory path, got %q", s.SpoolDir)
+	}
 	if s.InputBuffer > 0 && s.InputBuffer < 1024 {
 		bad("server.input_buffer", "must be at least 1KiB so a record header and a little content fit")
 	}

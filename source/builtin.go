@@ -99,6 +99,17 @@ func (s *bodySource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
+	if r.Spooled {
+		// The length is known and true; the spooled reader is passed as it
+		// is, so a file-backed body can be spliced into the transform.
+		m.Length = r.ContentLength
+		if rc, ok := stdin.(io.ReadCloser); ok {
+			m.Body = rc
+		} else {
+			m.Body = io.NopCloser(stdin)
+		}
+		return m, nil
+	}
 	// CONTENT_LENGTH is advisory (nginx keeps it for de-chunked bodies,
 	// Apache drops it): trust it only for plain bodies, and then hold the
 	// stream to it so the length sent to the transform is true.

@@ -113,7 +113,13 @@ func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*filter.Message,
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	resp, err := s.client.Do(ctx, &fcgi.ClientRequest{Role: fcgi.RoleResponder, Params: s.forwardParams(r.Params, r.Identity), Stdin: stdin})
+	params := s.forwardParams(r.Params, r.Identity)
+	if r.Spooled {
+		// The body's true length, also for a chunked request the web
+		// server sent without one: PHP reads no POST body without it.
+		params = setParam(params, "CONTENT_LENGTH", strconv.FormatInt(r.ContentLength, 10))
+	}
+	resp, err := s.client.Do(ctx, &fcgi.ClientRequest{Role: fcgi.RoleResponder, Params: params, Stdin: stdin})
 	if err != nil {
 		return fail("request", err)
 	}
@@ -158,6 +164,17 @@ func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*filter.Message,
 		cancel:       cancel,
 	}
 	return m, nil
+}
+
+// setParam replaces the value of name in params, or appends it.
+func setParam(params []fcgi.Pair, name, value string) []fcgi.Pair {
+	for i := range params {
+		if params[i].Name == name {
+			params[i].Value = value
+			return params
+		}
+	}
+	return append(params, fcgi.Pair{Name: name, Value: value})
 }
 
 // fastcgiBody reads the CGI body; Close releases the FastCGI request

@@ -32,6 +32,11 @@ func fakePHP(t *testing.T) string {
 			w.Header().Set("Location", "/elsewhere")
 			w.WriteHeader(302)
 			return
+		case "/length.php":
+			// What PHP would read: CONTENT_LENGTH bytes of the body.
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"length":%q,"got":%d}`, r.Params["CONTENT_LENGTH"], len(body))
+			return
 		case "/slow.php":
 			select {
 			case <-time.After(5 * time.Second):

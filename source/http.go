@@ -148,8 +148,11 @@ func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request,
 // unknown, sent chunked). With no usable CONTENT_LENGTH the first byte is
 // peeked, so a GET without a body is not sent as an empty chunked body.
 func requestBody(r *Request) (io.Reader, int64, error) {
-	if r.Stdin == nil {
+	if r.Stdin == nil || (r.Spooled && r.ContentLength <= 0) {
 		return http.NoBody, 0, nil
+	}
+	if r.Spooled {
+		return r.Stdin, r.ContentLength, nil
 	}
 	chunked := strings.Contains(strings.ToLower(r.Params["HTTP_TRANSFER_ENCODING"]), "chunked")
 	if r.ContentLength == 0 && !chunked {

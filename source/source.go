@@ -31,6 +31,11 @@ type Request struct {
 	// ContentLength is the parsed CONTENT_LENGTH, -1 when absent or invalid.
 	ContentLength int64
 	Stdin         io.Reader
+	// Spooled says the request body was read to its end before Fetch
+	// (request buffering): ContentLength is then its true length, whatever
+	// the web server declared, and Stdin reads exactly that many bytes (a
+	// ReadCloser the source hands on and closes).
+	Spooled bool
 	// FILTER role only.
 	Data        io.Reader
 	DataLength  int64 // -1 unknown
