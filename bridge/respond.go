@@ -14,13 +14,24 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/source"
 )
 
-// notForwarded are header fields never written into the CGI response: the
-// framing the bridge decides itself, hop-by-hop fields, and Status, which in
-// a CGI header block would override the status line.
-var notForwarded = map[string]bool{
-	"content-length": true, "transfer-encoding": true, "connection": true,
-	"keep-alive": true, "proxy-connection": true, "te": true, "trailer": true,
-	"upgrade": true, "status": true,
+// notForwardedNames are header fields never written into the CGI response:
+// the framing the bridge decides itself, hop-by-hop fields, and Status, which
+// in a CGI header block would override the status line.
+var notForwardedNames = [...]string{
+	"content-length", "transfer-encoding", "connection", "keep-alive",
+	"proxy-connection", "te", "trailer", "upgrade", "status",
+}
+
+// notForwarded reports whether name is one of notForwardedNames, in any
+// case. It compares in place: lower-casing each name first cost an
+// allocation per header field of every response.
+func notForwarded(name string) bool {
+	for _, n := range notForwardedNames {
+		if len(n) == len(name) && strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // send writes m as the CGI response: Status, headers, body. Content-Length
@@ -33,7 +44,7 @@ func (b *Bridge) send(ctx context.Context, w fcgi.ResponseWriter, x *exchange, m
 	}
 	h := w.Header()
 	for _, f := range m.Header {
-		if notForwarded[strings.ToLower(f.Name)] || !validField(f.Name, f.Value) {
+		if notForwarded(f.Name) || !validField(f.Name, f.Value) {
 			continue
 		}
 		h.Add(f.Name, f.Value)
