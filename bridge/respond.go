@@ -89,11 +89,11 @@ func (b *Bridge) send(ctx context.Context, w fcgi.ResponseWriter, x *exchange, m
 	// write (and a second wakeup of the web server) on every response.
 }
 
-// abortResponse tells the fcgi server that the response is incomplete, when
-// it offers a way to (an Abort(error) method ending the request with an
-// error instead of a normal end).
+// abortResponse tells the fcgi server that the response is incomplete
+// (fcgi.Aborter): it ends the request so that the web server fails the
+// client's transfer instead of presenting a truncated body as complete.
 func abortResponse(w fcgi.ResponseWriter, err error) {
-	if a, ok := w.(interface{ Abort(error) }); ok {
+	if a, ok := w.(fcgi.Aborter); ok {
 		a.Abort(err)
 	}
 }

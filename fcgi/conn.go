@@ -104,11 +104,23 @@ func (c *conn) closeGracefully() {
 		c.mu.Unlock()
 		return
 	}
+	c.startDrainingLocked()
+	c.mu.Unlock()
+	c.shutWrite()
+}
+
+// startDrainingLocked makes the read loop only drain from now on, for up to
+// LingerTimeout; new requests are ignored. Called with mu held.
+func (c *conn) startDrainingLocked() {
 	c.draining = true
 	c.drainDeadline = time.Now().Add(max(c.lim.LingerTimeout, 0))
 	_ = c.rwc.SetReadDeadline(c.drainDeadline)
-	c.mu.Unlock()
+}
 
+// shutWrite ends our side of the connection: nothing is written after it, and
+// the peer reads EOF once it has read what was sent. Without a half close the
+// connection is closed outright.
+func (c *conn) shutWrite() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr == nil {

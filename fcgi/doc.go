@@ -89,6 +89,34 @@
 // at an application with no authorizer route) instead of receiving a made-up
 // response. Late records of the refused request are ignored.
 //
+// # Ending a request with an error
+//
+// A handler whose output breaks after it began (a transform that crashes
+// halfway) must not let the web server present a truncated body as complete,
+// and nothing may be made up to complete it. It calls Abort (Aborter, on the
+// server's ResponseWriter): unsent STDOUT is dropped and one sanitized line
+// naming the error goes to FCGI_STDERR, which nginx ("FastCGI sent in
+// stderr") and Apache (AH01071) log. Then:
+//
+//   - if the connection has only ever carried this one request at a time
+//     (nginx, Apache, lighttpd: id 1), the server sends a record header of
+//     version 0 and closes its side, without the empty STDOUT record and
+//     without END_REQUEST. Measured with nginx 1.22 and Apache 2.4: both stop
+//     at that record ("upstream sent unsupported FastCGI protocol version: 0",
+//     AH01068 "Got bogus version 0"), send no final chunk and close the
+//     client connection, so the client sees a failed transfer (curl exit 18)
+//     for chunked and for Content-Length responses; nginx closes at once,
+//     Apache after its KeepAliveTimeout (5 s by default). A plain close is
+//     not enough: nginx without fastcgi_keep_conn (its default) takes the
+//     application's close as the normal end of the response, finishes a
+//     chunked body and keeps the client waiting for missing Content-Length
+//     bytes; and a well-formed END_REQUEST, whatever its appStatus, makes
+//     nginx and Apache present the truncated body as complete.
+//   - on a multiplexed connection (HAProxy), closing or breaking the framing
+//     would kill the other requests, so the request ends well-formed: empty
+//     STDERR and STDOUT records and END_REQUEST{REQUEST_COMPLETE, appStatus
+//     1}. What the client then sees is up to the peer.
+//
 // # Overload
 //
 // Over MaxConns a new connection is accepted and closed at once, so the web

@@ -30,6 +30,34 @@ type ResponseWriter interface {
 	Flush() error
 }
 
+// Aborter is implemented by the server's ResponseWriter. Abort ends the
+// request as failed, for a handler whose output broke after it began (a
+// transform that crashed halfway): the web server must not present what was
+// sent as a complete response, and nothing may be made up to complete it.
+//
+// Abort drops STDOUT not yet sent and writes one sanitized line naming err to
+// FCGI_STDERR, which the web server logs. Then:
+//
+//   - on a connection that has only ever carried this one request at a time
+//     (nginx, Apache, lighttpd: id 1), a record header of version 0 follows
+//     and the connection is closed, without the empty STDOUT record and
+//     without END_REQUEST: nginx and Apache then abort the client's response
+//     (no final chunk, short Content-Length body), whereas a well-formed
+//     END_REQUEST, whatever its appStatus, makes them present the truncated
+//     body as complete, and nginx without fastcgi_keep_conn takes a bare
+//     close for the normal end of the response;
+//   - on a multiplexed connection (HAProxy) that would kill the other
+//     requests, so the request ends with an empty STDERR, an empty STDOUT and
+//     END_REQUEST{REQUEST_COMPLETE, appStatus 1}.
+//
+// The package doc ("Ending a request with an error") has what was measured.
+//
+// After Abort, writes fail with ErrRequestEnded and the handler's return sends
+// nothing more. Abort after the request ended does nothing.
+type Aborter interface {
+	Abort(err error)
+}
+
 // Handler serves one FastCGI request. It runs in its own goroutine; it must
 // return when r.Context() is cancelled.
 type Handler interface {
@@ -390,6 +418,10 @@ func (s stderrWriter) Write(p []byte) (int, error) {
 func (w *response) end(appStatus uint32, fallbackStatus int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.endLocked(appStatus, fallbackStatus)
+}
+
+func (w *response) endLocked(appStatus uint32, fallbackStatus int) {
 	if w.ended {
 		return
 	}
@@ -433,11 +465,97 @@ func (w *response) end(appStatus uint32, fallbackStatus int) {
 	// peer may reuse it the moment it reads END_REQUEST.
 	closeConn := c.removeRequest(r)
 	_ = c.write(out)
+	w.releaseBuf()
+	if closeConn {
+		c.closeGracefully()
+	}
+}
+
+func (w *response) releaseBuf() {
 	if w.buf != nil {
 		w.buf.reset()
 		recordBufPool.Put(w.buf)
 		w.buf = nil
 	}
+}
+
+// brokenRecord is what Abort sends on a connection it closes, after the
+// STDERR line: a record header of version 0, which no FastCGI 1.0 peer
+// accepts. nginx without fastcgi_keep_conn (its default) takes the end of the
+// connection for the normal end of the response, completing a chunked body
+// and keeping the client connection for the missing Content-Length bytes; a
+// framing error is what makes it abort the client's response. Apache stops at
+// it too ("Got bogus version").
+var brokenRecord = [headerLen]byte{}
+
+// abortLineMax bounds the FCGI_STDERR line Abort sends.
+const abortLineMax = 256
+
+// abortLine is the FCGI_STDERR line Abort sends: one line, no control
+// characters, bounded, since web servers copy it into their error log.
+func abortLine(id uint16, err error) []byte {
+	msg := "aborted"
+	if err != nil {
+		msg = err.Error()
+	}
+	line := make([]byte, 0, abortLineMax+1)
+	line = append(line, "fcgi: response "...)
+	line = strconv.AppendUint(line, uint64(id), 10)
+	line = append(line, " aborted: "...)
+	for i := 0; i < len(msg) && len(line) < abortLineMax; i++ {
+		c := msg[i]
+		if c < ' ' || c == 0x7f {
+			c = '?'
+		}
+		line = append(line, c)
+	}
+	return append(line, '\n')
+}
+
+// Abort implements Aborter; the package doc's "Ending a request with an
+// error" says why it closes id-1 connections.
+func (w *response) Abort(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return
+	}
+	r, c := w.r, w.c
+	w.releaseBuf() // unsent STDOUT: the response is broken anyway
+	if w.aborted.Load() {
+		// The peer has already given the request up: it wants END_REQUEST only.
+		w.endLocked(1, 0)
+		return
+	}
+	line := abortLine(r.id, err)
+	c.log.Debug("fcgi: handler aborted its response", "remote", c.remote, "id", r.id, "err", err)
+
+	c.mu.Lock()
+	sole := !c.multiplexed && !c.draining && len(c.reqs) == 1 && c.reqs[r.id] == r
+	if sole {
+		// From here the read loop takes no new request: the connection ends
+		// with this one.
+		c.startDrainingLocked()
+	}
+	c.mu.Unlock()
+
+	w.ended = true
+	if sole {
+		out := appendRecord(nil, typeStderr, r.id, line)
+		_ = c.write(append(out, brokenRecord[:]...))
+		c.removeRequest(r)
+		c.shutWrite()
+		return
+	}
+	var out []byte
+	if w.filterGate() == nil {
+		out = appendRecord(out, typeStderr, r.id, line)
+		out = appendEmptyRecord(out, typeStderr, r.id)
+		out = appendEmptyRecord(out, typeStdout, r.id)
+	}
+	out = appendEndRequest(out, r.id, 1, StatusRequestComplete)
+	closeConn := c.removeRequest(r)
+	_ = c.write(out)
 	if closeConn {
 		c.closeGracefully()
 	}
