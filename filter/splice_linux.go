@@ -79,26 +79,36 @@ func spliceRaw(dst *os.File, srcRC syscall.RawConn, n int64) (int64, error) {
 				if regular == 1 {
 					flags = unix.SPLICE_F_MOVE
 				}
-				k, err := unix.Splice(int(sfd), nil, int(dfd), nil, int(min(n-written, spliceChunk)), flags)
-				switch {
-				case err == unix.EINTR:
-					return false
-				case err == unix.EAGAIN:
-					// Either side may be the one not ready. Wait for the
-					// source unless it is the destination that is full.
-					if regular == 1 || !pollWritable(int(dfd)) {
-						dstFull = true
-						return true
+				for {
+					k, err := unix.Splice(int(sfd), nil, int(dfd), nil, int(min(n-written, spliceChunk)), flags)
+					switch {
+					case err == unix.EINTR:
+						continue
+					case err == unix.EAGAIN:
+						// Either side may be the one not ready, and it may
+						// have changed since. Look at both now: waiting on
+						// a side that is ready would wait for an edge that
+						// already came (the poller is edge-triggered), for
+						// ever if the other process is blocked on it.
+						srcReady, dstReady := pollReady(int(sfd), int(dfd), regular == 1)
+						switch {
+						case srcReady && dstReady:
+							continue
+						case !dstReady:
+							dstFull = true
+							return true
+						default:
+							return false // wait until src is readable
+						}
+					case err != nil:
+						serr = err
+					case k == 0:
+						srcEOF = true
+					default:
+						written += k
 					}
-					return false
-				case err != nil:
-					serr = err
-				case k == 0:
-					srcEOF = true
-				default:
-					written += k
+					return true
 				}
-				return true
 			})
 			if rerr != nil {
 				serr = &inputError{rerr}
@@ -120,15 +130,19 @@ func spliceRaw(dst *os.File, srcRC syscall.RawConn, n int64) (int64, error) {
 	return written, nil
 }
 
-// pollWritable reports whether fd can take data now (or is broken, which a
-// write will report).
-func pollWritable(fd int) bool {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+// pollReady reports whether src has data (or is a regular file, which
+// always has) and whether dst has room, right now. An error or hang-up
+// counts as ready: the next splice reports it.
+func pollReady(src, dst int, srcRegular bool) (srcReady, dstReady bool) {
+	fds := []unix.PollFd{{Fd: int32(src), Events: unix.POLLIN}, {Fd: int32(dst), Events: unix.POLLOUT}}
 	for {
-		n, err := unix.Poll(fds, 0)
+		_, err := unix.Poll(fds, 0)
 		if err == unix.EINTR {
 			continue
 		}
-		return err != nil || (n > 0 && fds[0].Revents != 0)
+		if err != nil {
+			return true, true
+		}
+		return srcRegular || fds[0].Revents != 0, fds[1].Revents != 0
 	}
 }
