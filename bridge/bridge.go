@@ -146,6 +146,7 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 		u := cfg.Upstream[rc.Source]
 		rt.requestInput = rc.Source == conf.SourceBody || rc.Source == conf.SourceData || (u != nil && (u.Kind == conf.UpstreamBody || u.Kind == conf.UpstreamData))
 		rt.bufferBody = bufferRequestBody(rc, u)
+		rt.bodySource = rc.Source == conf.SourceBody || (u != nil && u.Kind == conf.UpstreamBody)
 		b.routes = append(b.routes, rt)
 		if rt.role == 0 {
 			b.roles[fcgi.RoleResponder], b.roles[fcgi.RoleFilter] = true, true

@@ -32,6 +32,9 @@ type route struct {
 	// source is asked, because a web server that is half duplex towards
 	// FastCGI (nginx) stops sending it once the response has begun.
 	bufferBody bool
+	// bodySource: the content is the request body itself (source "body"
+	// or an upstream of kind "body"), so a spooled body is the content.
+	bodySource bool
 }
 
 func newRoute(rc *conf.Route, src source.Source, transforms map[string]filter.Transform) (*route, error) {

@@ -90,6 +90,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		// client asked for HEAD (nothing is transformed then).
 		Identity: rt.chain != nil && r.Params["REQUEST_METHOD"] != http.MethodHead,
 	}
+	var spooled *source.Spooled
 	if rt.bufferBody && r.Stdin != nil {
 		sp, err := source.Spool(ctx, req.Stdin, declaredLength(r), b.spool)
 		if err != nil {
@@ -100,6 +101,11 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		// are done with the body by then.
 		defer sp.Close()
 		req.Stdin, req.ContentLength, req.Spooled = sp.Reader(), sp.Len(), true
+		if rt.bodySource {
+			// The content is the spooled body itself, which can be read
+			// again from its start at any size.
+			spooled = sp
+		}
 	}
 	msg, err := rt.source.Fetch(ctx, req)
 	if err != nil {
@@ -130,7 +136,12 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 
 	t0 := time.Now()
 	runCtx, done := withApplied(ctx)
-	out, err := filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params), b.policy(rt))
+	var out *filter.Message
+	if p := b.policy(rt); spooled != nil && (p.FailOpen || p.Retry) {
+		out, err = b.runReplayable(runCtx, rt, msg, spooled, rt.requestInfo(r.Params), p)
+	} else {
+		out, err = filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params), p)
+	}
 	if err != nil {
 		x.transform = time.Since(t0)
 		b.fail(ctx, w, x, err)
