@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -202,17 +203,32 @@ func (c *conn) onReadError(err error) {
 		// onTimeout logged why.
 	case errors.Is(err, net.ErrClosed):
 	case errors.Is(err, io.EOF):
-		c.mu.Lock()
-		n := len(c.reqs)
-		c.mu.Unlock()
-		if n > 0 {
+		// nginx closes the connection when its client goes away: routine.
+		if n := c.activeCount(); n > 0 {
 			c.log.Debug("fcgi: peer closed the connection; cancelling its requests", "remote", c.remote, "requests", n)
+		} else {
+			c.log.Debug("fcgi: peer closed the connection", "remote", c.remote)
+		}
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED):
+		// lighttpd, HAProxy and Caddy reset idle connections as their way of
+		// closing them: only a reset that cuts requests short is worth a line.
+		if n := c.activeCount(); n > 0 {
+			c.log.Info("fcgi: peer reset the connection; cancelling its requests", "remote", c.remote, "requests", n)
+		} else {
+			c.log.Debug("fcgi: peer reset the connection", "remote", c.remote)
 		}
 	case errors.As(err, &ve), errors.Is(err, io.ErrUnexpectedEOF):
 		c.log.Warn("fcgi: closing connection", "remote", c.remote, "err", err)
 	default:
 		c.log.Info("fcgi: connection read failed", "remote", c.remote, "err", err)
 	}
+}
+
+// activeCount is the number of requests the connection still has.
+func (c *conn) activeCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.reqs)
 }
 
 // finish runs when the read loop ends: every request still active is
