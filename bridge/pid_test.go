@@ -1,0 +1,41 @@
+package bridge
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fcgi-bridge/fcgi-bridge/conf"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
+)
+
+// TestAccessLogPid: the access line of a successful transformed request
+// names the transform process that served it.
+func TestAccessLogPid(t *testing.T) {
+	cfg, err := conf.Parse("pid.toml", []byte(tt("pid", testtransform.Pid, "")+"[[route]]\ntransform = [\"pid\"]\n"))
+	require.NoError(t, err)
+	var logs bytes.Buffer
+	mu := &sync.Mutex{}
+	b, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: mu}, nil))))
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close(t.Context()) })
+	f := &fixture{b: b, logs: &logs, logMu: mu}
+
+	w := f.do(t, req{method: "POST", uri: "/", body: "x"})
+	require.Equal(t, 200, w.status)
+	pid, _, _ := strings.Cut(w.body.String(), " ") // "<pid> <exchange number>"
+	require.NotEmpty(t, pid)
+	var access string
+	for _, line := range strings.Split(f.logText(), "\n") {
+		if strings.Contains(line, "msg=access") {
+			access = line
+		}
+	}
+	assert.Contains(t, access, " status=200 ")
+	assert.Contains(t, access, " pid="+pid)
+}
