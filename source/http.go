@@ -105,20 +105,33 @@ func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request,
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target.String(), body)
+	// The URL is already in parts: formatting it only for
+	// NewRequestWithContext to parse it again cost a string and a URL per
+	// request, so the request gets an empty one replaced by target.
+	req, err := http.NewRequestWithContext(ctx, method, "", body)
 	if err != nil {
 		return nil, err
 	}
+	target.Host = strings.TrimSuffix(target.Host, ":") // as NewRequest does: no empty port
+	req.URL, req.Host = &target, target.Host
 	req.ContentLength = length
 	if body == http.NoBody {
 		req.Body, req.ContentLength = http.NoBody, 0
 	}
+	// Every value slice is cut from one array: Header.Add allocated one
+	// per field. Names from HeaderName are canonical, as Add would make them.
+	vals := make([]string, 0, 12) // when it grows, earlier fields keep the old array
 	for k, v := range p {
 		name, ok := HeaderName(k)
 		if !ok || hopByHop[name] || name == "Host" || name == "Content-Length" {
 			continue
 		}
-		req.Header.Add(name, v)
+		if prior, dup := req.Header[name]; dup {
+			req.Header[name] = append(prior, v)
+			continue
+		}
+		vals = append(vals, v)
+		req.Header[name] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	if ct := p["CONTENT_TYPE"]; ct != "" {
 		req.Header.Set("Content-Type", ct)

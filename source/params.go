@@ -13,12 +13,46 @@ import (
 // HTTP_ACCEPT_LANGUAGE -> Accept-Language. ok is false for names that are
 // not HTTP_* variables.
 func HeaderName(param string) (name string, ok bool) {
+	if !strings.HasPrefix(param, "HTTP_") {
+		return "", false
+	}
+	if name, ok := commonHeaderNames[param]; ok {
+		return name, true
+	}
+	return headerName(param)
+}
+
+func headerName(param string) (string, bool) {
 	rest, ok := strings.CutPrefix(param, "HTTP_")
 	if !ok || rest == "" {
 		return "", false
 	}
 	return textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(rest, "_", "-")), true
 }
+
+// commonHeaderNames maps the HTTP_* params browsers and web servers send on
+// most requests to their header names, computed once by headerName itself,
+// so the usual request builds no name strings (two allocations per header
+// otherwise).
+var commonHeaderNames = func() map[string]string {
+	m := map[string]string{}
+	for _, h := range []string{
+		"Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language",
+		"Cookie", "Referer", "Connection", "Cache-Control", "Pragma",
+		"If-None-Match", "If-Modified-Since", "Authorization", "Origin",
+		"Upgrade-Insecure-Requests", "X-Forwarded-For", "X-Forwarded-Proto",
+		"X-Forwarded-Host", "X-Real-Ip", "X-Requested-With", "Dnt", "Priority",
+		"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User",
+		"Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Content-Type",
+		"Content-Length", "Range", "If-Range", "Te", "Keep-Alive", "Via",
+	} {
+		p := ParamName(h)
+		if name, ok := headerName(p); ok {
+			m[p] = name
+		}
+	}
+	return m
+}()
 
 // ParamName is the reverse of HeaderName: Accept-Language -> HTTP_ACCEPT_LANGUAGE.
 func ParamName(header string) string {
