@@ -246,3 +246,12 @@ func (r *replaySource) Close() error {
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// Pid forwards the transform's pid (see exchange.Pid) through Run's
+// wrapper; 0 when the body does not come from a process.
+func (b *runBody) Pid() int {
+	if p, ok := b.body.(interface{ Pid() int }); ok {
+		return p.Pid()
+	}
+	return 0
+}
