@@ -63,6 +63,9 @@ func (s *Spooled) InFile() bool { return s.file != nil }
 // A file-backed body is reopened as its own *os.File, so the filter can
 // splice it into a transform's pipe.
 func (s *Spooled) Reader() io.ReadCloser {
+	if s.n == 0 {
+		return http.NoBody
+	}
 	if s.file == nil {
 		return io.NopCloser(bytes.NewReader(s.mem))
 	}
@@ -152,11 +155,27 @@ func Spool(ctx context.Context, body io.Reader, declared int64, cfg SpoolConfig)
 		// error is the client's side failing either way.
 		return nil, &SpoolError{Status: http.StatusBadRequest, Err: fmt.Errorf("read: %w", err)}
 	}
+	if declared == 0 {
+		return &Spooled{}, nil
+	}
 	// A declared length is the body's length: bytes beyond it are not
 	// part of it (the fcgi server drops them too).
 	src := body
-	if declared >= 0 {
+	if declared > 0 {
 		src = io.LimitReader(body, declared)
+	} else {
+		// Most requests without a declared length (GET and HEAD behind
+		// nginx or Apache) have no body: one small read tells, before
+		// anything is allocated for the spool.
+		probe := make([]byte, 1)
+		n, err := io.ReadFull(body, probe)
+		if n == 0 {
+			if err == io.EOF {
+				return &Spooled{}, nil
+			}
+			return failEarly(ctx, err)
+		}
+		src = io.MultiReader(bytes.NewReader(probe), body)
 	}
 	// Memory first: most bodies are small, and a small one needs no file.
 	memMax := max(cfg.Memory, 0)
@@ -209,6 +228,14 @@ func Spool(ctx context.Context, body io.Reader, declared int64, cfg SpoolConfig)
 	s.n = n
 	ok = true
 	return s, nil
+}
+
+// failEarly classifies a read failure before the spool was set up.
+func failEarly(ctx context.Context, err error) (*Spooled, error) {
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, &SpoolError{Status: http.StatusBadRequest, Err: fmt.Errorf("read: %w", err)}
 }
 
 func checkLength(n, declared int64) error {
