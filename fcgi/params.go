@@ -31,3 +31,31 @@ func paramName(name []byte) string {
 	}
 	return string(name)
 }
+
+// recordStrings turns the values of one PARAMS record into strings with a
+// single allocation: the first value that lies within the record's content
+// makes one string of the whole content, and every such value is a substring
+// of it (a request's values used to cost an allocation each). Values that do
+// not lie within content (a pair that straddled records, decoded from the
+// pending buffer) are copied on their own. The record string lives as long as
+// the request keeps any of its values; records are bounded by the params
+// limits.
+type recordStrings struct {
+	content []byte
+	all     string
+	made    bool
+}
+
+func (rs *recordStrings) value(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	off := cap(rs.content) - cap(v)
+	if off < 0 || off+len(v) > len(rs.content) || &rs.content[off] != &v[0] {
+		return string(v)
+	}
+	if !rs.made {
+		rs.all, rs.made = string(rs.content), true
+	}
+	return rs.all[off : off+len(v)]
+}
