@@ -305,6 +305,9 @@ content_type = "text/html; charset=utf-8"
 	if r.status != 200 || r.body != "" || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") || r.header.Get("ETag") != "" {
 		t.Errorf("HEAD: %d %v %q", r.status, r.header, r.body)
 	}
+	// The access line is written once the response has ended, so it may
+	// reach the log a moment after the client has its answer.
+	d.log.waitFor("method=HEAD", 5*time.Second)
 	if n := d.log.count("method=HEAD"); n != 1 {
 		t.Errorf("%d access lines for the HEAD", n)
 	}

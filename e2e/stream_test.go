@@ -135,12 +135,11 @@ func TestNginxStreamsLargeFile(t *testing.T) {
 //
 // Apache and lighttpd keep sending the request body while they read the
 // response. nginx does not: once the upstream's response has begun it no
-// longer sends the rest of the request body, so the transform starves
-// for input, the bridge for output, and nginx gives up after
-// fastcgi_read_timeout with a truncated 200. The bridge has to take the
-// whole request body before the transform's output reaches nginx (spool
-// it, as php-fpm does) for this to work; until it does, the nginx case
-// fails (here within 5 s).
+// longer sends the rest of the request body. Without request body
+// buffering the transform would starve for input, the bridge for output,
+// and nginx would give up after fastcgi_read_timeout with a truncated 200;
+// the bridge spools the body first (as php-fpm does), so every peer gets
+// the whole body back, and a regression fails here within 5 s.
 func TestLargeRequestBodyThroughStreamingTransform(t *testing.T) {
 	const size = 32 << 20
 	sum := sha256.New()
