@@ -99,17 +99,23 @@ func newRequestView(r *fcgi.Request) *requestView {
 	// Match on the normalised path, as the web server's own locations do:
 	// "/static/../admin" must not pass for a "/static" route.
 	v.path = cleanPath(source.Path(r.Params))
-	v.query, _ = url.ParseQuery(source.Query(r.Params))
+	if q := source.Query(r.Params); q != "" {
+		v.query, _ = url.ParseQuery(q)
+	}
 	return v
 }
 
 // cleanPath resolves dot segments and doubled slashes, keeping a trailing
-// slash (it distinguishes a directory).
+// slash (it distinguishes a directory). A path that is clean already comes
+// back as it is, without allocating.
 func cleanPath(p string) string {
 	if p == "" {
 		return "/"
 	}
-	c := path.Clean("/" + p)
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	c := path.Clean(p)
 	if strings.HasSuffix(p, "/") && c != "/" {
 		c += "/"
 	}
