@@ -719,11 +719,12 @@ func (c *conn) lookAhead(id uint16) peerState {
 func (c *conn) runHandler(r *activeRequest) {
 	defer c.handlers.Done()
 	appStatus, fallback := uint32(0), http.StatusOK
+	panicked := false
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
 				c.log.Error("fcgi: handler panicked", "remote", c.remote, "id", r.id, "panic", p, "stack", string(debug.Stack()))
-				appStatus, fallback = 1, http.StatusInternalServerError
+				appStatus, fallback, panicked = 1, http.StatusInternalServerError, true
 			}
 		}()
 		h := c.srv.Handler
@@ -733,5 +734,13 @@ func (c *conn) runHandler(r *activeRequest) {
 		}
 		h.ServeFCGI(r.w, &r.req)
 	}()
+	if panicked {
+		// A response the panic cut short must not reach the client as
+		// complete; one that had not started becomes a 500.
+		r.w.endOrAbort(appStatus, fallback, errHandlerPanicked)
+		return
+	}
 	r.w.end(appStatus, fallback)
 }
+
+var errHandlerPanicked = errors.New("handler panicked")

@@ -517,6 +517,24 @@ func abortLine(id uint16, err error) []byte {
 func (w *response) Abort(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.abortLocked(err)
+}
+
+// endOrAbort ends the request for the server rather than the handler (a
+// panic, Shutdown's deadline): normally, or, when the header block has been
+// written, as Abort does, since what was written cannot be completed and a
+// normal end would pass a truncated body off as complete.
+func (w *response) endOrAbort(appStatus uint32, fallbackStatus int, cause error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wroteHeader {
+		w.abortLocked(cause)
+		return
+	}
+	w.endLocked(appStatus, fallbackStatus)
+}
+
+func (w *response) abortLocked(err error) {
 	if w.ended {
 		return
 	}

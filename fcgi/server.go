@@ -173,8 +173,9 @@ func (s *Server) closeListeners() {
 // requests finish; connections close as their last request ends. New
 // requests on open connections are refused as overloaded. When ctx ends
 // first, the remaining requests are cancelled (cause ErrServerClosed) and
-// each still gets its END_REQUEST (a 503 if it had sent nothing); Shutdown
-// then returns ctx's error.
+// each still gets its END_REQUEST (a 503 if it had sent nothing), or, if its
+// response had begun, is aborted as by Aborter; Shutdown then returns ctx's
+// error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.inShutdown.Store(true)
@@ -224,7 +225,9 @@ func (s *Server) endAll() {
 	}
 	var wg sync.WaitGroup
 	for _, r := range reqs {
-		wg.Go(func() { r.w.end(1, 503) })
+		// A response already under way is aborted: ending it normally would
+		// pass its truncated body off as complete.
+		wg.Go(func() { r.w.endOrAbort(1, 503, ErrServerClosed) })
 	}
 	wg.Wait()
 }

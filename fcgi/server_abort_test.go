@@ -1,6 +1,7 @@
 package fcgi
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -143,4 +144,71 @@ func TestAbortAfterPeerAbort(t *testing.T) {
 	recvTimeout(t, done, "handler end")
 	require.Empty(t, res.stderr)
 	p.expectOpen(50 * time.Millisecond)
+}
+
+// A handler that panics after its output began is aborted like Abort does:
+// on an id-1 connection the peer sees the broken record and the close, never
+// an END_REQUEST that would pass the partial body off as complete; on a
+// multiplexed one END_REQUEST{appStatus 1} after the STDERR line.
+func TestAbortOnPanicAfterOutput(t *testing.T) {
+	panicky := HandlerFunc(func(w ResponseWriter, r *Request) {
+		if r.Params["NORMAL"] != "" {
+			_, _ = io.WriteString(w, "complete")
+			return
+		}
+		_, _ = io.WriteString(w, "partial")
+		if r.Params["FLUSH"] != "" {
+			_ = w.Flush()
+		}
+		panic("boom")
+	})
+	ts := startServer(t, panicky, Limits{})
+	for _, flush := range []string{"", "1"} {
+		p := ts.dial(t)
+		p.send(request(1, false, "", "FLUSH="+flush))
+		readUntilClosed(t, p)
+		res := p.results[1]
+		require.False(t, res.ended)
+		require.Equal(t, "fcgi: response 1 aborted: handler panicked\n", string(res.stderr))
+		if flush == "" {
+			require.Empty(t, res.stdout, "unsent output is dropped")
+		} else {
+			require.Contains(t, string(res.stdout), "partial")
+		}
+	}
+
+	p := ts.dial(t)
+	p.send(request(3, true, "", "FLUSH=1"))
+	res := p.result(3)
+	require.Equal(t, uint32(1), res.appStatus)
+	require.True(t, res.stdoutEnded)
+	require.Equal(t, "fcgi: response 3 aborted: handler panicked\n", string(res.stderr))
+	p.send(request(5, true, "", "NORMAL=1"))
+	_, body := splitCGI(t, p.result(5).stdout)
+	require.Equal(t, "complete", body)
+}
+
+// Shutdown's deadline ends a stuck handler's response that had begun by
+// aborting it, not with a normal END_REQUEST.
+func TestAbortAtShutdownDeadlineAfterOutput(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	flushed := make(chan struct{})
+	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
+		_, _ = io.WriteString(w, "partial")
+		_ = w.Flush()
+		close(flushed)
+		<-release
+	}), Limits{})
+	p := ts.dial(t)
+	p.send(request(1, true, ""))
+	recvTimeout(t, flushed, "first output")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, ts.srv.Shutdown(ctx), context.DeadlineExceeded)
+	readUntilClosed(t, p)
+	res := p.results[1]
+	require.False(t, res.ended)
+	require.Contains(t, string(res.stdout), "partial")
+	require.Contains(t, string(res.stderr), "fcgi: response 1 aborted: fcgi: server closed")
 }

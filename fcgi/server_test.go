@@ -690,10 +690,11 @@ func TestFilterRole(t *testing.T) {
 // without reading DATA (the rest is discarded).
 func TestFilterOutputAfterStdinAndCache(t *testing.T) {
 	wrote := make(chan struct{})
+	var once sync.Once
 	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
 		_, _ = io.WriteString(w, "cached")
 		_ = w.Flush() // held until STDIN ends
-		close(wrote)
+		once.Do(func() { close(wrote) }) // the second request must not panic
 	}), Limits{})
 	p := ts.dial(t)
 	p.send(beginRec(1, RoleFilter, true), paramsRecs(1, "FCGI_DATA_LENGTH=100000"), rawRecord(typeStdin, 1, []byte("in"), 0))
