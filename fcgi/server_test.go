@@ -693,7 +693,7 @@ func TestFilterOutputAfterStdinAndCache(t *testing.T) {
 	var once sync.Once
 	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
 		_, _ = io.WriteString(w, "cached")
-		_ = w.Flush() // held until STDIN ends
+		_ = w.Flush()                    // held until STDIN ends
 		once.Do(func() { close(wrote) }) // the second request must not panic
 	}), Limits{})
 	p := ts.dial(t)
