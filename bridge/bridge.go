@@ -147,6 +147,9 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 		rt.requestInput = rc.Source == conf.SourceBody || rc.Source == conf.SourceData || (u != nil && (u.Kind == conf.UpstreamBody || u.Kind == conf.UpstreamData))
 		rt.bufferBody = bufferRequestBody(rc, u)
 		rt.bodySource = rc.Source == conf.SourceBody || (u != nil && u.Kind == conf.UpstreamBody)
+		// Made once: With formats the attribute into a new handler, which
+		// cost allocations on every transformed request.
+		rt.policy.Logger = b.log.With("route", rc.Name)
 		b.routes = append(b.routes, rt)
 		if rt.role == 0 {
 			b.roles[fcgi.RoleResponder], b.roles[fcgi.RoleFilter] = true, true

@@ -193,9 +193,7 @@ func (b *Bridge) authorize(ctx context.Context, w fcgi.ResponseWriter, x *exchan
 }
 
 func (b *Bridge) policy(rt *route) filter.Policy {
-	p := rt.policy
-	p.Logger = b.log.With("route", rt.cfg.Name)
-	return p
+	return rt.policy // its Logger carries the route's name
 }
 
 // declaredLength is the body length the request states: CONTENT_LENGTH,
