@@ -194,12 +194,15 @@ func responseHeader(h http.Header) filter.Header {
 			drop[http.CanonicalHeaderKey(strings.TrimSpace(n))] = true
 		}
 	}
-	names := make([]string, 0, len(h))
+	// A usual response has a handful of fields: names stays on the stack
+	// and out is allocated once.
+	var buf [16]string
+	names := buf[:0]
 	for n := range h {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var out filter.Header
+	out := make(filter.Header, 0, len(h))
 	for _, n := range names {
 		if hopByHop[n] || drop[n] || n == "Content-Length" {
 			continue
@@ -207,6 +210,9 @@ func responseHeader(h http.Header) filter.Header {
 		for _, v := range h[n] {
 			out = append(out, filter.Field{Name: n, Value: v})
 		}
+	}
+	if len(out) == 0 {
+		return nil // as before: no fields, no slice
 	}
 	return out
 }
