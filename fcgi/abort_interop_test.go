@@ -64,36 +64,52 @@ func curlResult(t *testing.T, url string) (code, got int, stderr string) {
 // a complete one: curl exits 18 (partial file) or with another transfer
 // error, for a declared Content-Length and for a chunked body, through nginx
 // (buffered, unbuffered, kept connections) and Apache (with and without
-// connection reuse). The web servers treat the closed connection without
-// END_REQUEST as a truncated upstream response.
+// connection reuse), and HAProxy (whose first request on a connection has id
+// 1, so it gets the same treatment). They stop at the version-0 record.
 func TestAbortThroughWebServers(t *testing.T) {
 	type startFunc func(t *testing.T, up peers.Upstream) *peers.Server
 	cases := []struct {
 		name    string
 		network string
 		start   startFunc
+		// chunkedLooksComplete: measured with lighttpd 1.4: it buffers a
+		// body of unknown length and, when the application fails, logs
+		// "backend returned error ... terminating connection" but still
+		// sends what it received with a Content-Length of that size and
+		// Connection: close, so the client sees a complete response. Nothing
+		// the application sends can change that.
+		chunkedLooksComplete bool
 	}{
 		{"nginx", "unix", func(t *testing.T, up peers.Upstream) *peers.Server {
 			return peers.StartNginx(t, peers.NginxConfig{FastCGI: up})
-		}},
+		}, false},
 		{"nginx-tcp", "tcp", func(t *testing.T, up peers.Upstream) *peers.Server {
 			return peers.StartNginx(t, peers.NginxConfig{FastCGI: up})
-		}},
+		}, false},
 		{"nginx-unbuffered", "unix", func(t *testing.T, up peers.Upstream) *peers.Server {
 			return peers.StartNginx(t, peers.NginxConfig{FastCGI: up, NoResponseBuffering: true})
-		}},
+		}, false},
 		{"nginx-keepconn", "unix", func(t *testing.T, up peers.Upstream) *peers.Server {
 			return peers.StartNginx(t, peers.NginxConfig{FastCGI: up, KeepConn: true})
-		}},
+		}, false},
 		{"apache", "unix", func(t *testing.T, up peers.Upstream) *peers.Server {
 			return peers.StartApache(t, peers.ApacheConfig{FastCGI: up})
-		}},
+		}, false},
 		{"apache-tcp", "tcp", func(t *testing.T, up peers.Upstream) *peers.Server {
 			return peers.StartApache(t, peers.ApacheConfig{FastCGI: up})
-		}},
+		}, false},
 		{"apache-reuse", "unix", func(t *testing.T, up peers.Upstream) *peers.Server {
 			return peers.StartApache(t, peers.ApacheConfig{FastCGI: up, EnableReuse: true})
-		}},
+		}, false},
+		{"lighttpd", "unix", func(t *testing.T, up peers.Upstream) *peers.Server {
+			return peers.StartLighttpd(t, peers.LighttpdConfig{FastCGI: up})
+		}, true},
+		{"haproxy", "tcp", func(t *testing.T, up peers.Upstream) *peers.Server {
+			return peers.StartHAProxy(t, peers.HAProxyConfig{FastCGI: up})
+		}, false},
+		{"haproxy-mpxs", "tcp", func(t *testing.T, up peers.Upstream) *peers.Server {
+			return peers.StartHAProxy(t, peers.HAProxyConfig{FastCGI: up, MpxsConns: true, GetValues: true})
+		}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,6 +129,11 @@ func TestAbortThroughWebServers(t *testing.T) {
 				start := time.Now()
 				code, got, errText := curlResult(t, s.URL("/abort?"+mode))
 				t.Logf("%s %s: curl exit %d after %d bytes in %v: %s", tc.name, mode, code, got, time.Since(start).Round(time.Millisecond), strings.TrimSpace(errText))
+				if mode == "chunked=1" && tc.chunkedLooksComplete {
+					t.Logf("%s: response headers of the aborted response:\n%s", tc.name, curlHeaders(t, s.URL("/abort?"+mode)))
+					require.Contains(t, s.Logs(), "terminating connection")
+					continue
+				}
 				require.NotEqual(t, 0, code, "%s: an aborted response reached the client as complete\n%s", mode, s.Logs())
 				require.LessOrEqual(t, got, abortAppBody)
 			}
@@ -138,4 +159,14 @@ func grepLines(s string, words ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// curlHeaders returns the response header block curl received for url.
+func curlHeaders(t *testing.T, url string) string {
+	t.Helper()
+	curl := testenv.Require(t, "curl")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, curl, "-sS", "--http1.1", "-D", "-", "-o", "/dev/null", url).Output()
+	return string(out)
 }

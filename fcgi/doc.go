@@ -106,7 +106,11 @@
 //     AH01068 "Got bogus version 0"), send no final chunk and close the
 //     client connection, so the client sees a failed transfer (curl exit 18)
 //     for chunked and for Content-Length responses; nginx closes at once,
-//     Apache after its KeepAliveTimeout (5 s by default). A plain close is
+//     Apache after its KeepAliveTimeout (5 s by default). HAProxy (whose
+//     first request on a connection has id 1) fails the transfer the same
+//     way. lighttpd 1.4 fails a Content-Length response, but a body of
+//     unknown length, which it buffers, it sends with a Content-Length of
+//     what it received: that client cannot tell. A plain close is
 //     not enough: nginx without fastcgi_keep_conn (its default) takes the
 //     application's close as the normal end of the response, finishes a
 //     chunked body and keeps the client waiting for missing Content-Length
@@ -116,6 +120,11 @@
 //     would kill the other requests, so the request ends well-formed: empty
 //     STDERR and STDOUT records and END_REQUEST{REQUEST_COMPLETE, appStatus
 //     1}. What the client then sees is up to the peer.
+//
+// Limit: a multiplexing peer is only known once it has used an id other than
+// 1 or two requests at once, so HAProxy's first request on a fresh
+// connection gets the id-1 treatment; a BEGIN_REQUEST it sends at that very
+// moment is ignored while the connection drains, and fails with it.
 //
 // # Overload
 //
