@@ -136,11 +136,20 @@ func (s *Server) forget(c *conn) {
 
 // servesRole asks the Handler, when it is a RoleServer, whether it plays role.
 // A nil Handler serves every role (with 404s), as before.
-func (s *Server) servesRole(role Role) bool {
-	if rs, ok := s.Handler.(RoleServer); ok {
-		return rs.ServesRole(role)
+func (s *Server) servesRole(role Role) (serves bool) {
+	rs, ok := s.Handler.(RoleServer)
+	if !ok {
+		return true
 	}
-	return true
+	// It runs on a connection's read loop, where a panic would take the
+	// whole process down: a panicking answer counts as "no".
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("fcgi: ServesRole panicked; refusing the role", "role", role, "panic", p)
+			serves = false
+		}
+	}()
+	return rs.ServesRole(role)
 }
 
 func (s *Server) acquireRequest() bool {

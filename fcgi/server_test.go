@@ -993,3 +993,20 @@ func TestLifecycleRoleServerRefusesRole(t *testing.T) {
 	require.Equal(t, StatusUnknownRole, p.result(3).protoStatus)
 	require.Equal(t, StatusRequestComplete, p.result(5).protoStatus)
 }
+
+type panickyRoles struct{}
+
+func (panickyRoles) ServesRole(Role) bool                   { panic("no idea") }
+func (panickyRoles) ServeFCGI(w ResponseWriter, r *Request) { echoHandler(w, r) }
+
+// A RoleServer that panics is asked on the read loop: the request is refused
+// as UNKNOWN_ROLE and the server lives on.
+func TestLifecycleRoleServerPanics(t *testing.T) {
+	ts := startServer(t, panickyRoles{}, Limits{})
+	for range 2 {
+		p := ts.dial(t)
+		p.send(request(1, false, ""))
+		require.Equal(t, StatusUnknownRole, p.result(1).protoStatus)
+		p.expectClosed(2 * time.Second)
+	}
+}
