@@ -153,7 +153,7 @@ func Parse(name string, data []byte) (*Config, error) {
 			continue
 		}
 		errs = append(errs, &Error{File: name, Line: lines.plainLine(ks, seen[ks]), Key: ks,
-			Msg: "unknown key (see docs/config.md for the keys of this table)"})
+			Msg: "unknown key (the configuration reference in README.md lists the keys of each table)"})
 		seen[ks]++
 	}
 	if len(c.Listen) == 0 {
