@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -11,90 +10,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/internal/peers"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 )
-
-// logLines collects the daemon's log and lets a test wait for a line.
-type logLines struct {
-	mu   sync.Mutex
-	all  []string
-	cond *sync.Cond
-	eof  bool
-}
-
-func newLogLines(r io.Reader) *logLines {
-	l := &logLines{}
-	l.cond = sync.NewCond(&l.mu)
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			l.mu.Lock()
-			l.all = append(l.all, sc.Text())
-			l.cond.Broadcast()
-			l.mu.Unlock()
-		}
-		l.mu.Lock()
-		l.eof = true
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	}()
-	return l
-}
-
-// waitFor returns the first line containing s, waiting up to d.
-func (l *logLines) waitFor(s string, d time.Duration) (string, bool) {
-	timer := time.AfterFunc(d, func() {
-		l.mu.Lock()
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	})
-	defer timer.Stop()
-	deadline := time.Now().Add(d)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for {
-		for _, line := range l.all {
-			if strings.Contains(line, s) {
-				return line, true
-			}
-		}
-		if l.eof || time.Now().After(deadline) {
-			return "", false
-		}
-		l.cond.Wait()
-	}
-}
-
-// count returns how many lines contain s.
-func (l *logLines) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, line := range l.all {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.all, "\n")
-}
 
 // daemon is a running fcgi-bridge process.
 type daemon struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	log    *logLines
+	log    *testenv.Lines
 	done   chan struct{}
 	err    error
 	dir    string // its configuration and sockets
@@ -145,7 +73,7 @@ func runDaemon(t *testing.T, argv0 string, args ...string) *daemon {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", argv0, err)
 	}
-	d := &daemon{t: t, cmd: cmd, log: newLogLines(pr), done: make(chan struct{})}
+	d := &daemon{t: t, cmd: cmd, log: testenv.NewLines(pr), done: make(chan struct{})}
 	go func() {
 		d.err = cmd.Wait()
 		pw.Close()
@@ -169,7 +97,7 @@ func runDaemon(t *testing.T, argv0 string, args ...string) *daemon {
 	})
 	// Generous: under CI every package's tests compete for the CPU, and
 	// `go run` may compile first. A daemon that exits ends the wait at once.
-	if _, ok := d.log.waitFor("fcgi-bridge started", 3*time.Minute); !ok {
+	if _, ok := d.log.WaitFor("fcgi-bridge started", 3*time.Minute); !ok {
 		t.Fatalf("fcgi-bridge did not start:\n%s", d.log)
 	}
 	return d

@@ -158,7 +158,7 @@ func TestNginxReloadAndDrain(t *testing.T) {
 		}
 		d.signal(syscall.SIGHUP)
 		deadline := time.Now().Add(20 * time.Second)
-		for d.log.count("configuration reloaded") < i {
+		for d.log.Count("configuration reloaded") < i {
 			if time.Now().After(deadline) {
 				t.Fatalf("reload %d not logged", i)
 			}

@@ -69,7 +69,7 @@ func TestReadmeCommands(t *testing.T) {
 
 	start := time.Now()
 	d := runDaemon(t, sh, "-c", cmds[0])
-	line, _ := d.log.waitFor("fcgi-bridge started", 0)
+	line, _ := d.log.WaitFor("fcgi-bridge started", 0)
 	t.Logf("%q came up in %v: %s", cmds[0], time.Since(start), line)
 	m := regexp.MustCompile(`listen="?tcp:([0-9.]+:[0-9]+)`).FindStringSubmatch(line)
 	if m == nil {
@@ -100,7 +100,7 @@ func TestReadmeCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.wait(40 * time.Second)
-	if _, ok := d.log.waitFor(`msg=stopped`, 5*time.Second); !ok {
+	if _, ok := d.log.WaitFor(`msg=stopped`, 5*time.Second); !ok {
 		t.Errorf("the daemon did not log a clean stop")
 	}
 	if len(procs) < 3 {

@@ -206,10 +206,10 @@ func TestNginxHTTPUpstreamNodeRenderer(t *testing.T) {
 		t.Errorf("pages rendered by %d processes, want the pool's 2: %v", len(pids), pids)
 	}
 	// The access line is written after the response, so the last may lag.
-	if _, ok := d.log.waitFor("uri=/page/3-9", 5*time.Second); !ok {
+	if _, ok := d.log.WaitFor("uri=/page/3-9", 5*time.Second); !ok {
 		t.Errorf("no access line for the last page")
 	}
-	if n := d.log.count("msg=access"); n < 44 {
+	if n := d.log.Count("msg=access"); n < 44 {
 		t.Errorf("%d access lines for 45 requests", n)
 	}
 }
@@ -307,8 +307,8 @@ content_type = "text/html; charset=utf-8"
 	}
 	// The access line is written once the response has ended, so it may
 	// reach the log a moment after the client has its answer.
-	d.log.waitFor("method=HEAD", 5*time.Second)
-	if n := d.log.count("method=HEAD"); n != 1 {
+	d.log.WaitFor("method=HEAD", 5*time.Second)
+	if n := d.log.Count("method=HEAD"); n != 1 {
 		t.Errorf("%d access lines for the HEAD", n)
 	}
 }
@@ -363,7 +363,7 @@ transform = ["hang"]
 			t.Errorf("hanging transform: %d after %v, want 504 at its 4s timeout", r1.status, r1.took)
 		}
 	}
-	if _, ok := d.log.waitFor("killed", 5*time.Second); !ok {
+	if _, ok := d.log.WaitFor("killed", 5*time.Second); !ok {
 		t.Errorf("no log line about the killed transform")
 	}
 
@@ -378,7 +378,7 @@ transform = ["hang"]
 		resp.Body.Close()
 		t.Errorf("the leaving client got an answer: %d", resp.StatusCode)
 	}
-	line, ok := d.log.waitFor("uri=/leaving", 10*time.Second)
+	line, ok := d.log.WaitFor("uri=/leaving", 10*time.Second)
 	t.Logf("client gone after 500 ms; bridge access line %v later: %s", time.Since(left), line)
 	if !ok || !strings.Contains(line, "status=499") || time.Since(left) > 3500*time.Millisecond {
 		t.Errorf("abort not noticed in time: %q", line)

@@ -53,7 +53,7 @@ transform = ["upper"]
 	if strings.Contains(string(out), data[:40]) {
 		t.Errorf("untransformed data in the output:\n%.500s", out)
 	}
-	if _, ok := d.log.waitFor("role=FILTER", 5*time.Second); !ok {
+	if _, ok := d.log.WaitFor("role=FILTER", 5*time.Second); !ok {
 		t.Errorf("no access line for a FILTER request")
 	}
 }
@@ -135,12 +135,12 @@ transform = ["upper"]
 			t.Errorf("%s: content leaked: %q", tc.name, r.body)
 		}
 	}
-	if n := d.log.count("role=AUTHORIZER"); n < 3 {
+	if n := d.log.Count("role=AUTHORIZER"); n < 3 {
 		t.Errorf("the bridge logged %d AUTHORIZER requests, want 3", n)
 	}
-	if d.log.count("role=AUTHORIZER method=GET uri=/auth/hello.txt status=403") != 1 ||
-		d.log.count("role=AUTHORIZER method=GET uri=/auth/hello.txt status=401") != 1 ||
-		d.log.count("role=AUTHORIZER method=GET uri=/auth/hello.txt status=200") != 1 {
+	if d.log.Count("role=AUTHORIZER method=GET uri=/auth/hello.txt status=403") != 1 ||
+		d.log.Count("role=AUTHORIZER method=GET uri=/auth/hello.txt status=401") != 1 ||
+		d.log.Count("role=AUTHORIZER method=GET uri=/auth/hello.txt status=200") != 1 {
 		t.Errorf("want one AUTHORIZER answer each of 200 (alice), 401 (wrong password), 403 (bob)")
 	}
 }

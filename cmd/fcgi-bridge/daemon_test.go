@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 )
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
@@ -54,7 +55,7 @@ func TestQuickModeServes(t *testing.T) {
 	if resp.status != 200 || resp.body != "filter data" {
 		t.Fatalf("FILTER through cat: %d %q", resp.status, resp.body)
 	}
-	if line, _ := d.log.waitFor("fcgi-bridge started", 0); !strings.Contains(line, "unix:"+sock) || !strings.Contains(line, "routes=") {
+	if line, _ := d.log.WaitFor("fcgi-bridge started", 0); !strings.Contains(line, "unix:"+sock) || !strings.Contains(line, "routes=") {
 		t.Errorf("start-up line should name the listeners and routes: %q", line)
 	}
 	d.signal(syscall.SIGQUIT) // drains like TERM (and prints no goroutine dump)
@@ -140,7 +141,7 @@ func TestTermDrainsInFlight(t *testing.T) {
 	up, started, _ := slowUpstream(t, 1500*time.Millisecond)
 	sock := filepath.Join(t.TempDir(), "bridge.sock")
 	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--log-format", "json", "--", binary, "transform", "identity")
-	if line, _ := d.log.waitFor("fcgi-bridge started", 0); !strings.HasPrefix(line, "{") {
+	if line, _ := d.log.WaitFor("fcgi-bridge started", 0); !strings.HasPrefix(line, "{") {
 		t.Errorf("--log-format json: start-up line %q", line)
 	}
 	c := unixClient(sock)
@@ -160,7 +161,7 @@ func TestTermDrainsInFlight(t *testing.T) {
 		t.Fatal("the request never reached the upstream")
 	}
 	d.signal(syscall.SIGTERM)
-	if _, ok := d.log.waitFor("draining", 5*time.Second); !ok {
+	if _, ok := d.log.WaitFor("draining", 5*time.Second); !ok {
 		t.Fatal("no drain log line after TERM")
 	}
 	r := <-res
@@ -187,7 +188,7 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	go do(ctxTimeout(t, 2*time.Minute), c, request{method: "GET"})
 	<-started
 	d.signal(syscall.SIGTERM)
-	if _, ok := d.log.waitFor("draining", 5*time.Second); !ok {
+	if _, ok := d.log.WaitFor("draining", 5*time.Second); !ok {
 		t.Fatal("no drain log line after TERM")
 	}
 	t0 := time.Now()
@@ -199,7 +200,7 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit status %d after a forced stop, want 1", code)
 	}
-	if _, ok := d.log.waitFor("second signal", 0); !ok {
+	if _, ok := d.log.WaitFor("second signal", 0); !ok {
 		t.Error("no log line for the second signal")
 	}
 	noTransformsLeft(t)
@@ -290,7 +291,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	os.WriteFile(cfgPath, []byte(good+"\n[server]\nno_such_key = 1\n"), 0o644)
 	time.Sleep(300 * time.Millisecond)
 	d.signal(syscall.SIGHUP)
-	if _, ok := d.log.waitFor("reload failed", 10*time.Second); !ok {
+	if _, ok := d.log.WaitFor("reload failed", 10*time.Second); !ok {
 		t.Fatal("a broken file on HUP was not reported")
 	}
 	os.WriteFile(cfgPath, []byte(good), 0o644)
@@ -316,7 +317,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	changed = strings.Replace(changed, sock, filepath.Join(dir, "moved.sock"), 1)
 	os.WriteFile(cfgPath, []byte(changed), 0o644)
 	hup("configuration reloaded")
-	if _, ok := d.log.waitFor("listener changes take effect on restart", 0); !ok {
+	if _, ok := d.log.WaitFor("listener changes take effect on restart", 0); !ok {
 		t.Error("a changed listener address was not reported on reload")
 	}
 	c := unixClient(sock)
@@ -526,7 +527,7 @@ func start2(t *testing.T, logPath string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &proc{t: t, cmd: cmd, log: newLines(strings.NewReader("")), done: make(chan struct{})}
+	d := &proc{t: t, cmd: cmd, log: testenv.NewLines(strings.NewReader("")), done: make(chan struct{})}
 	go func() {
 		d.err = cmd.Wait()
 		close(d.done)
@@ -588,7 +589,7 @@ func TestSystemdSocketActivation(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &proc{t: t, cmd: cmd, log: newLines(stderr), done: make(chan struct{})}
+	d := &proc{t: t, cmd: cmd, log: testenv.NewLines(stderr), done: make(chan struct{})}
 	go func() {
 		d.err = cmd.Wait()
 		close(d.done)
@@ -601,7 +602,7 @@ func TestSystemdSocketActivation(t *testing.T) {
 			<-d.done
 		}
 	}()
-	if _, ok := d.log.waitFor("fcgi-bridge started", 20*time.Second); !ok {
+	if _, ok := d.log.WaitFor("fcgi-bridge started", 20*time.Second); !ok {
 		t.Fatalf("the daemon did not start:\n%s", d.log)
 	}
 	f.Close()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,11 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 )
 
 // binary is the command, built once for all tests and run as a real process.
@@ -56,69 +55,11 @@ func runCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 	return 0, out.String(), errOut.String()
 }
 
-// lines collects a process's log output and lets a test wait for a line.
-type lines struct {
-	mu   sync.Mutex
-	all  []string
-	cond *sync.Cond
-	eof  bool
-}
-
-func newLines(r io.Reader) *lines {
-	l := &lines{}
-	l.cond = sync.NewCond(&l.mu)
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			l.mu.Lock()
-			l.all = append(l.all, sc.Text())
-			l.cond.Broadcast()
-			l.mu.Unlock()
-		}
-		l.mu.Lock()
-		l.eof = true
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	}()
-	return l
-}
-
-// waitFor returns the first line containing s, waiting up to d for it.
-func (l *lines) waitFor(s string, d time.Duration) (string, bool) {
-	timer := time.AfterFunc(d, func() {
-		l.mu.Lock()
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	})
-	defer timer.Stop()
-	deadline := time.Now().Add(d)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for {
-		for _, line := range l.all {
-			if strings.Contains(line, s) {
-				return line, true
-			}
-		}
-		if l.eof || time.Now().After(deadline) {
-			return "", false
-		}
-		l.cond.Wait()
-	}
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.all, "\n")
-}
-
 // proc is a running fcgi-bridge.
 type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	log  *lines
+	log  *testenv.Lines
 	done chan struct{}
 	err  error
 }
@@ -134,7 +75,7 @@ func start(t *testing.T, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &proc{t: t, cmd: cmd, log: newLines(stderr), done: make(chan struct{})}
+	d := &proc{t: t, cmd: cmd, log: testenv.NewLines(stderr), done: make(chan struct{})}
 	go func() {
 		d.err = cmd.Wait()
 		close(d.done)
@@ -150,7 +91,7 @@ func start(t *testing.T, args ...string) *proc {
 			t.Logf("daemon log:\n%s", d.log)
 		}
 	})
-	if _, ok := d.log.waitFor("fcgi-bridge started", 20*time.Second); !ok {
+	if _, ok := d.log.WaitFor("fcgi-bridge started", 20*time.Second); !ok {
 		t.Fatalf("the daemon did not start:\n%s", d.log)
 	}
 	return d
