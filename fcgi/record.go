@@ -266,12 +266,6 @@ func (r *recordBuf) append(p []byte) int {
 	return n
 }
 
-func (r *recordBuf) appendString(s string) int {
-	n := copy(r.tail(), s)
-	r.grow(n)
-	return n
-}
-
 // finish frames the content as a record of type t for id and returns the
 // bytes to write, valid until the next change to r.
 func (r *recordBuf) finish(t recType, id uint16) []byte {

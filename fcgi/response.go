@@ -205,29 +205,20 @@ func (w *response) writeHeaderLocked(code int) error {
 }
 
 // stdout appends body or header bytes, sending full records as they fill.
-func (w *response) stdout(p []byte) error {
+func (w *response) stdout(p []byte) error { return appendStdout(w, p) }
+
+// stdoutString is stdout for header text, without converting it to bytes.
+func (w *response) stdoutString(s string) error { return appendStdout(w, s) }
+
+func appendStdout[T string | []byte](w *response, p T) error {
 	for len(p) > 0 {
 		if w.buf == nil {
 			w.buf = recordBufPool.Get().(*recordBuf)
 			w.buf.reset()
 		}
-		p = p[w.buf.append(p):]
-		if w.buf.free() == 0 {
-			if err := w.sendLocked(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (w *response) stdoutString(s string) error {
-	for len(s) > 0 {
-		if w.buf == nil {
-			w.buf = recordBufPool.Get().(*recordBuf)
-			w.buf.reset()
-		}
-		s = s[w.buf.appendString(s):]
+		n := copy(w.buf.tail(), p)
+		w.buf.grow(n)
+		p = p[n:]
 		if w.buf.free() == 0 {
 			if err := w.sendLocked(); err != nil {
 				return err
