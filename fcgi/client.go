@@ -187,8 +187,8 @@ func clientDefault(d, def time.Duration) time.Duration {
 // fail.
 //
 // A failure to send on a reused connection (one the application closed while
-// it sat idle) is retried once on a new connection: nothing of the request
-// had reached the application then. So is a GET, HEAD, OPTIONS or TRACE
+// it sat idle) is retried on another connection: nothing of the request had
+// reached the application then. So is a GET, HEAD, OPTIONS or TRACE
 // request (by REQUEST_METHOD) with an in-memory body whose reused connection
 // closed before any reply: php-fpm children that exit after pm.max_requests
 // close their kept connection that way. Nothing else is retried.
@@ -211,7 +211,10 @@ func (c *Client) Do(ctx context.Context, req *ClientRequest) (*Response, error) 
 			return nil, err
 		}
 		resp, err := cc.start(ctx, st, head, req, inlineBody, replayable)
-		if err != nil && attempt == 0 && errors.Is(err, errStaleConn) {
+		if err != nil && attempt < maxStaleRetries && errors.Is(err, errStaleConn) {
+			// Only a reused connection fails this way, and it is closed
+			// now: each retry takes another idle connection or dials a
+			// new one, so this ends once the idle ones are used up.
 			continue
 		}
 		if err != nil && attempt == 0 && c.Multiplex && inlineBody && errors.Is(err, ErrCantMpxConn) {
@@ -240,6 +243,11 @@ func idempotent(params []Pair) bool {
 	}
 	return false
 }
+
+// maxStaleRetries bounds the retries on stale kept connections: several may
+// have gone stale together (an application restarted, or recycling its
+// children while the client held more than one idle connection).
+const maxStaleRetries = 4
 
 // errStaleConn marks a send that failed on a reused connection before any of
 // the request could have been processed.
@@ -567,7 +575,10 @@ func (c *Client) GetValues(ctx context.Context, names ...string) (map[string]str
 		vals, err := cc.getValues(ctx, msg)
 		// The reserved slot only kept the connection to ourselves.
 		cc.release(st)
-		if err != nil && attempt == 0 && errors.Is(err, errStaleConn) {
+		if err != nil && attempt < maxStaleRetries && errors.Is(err, errStaleConn) {
+			// Only a reused connection fails this way, and it is closed
+			// now: each retry takes another idle connection or dials a
+			// new one, so this ends once the idle ones are used up.
 			continue
 		}
 		return vals, err

@@ -126,21 +126,28 @@ func (a *fakeApp) serveConn(nc net.Conn) {
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 	closeConn := make(chan struct{}, 1)
+	// abandon ends the requests still active when the connection goes, as
+	// a real application's would end: their handlers must not wait for
+	// input that can no longer come.
+	abandon := func() {
+		mu.Lock()
+		for _, r := range active {
+			r.cancel()
+			r.stdinW.CloseWithError(io.ErrUnexpectedEOF)
+			r.dataW.CloseWithError(io.ErrUnexpectedEOF)
+		}
+		mu.Unlock()
+	}
 	for {
 		select {
 		case <-closeConn:
+			abandon()
 			return
 		default:
 		}
 		h, content, err := rr.next()
 		if err != nil {
-			mu.Lock()
-			for _, r := range active {
-				r.cancel()
-				r.stdinW.CloseWithError(io.ErrUnexpectedEOF)
-				r.dataW.CloseWithError(io.ErrUnexpectedEOF)
-			}
-			mu.Unlock()
+			abandon()
 			return
 		}
 		mu.Lock()
