@@ -316,13 +316,10 @@ func TestHAProxyLive(t *testing.T) {
 	}
 }
 
-// TestCaddyLive runs the Caddyfile when caddy is installed (CI does not
-// install it, so it is a skip there too).
+// TestCaddyLive runs the Caddyfile in front of the bridge (.ci/run
+// installs caddy).
 func TestCaddyLive(t *testing.T) {
-	caddy, err := exec.LookPath("caddy")
-	if err != nil {
-		t.Skip("caddy is not installed (CI does not install it)")
-	}
+	caddy := testenv.Require(t, "caddy")
 	s := newSite(t)
 	s.startBridge(t)
 	port := freePort(t)
