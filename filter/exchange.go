@@ -161,6 +161,9 @@ func (x *exchange) abort(kind Kind) {
 	x.isAborted.Store(true)
 	x.abortMu.Unlock()
 	x.proc.Kill()
+	// A write blocked on a stalled input (inline for small messages, or
+	// on the writer goroutine) ends only when that input is closed.
+	x.closeInput()
 }
 
 func (x *exchange) stopWatch() {
@@ -351,6 +354,12 @@ func (x *exchange) finish(reusable bool) {
 	<-x.writeDone
 	if x.writeErr != nil {
 		reusable = false
+	}
+	if reusable && unreadInput(x.proc.Stdin()) {
+		// The transform answered without reading all of its message: the
+		// rest would be taken for the start of the next client's message.
+		reusable = false
+		x.proc.Kill()
 	}
 	x.release(reusable)
 	if x.br != nil {
