@@ -235,6 +235,15 @@ func (cr *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close passes on the stream's Close, which stops a Read blocked on a
+// stalled web server (see fcgi.Request.Stdin).
+func (cr *countingReader) Close() error {
+	if c, ok := cr.r.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // logAccess writes the one line per request.
 func (b *Bridge) logAccess(x *exchange) {
 	if !b.access {

@@ -541,14 +541,22 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 			return protoErrorf("request %d: %v", r.id, err)
 		}
 		r.params = pairDecoder{}
-		r.paramsDone(c.lim)
 		r.lastInput = time.Now()
-		if d := c.lim.HandlerTimeout; d > 0 {
-			c.mu.Lock()
-			r.timer = time.AfterFunc(d, func() { r.cancel(ErrHandlerTimeout) })
+		// Under c.mu: Shutdown's deadline may end the request from another
+		// goroutine right now, and its removal reads the input streams and
+		// stops the timer that are set here. A request it already ended gets
+		// neither a handler nor a timer.
+		c.mu.Lock()
+		if r.removed {
 			c.mu.Unlock()
+			return nil
+		}
+		r.paramsDone(c.lim)
+		if d := c.lim.HandlerTimeout; d > 0 {
+			r.timer = time.AfterFunc(d, func() { r.cancel(ErrHandlerTimeout) })
 		}
 		c.handlers.Add(1)
+		c.mu.Unlock()
 		go c.runHandler(r)
 		return nil
 	}

@@ -30,6 +30,10 @@ var (
 	// longer than Limits.HandlerTimeout.
 	ErrHandlerTimeout = errors.New("fcgi: handler timeout")
 
+	// ErrInputClosed: a Read of Stdin or Data after the handler (or a
+	// copier it handed the stream to) closed it.
+	ErrInputClosed = errors.New("fcgi: request input closed")
+
 	// ErrRequestEnded: a write after the request was ended (the handler
 	// returned, or Shutdown's deadline ended it).
 	ErrRequestEnded = errors.New("fcgi: write after the request ended")

@@ -1,6 +1,7 @@
 package fcgi
 
 import (
+	"context"
 	"io"
 	"sync"
 )
@@ -21,15 +22,20 @@ type inputStream struct {
 	done     bool   // no more bytes will be accepted
 	err      error  // returned once buf is drained; set together with done
 	discard  bool   // the reader is gone: drop what arrives
+	closed   bool   // Close was called: Read fails with ErrInputClosed
 
+	// ctx is the request's context: a Read waiting for bytes returns its
+	// cause once it is cancelled (handler timeout, abort, connection end),
+	// so a handler never outlives its request stuck on a stalled peer.
+	ctx      context.Context
 	readable chan struct{} // read loop -> reader: bytes or err
 	writable chan struct{} // reader -> read loop: room freed or discarding
 	ended    chan struct{} // closed when the peer's stream ended or failed
 }
 
-func newInputStream(stream, param string, declared int64, limit int) *inputStream {
+func newInputStream(ctx context.Context, stream, param string, declared int64, limit int) *inputStream {
 	return &inputStream{
-		stream: stream, param: param, declared: declared, limit: limit,
+		ctx: ctx, stream: stream, param: param, declared: declared, limit: limit,
 		readable: make(chan struct{}, 1),
 		writable: make(chan struct{}, 1),
 		ended:    make(chan struct{}),
@@ -143,6 +149,21 @@ func (s *inputStream) closeRead() {
 	signal(s.writable)
 }
 
+// Close ends the handler's side of the stream: a Read blocked on another
+// goroutine returns ErrInputClosed at once, as do later Reads, and the rest of
+// the input is discarded as it arrives. It is how a caller that gave the
+// stream to a copier (a transform's writer, an upstream request) stops that
+// copier without waiting for the peer.
+func (s *inputStream) Close() error {
+	s.mu.Lock()
+	s.closed, s.discard = true, true
+	s.buf, s.off = nil, 0
+	s.mu.Unlock()
+	signal(s.writable)
+	signal(s.readable)
+	return nil
+}
+
 // awaiting reports whether the stream still expects bytes from the peer.
 func (s *inputStream) awaiting() bool {
 	s.mu.Lock()
@@ -154,6 +175,10 @@ func (s *inputStream) awaiting() bool {
 func (s *inputStream) Read(p []byte) (int, error) {
 	for {
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return 0, ErrInputClosed
+		}
 		if s.off < len(s.buf) {
 			n := copy(p, s.buf[s.off:])
 			s.off += n
@@ -177,7 +202,13 @@ func (s *inputStream) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		<-s.readable
+		select {
+		case <-s.readable:
+		case <-s.ctx.Done():
+			// Bytes that raced in with the cancellation are not worth
+			// handing out: the request is over.
+			return 0, context.Cause(s.ctx)
+		}
 	}
 }
 
@@ -200,3 +231,11 @@ func (d *dataReader) Read(p []byte) (int, error) {
 	d.once.Do(d.stdin.closeRead)
 	return d.data.Read(p)
 }
+
+// Close closes DATA and what is left of STDIN (see inputStream.Close).
+func (d *dataReader) Close() error {
+	d.stdin.Close()
+	return d.data.Close()
+}
+
+func (noInput) Close() error { return nil }

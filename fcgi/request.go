@@ -31,6 +31,11 @@ type Request struct {
 	// Stdin streams FCGI_STDIN and returns io.EOF at its empty record. For
 	// AUTHORIZER requests it is always at EOF (the role has no STDIN; Apache's
 	// mod_authnz_fcgi sends none) and any STDIN records are discarded.
+	//
+	// Stdin and Data stop waiting for the peer when the request context is
+	// cancelled (the Read returns its cause), and both are io.Closers: Close
+	// makes a Read blocked on another goroutine return ErrInputClosed, and
+	// the rest of the stream is discarded.
 	Stdin io.Reader
 	// Data streams FCGI_DATA for FILTER requests; it is at EOF for other roles.
 	// DATA follows STDIN on the wire, so the first Read of Data discards any
@@ -120,9 +125,9 @@ func (r *activeRequest) paramsDone(lim *Limits) {
 				q.DataLastMod = time.Unix(secs, 0)
 			}
 		}
-		r.data = newInputStream("FCGI_DATA", "FCGI_DATA_LENGTH", q.DataLength, lim.InputBuffer)
+		r.data = newInputStream(q.ctx, "FCGI_DATA", "FCGI_DATA_LENGTH", q.DataLength, lim.InputBuffer)
 	}
-	r.stdin = newInputStream("FCGI_STDIN", "CONTENT_LENGTH", q.ContentLength, lim.InputBuffer)
+	r.stdin = newInputStream(q.ctx, "FCGI_STDIN", "CONTENT_LENGTH", q.ContentLength, lim.InputBuffer)
 	q.Stdin = r.stdin
 	if r.data != nil {
 		q.Data = &dataReader{stdin: r.stdin, data: r.data}

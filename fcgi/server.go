@@ -225,8 +225,10 @@ func (s *Server) endAll() {
 		c.mu.Unlock()
 	}
 	for _, r := range reqs {
+		// Cancelling also wakes a handler waiting in Stdin or Data. The
+		// streams themselves are the read loop's until the request is
+		// removed, so they are not touched here.
 		r.cancel(ErrServerClosed)
-		r.failInput(ErrServerClosed)
 	}
 	deadline := time.Now().Add(100 * time.Millisecond)
 	for len(s.connections()) > 0 && time.Now().Before(deadline) {

@@ -52,7 +52,7 @@ func (s *dataSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 	if data == nil {
 		data = strings.NewReader("")
 	}
-	m.Body = io.NopCloser(data)
+	m.Body = readCloser(data)
 	if m.Length >= 0 {
 		m.Body = exactBody(data, m.Length, "FCGI_DATA")
 	}
@@ -103,11 +103,7 @@ func (s *bodySource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 		// The length is known and true; the spooled reader is passed as it
 		// is, so a file-backed body can be spliced into the transform.
 		m.Length = r.ContentLength
-		if rc, ok := stdin.(io.ReadCloser); ok {
-			m.Body = rc
-		} else {
-			m.Body = io.NopCloser(stdin)
-		}
+		m.Body = readCloser(stdin)
 		return m, nil
 	}
 	// CONTENT_LENGTH is advisory (nginx keeps it for de-chunked bodies,
@@ -118,7 +114,7 @@ func (s *bodySource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 		m.Body = exactBody(stdin, r.ContentLength, "request body")
 		return m, nil
 	}
-	m.Body = io.NopCloser(stdin)
+	m.Body = readCloser(stdin)
 	return m, nil
 }
 
@@ -181,4 +177,21 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (e *exactReader) Close() error { return nil }
+func (e *exactReader) Close() error { return closeReader(e.r) }
+
+// readCloser passes r's own Close on. The request's streams have one that
+// stops a Read blocked on a stalled web server, which is how an aborted
+// exchange frees its transform without waiting for the peer.
+func readCloser(r io.Reader) io.ReadCloser {
+	if rc, ok := r.(io.ReadCloser); ok {
+		return rc
+	}
+	return io.NopCloser(r)
+}
+
+func closeReader(r io.Reader) error {
+	if c, ok := r.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}

@@ -180,7 +180,12 @@ func requestBody(r *Request) (io.Reader, int64, error) {
 	} else if err != nil {
 		return nil, 0, fmt.Errorf("read request body: %w", err)
 	}
-	return br, -1, nil
+	// The transport closes the body when the exchange fails; passing that
+	// on stops its writer even when the web server stalls mid-body.
+	return struct {
+		io.Reader
+		io.Closer
+	}{br, readCloser(r.Stdin)}, -1, nil
 }
 
 // responseHeader copies the upstream's headers without hop-by-hop ones
