@@ -3,13 +3,16 @@ package source
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
@@ -20,7 +23,11 @@ import (
 type httpSource struct {
 	name      string
 	base      *url.URL
-	transport *http.Transport
+	transport *http.Transport // https upstreams
+	h1        *h1Client       // plain http upstreams
+
+	basePath   string // the base URL's escaped path without its final '/'
+	hostHeader string // Host when the request has none
 }
 
 // NewHTTP builds an HTTP upstream with one shared transport, so connections
@@ -45,17 +52,34 @@ func NewHTTP(u *conf.Upstream) (Source, error) {
 		// An explicit proxy setting, never the environment's (httpoxy).
 		Proxy: nil,
 	}
-	return &httpSource{name: u.Name, base: base, transport: t}, nil
+	src := &httpSource{name: u.Name, base: base, transport: t,
+		basePath:   strings.TrimSuffix(base.EscapedPath(), "/"),
+		hostHeader: strings.TrimSuffix(base.Host, ":"),
+	}
+	if base.Scheme == "http" {
+		addr := base.Host
+		if base.Port() == "" {
+			addr = net.JoinHostPort(base.Hostname(), "80")
+		}
+		src.h1 = newH1Client(addr, u.ConnectTimeout.Std(), u.ResponseTimeout.Std(), u.IdleConnTimeout.Std(), u.MaxIdleConns, u.KeepAlive)
+	}
+	return src, nil
 }
 
 func (s *httpSource) Name() string { return s.name }
 
 func (s *httpSource) Close() error {
 	s.transport.CloseIdleConnections()
+	if s.h1 != nil {
+		s.h1.close()
+	}
 	return nil
 }
 
 func (s *httpSource) Fetch(ctx context.Context, r *Request) (*filter.Message, error) {
+	if s.h1 != nil {
+		return s.fetchH1(ctx, r)
+	}
 	req, err := s.newRequest(ctx, r)
 	if err != nil {
 		return nil, &Error{Source: s.name, Op: "request", Status: http.StatusBadRequest, Err: err}
@@ -82,7 +106,34 @@ func (s *httpSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 	return m, nil
 }
 
-// newRequest maps the FastCGI params onto an HTTP request to the upstream.
+func (s *httpSource) fetchH1(ctx context.Context, r *Request) (*filter.Message, error) {
+	bp := headPool.Get().(*[]byte)
+	q, err := s.newH1Request(r, bp)
+	if err != nil {
+		headPool.Put(bp)
+		return nil, &Error{Source: s.name, Op: "request", Status: http.StatusBadRequest, Err: err}
+	}
+	m, err := s.h1.roundTrip(ctx, q)
+	if q.body == nil {
+		// Written inline; a body's writer may still hold the head.
+		headPool.Put(bp)
+	}
+	if err != nil {
+		var se *Error
+		if errors.As(err, &se) {
+			se.Source = s.name
+			return nil, se
+		}
+		return nil, classify(ctx, s.name, "request", err)
+	}
+	if m.Body != nil {
+		m.Body = &upstreamBody{ReadCloser: m.Body, ctx: ctx, name: s.name}
+	}
+	return m, nil
+}
+
+// newRequest maps the FastCGI params onto an HTTP request to the upstream
+// (net/http, for https upstreams).
 func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request, error) {
 	p := r.Params
 	method := p["REQUEST_METHOD"]
@@ -121,40 +172,175 @@ func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request,
 	// Every value slice is cut from one array: Header.Add allocated one
 	// per field. Names from HeaderName are canonical, as Add would make them.
 	vals := make([]string, 0, 12) // when it grows, earlier fields keep the old array
-	for k, v := range p {
-		name, ok := HeaderName(k)
-		if !ok || hopByHop[name] || name == "Host" || name == "Content-Length" {
-			continue
-		}
+	forwardFields(r, func(name, v string) {
 		if prior, dup := req.Header[name]; dup {
 			req.Header[name] = append(prior, v)
-			continue
+			return
 		}
 		vals = append(vals, v)
 		req.Header[name] = vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-	if ct := p["CONTENT_TYPE"]; ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	if r.Identity {
-		req.Header.Del("Accept-Encoding")
-	}
+	})
 	if h := p["HTTP_HOST"]; h != "" {
 		req.Host = h
-		req.Header.Set("X-Forwarded-Host", h)
 	}
-	if ra := p["REMOTE_ADDR"]; ra != "" {
-		if prior := p["HTTP_X_FORWARDED_FOR"]; prior != "" {
-			ra = prior + ", " + ra
-		}
-		req.Header.Set("X-Forwarded-For", ra)
-	}
-	req.Header.Set("X-Forwarded-Proto", Scheme(p))
 	if _, ok := p["HTTP_USER_AGENT"]; !ok {
 		// Go would otherwise add its own; the upstream should see none.
 		req.Header["User-Agent"] = nil
 	}
 	return req, nil
+}
+
+// forwardFields calls add for every header field sent upstream except Host
+// and the body's framing: the client's own fields without hop-by-hop ones,
+// then Content-Type and the X-Forwarded-* fields the bridge sets.
+func forwardFields(r *Request, add func(name, value string)) {
+	p := r.Params
+	ct, host, remote := p["CONTENT_TYPE"], p["HTTP_HOST"], p["REMOTE_ADDR"]
+	for k, v := range p {
+		name, ok := HeaderName(k)
+		if !ok || hopByHop[name] {
+			continue
+		}
+		switch name {
+		case "Host", "Content-Length", "X-Forwarded-Proto":
+			continue
+		case "Content-Type":
+			if ct != "" {
+				continue
+			}
+		case "Accept-Encoding":
+			if r.Identity {
+				continue
+			}
+		case "X-Forwarded-Host":
+			if host != "" {
+				continue
+			}
+		case "X-Forwarded-For":
+			if remote != "" {
+				continue
+			}
+		}
+		add(name, v)
+	}
+	if ct != "" {
+		add("Content-Type", ct)
+	}
+	if host != "" {
+		add("X-Forwarded-Host", host)
+	}
+	if remote != "" {
+		if prior := p["HTTP_X_FORWARDED_FOR"]; prior != "" {
+			remote = prior + ", " + remote
+		}
+		add("X-Forwarded-For", remote)
+	}
+	add("X-Forwarded-Proto", Scheme(p))
+}
+
+var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// newH1Request writes the request head for the HTTP/1.1 client; the caller
+// puts bp back once the request is sent.
+func (s *httpSource) newH1Request(r *Request, bp *[]byte) (*h1Request, error) {
+	p := r.Params
+	method := p["REQUEST_METHOD"]
+	if method == "" {
+		method = http.MethodGet
+	}
+	if !validToken(method) {
+		return nil, fmt.Errorf("bad method %q", truncate(method))
+	}
+	b := append((*bp)[:0], method...)
+	b = append(b, ' ')
+	b, err := s.appendTarget(b, RequestURI(p))
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	host := p["HTTP_HOST"]
+	if host == "" {
+		host = s.hostHeader
+	}
+	if !validFieldValue(host) {
+		return nil, errors.New("bad Host")
+	}
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	var bad string
+	forwardFields(r, func(name, v string) {
+		if !validToken(name) || !validFieldValue(v) {
+			bad = name
+			return
+		}
+		b = append(b, name...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+	})
+	if bad != "" {
+		return nil, fmt.Errorf("header %q: a name or value that cannot be forwarded", truncate(bad))
+	}
+	body, length, err := requestBody(r)
+	if err != nil {
+		return nil, err
+	}
+	q := &h1Request{method: method, body: body, length: length}
+	switch {
+	case body == http.NoBody:
+		q.body, q.length = nil, 0
+		if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+			b = append(b, "Content-Length: 0\r\n"...)
+		}
+	case length >= 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, length, 10)
+		b = append(b, "\r\n"...)
+	default:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if !s.h1.keepAlive {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	*bp = b
+	q.head = b
+	return q, nil
+}
+
+// appendTarget appends the request target: the base URL's path joined with
+// the request's. A usual REQUEST_URI, as the client sent it, goes through
+// byte for byte; anything unusual is parsed and escaped again.
+func (s *httpSource) appendTarget(b []byte, uri string) ([]byte, error) {
+	plain := strings.HasPrefix(uri, "/")
+	for i := 0; plain && i < len(uri); i++ {
+		if c := uri[i]; c <= ' ' || c == 0x7f || c == '#' {
+			plain = false
+		}
+	}
+	if plain {
+		return append(append(b, s.basePath...), uri...), nil
+	}
+	ref, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("bad request URI %q: %w", truncate(uri), err)
+	}
+	b = append(b, s.basePath...)
+	path := ref.EscapedPath()
+	if !strings.HasPrefix(path, "/") {
+		b = append(b, '/')
+	}
+	b = append(b, path...)
+	if ref.RawQuery != "" {
+		for i := 0; i < len(ref.RawQuery); i++ {
+			if c := ref.RawQuery[i]; c <= ' ' || c == 0x7f {
+				return nil, fmt.Errorf("bad request URI %q: a control or space character in the query", truncate(uri))
+			}
+		}
+		b = append(b, '?')
+		b = append(b, ref.RawQuery...)
+	}
+	return b, nil
 }
 
 // requestBody returns the body to send upstream and its length (-1 =

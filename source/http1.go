@@ -1,0 +1,741 @@
+package source
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/filter"
+)
+
+// h1Client speaks HTTP/1.1 to a plain-http upstream on the calling
+// goroutine. net/http's Transport runs a reader and a writer goroutine per
+// connection and hands every request and response between them and the
+// caller; for a proxy that forwards one request at a time per connection
+// those hand-offs, and the wake-ups they cost, were a fifth of the bridge's
+// CPU per pass-through request. Here a request without a body is written,
+// and its answer read, by the handler itself; only a request body is
+// written from a second goroutine, so an upstream that answers before
+// reading it (413, a redirect) cannot deadlock the exchange.
+type h1Client struct {
+	addr            string // host:port dialled
+	dialer          net.Dialer
+	responseTimeout time.Duration
+	idleTimeout     time.Duration
+	maxIdle         int
+	keepAlive       bool
+
+	mu     sync.Mutex
+	idle   []*h1Conn // most recently used last
+	closed bool
+	reaper *time.Timer
+}
+
+// h1Conn is one connection to the upstream. Only the request using it
+// touches it, except for the cancel hook, which sets deadlines.
+type h1Conn struct {
+	nc        net.Conn
+	br        *bufio.Reader
+	idleSince time.Time
+	reused    bool
+	cancelled atomic.Bool // the request's context ended: deadlines stay in the past
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// staleConnError marks a kept connection the upstream had already closed
+// when the request went out: a replayable request is sent again on a new one.
+type staleConnError struct{ err error }
+
+func (e *staleConnError) Error() string {
+	return "the upstream closed the kept connection before answering: " + e.err.Error()
+}
+func (e *staleConnError) Unwrap() error { return e.err }
+
+func newH1Client(host string, connect, response, idle time.Duration, maxIdle int, keepAlive bool) *h1Client {
+	return &h1Client{
+		addr:            host,
+		dialer:          net.Dialer{Timeout: connect, KeepAlive: idle},
+		responseTimeout: response,
+		idleTimeout:     idle,
+		maxIdle:         maxIdle,
+		keepAlive:       keepAlive,
+	}
+}
+
+// get returns a kept connection, or dials a new one.
+func (c *h1Client) get(ctx context.Context) (*h1Conn, error) {
+	now := time.Now()
+	c.mu.Lock()
+	for len(c.idle) > 0 {
+		cn := c.idle[len(c.idle)-1]
+		c.idle = c.idle[:len(c.idle)-1]
+		if c.idleTimeout > 0 && now.Sub(cn.idleSince) > c.idleTimeout {
+			c.mu.Unlock()
+			cn.nc.Close()
+			c.mu.Lock()
+			continue
+		}
+		c.mu.Unlock()
+		cn.reused = true
+		return cn, nil
+	}
+	c.mu.Unlock()
+	nc, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10)}, nil
+}
+
+// put keeps cn for the next request, or closes it.
+func (c *h1Client) put(cn *h1Conn) {
+	if cn.br.Buffered() > 0 || cn.cancelled.Load() {
+		// Bytes past the response: the stream is out of step.
+		cn.nc.Close()
+		return
+	}
+	cn.idleSince = time.Now()
+	c.mu.Lock()
+	if c.closed || len(c.idle) >= c.maxIdle {
+		c.mu.Unlock()
+		cn.nc.Close()
+		return
+	}
+	c.idle = append(c.idle, cn)
+	if c.reaper == nil && c.idleTimeout > 0 {
+		c.reaper = time.AfterFunc(c.idleTimeout, c.reap)
+	}
+	c.mu.Unlock()
+}
+
+// reap closes connections idle past idleTimeout, so the bridge does not sit
+// on sockets the upstream has long closed.
+func (c *h1Client) reap() {
+	cutoff := time.Now().Add(-c.idleTimeout)
+	c.mu.Lock()
+	keep := c.idle[:0]
+	var stale []*h1Conn
+	for _, cn := range c.idle {
+		if cn.idleSince.Before(cutoff) {
+			stale = append(stale, cn)
+		} else {
+			keep = append(keep, cn)
+		}
+	}
+	clear(c.idle[len(keep):])
+	c.idle = keep
+	c.reaper = nil
+	if len(c.idle) > 0 && !c.closed {
+		c.reaper = time.AfterFunc(c.idleTimeout, c.reap)
+	}
+	c.mu.Unlock()
+	for _, cn := range stale {
+		cn.nc.Close()
+	}
+}
+
+func (c *h1Client) close() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle, c.closed = nil, true
+	if c.reaper != nil {
+		c.reaper.Stop()
+	}
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.nc.Close()
+	}
+}
+
+// h1Request is what fetch1 sends: the head is complete, framing headers
+// included.
+type h1Request struct {
+	method string
+	head   []byte
+	body   io.Reader // nil: none
+	length int64     // -1: chunked
+}
+
+// replayable reports whether the request may be sent again after a kept
+// connection turned out dead: no body, and a method that is safe to repeat
+// (as net/http decides).
+func (q *h1Request) replayable() bool {
+	if q.body != nil {
+		return false
+	}
+	switch q.method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// roundTrip sends q and reads the response head; the body is read through
+// the returned message.
+func (c *h1Client) roundTrip(ctx context.Context, q *h1Request) (*filter.Message, error) {
+	for attempt := 0; ; attempt++ {
+		cn, err := c.get(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &Error{Op: "connect", Status: http.StatusBadGateway, Err: err}
+		}
+		m, err := c.exchange(ctx, cn, q)
+		var stale *staleConnError
+		if errors.As(err, &stale) {
+			if attempt == 0 && q.replayable() {
+				continue
+			}
+			err = &Error{Op: "request", Status: http.StatusBadGateway, Err: err}
+		}
+		return m, err
+	}
+}
+
+func (c *h1Client) exchange(ctx context.Context, cn *h1Conn, q *h1Request) (*filter.Message, error) {
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() {
+			cn.cancelled.Store(true)
+			_ = cn.nc.SetDeadline(aLongTimeAgo)
+		})
+	}
+	x := &h1Body{c: c, cn: cn, ctx: ctx, stop: stop}
+	fail := func(op string, err error) (*filter.Message, error) {
+		x.discard()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if cn.reused && op != "response" && isStale(err) {
+			return nil, &staleConnError{err}
+		}
+		return nil, &Error{Op: op, Status: http.StatusBadGateway, Err: err}
+	}
+	if q.body == nil {
+		if _, err := cn.nc.Write(q.head); err != nil {
+			return fail("request", err)
+		}
+	} else {
+		x.writeDone, x.input = make(chan struct{}), q.body
+		go x.writeBody(q)
+	}
+	if c.responseTimeout > 0 {
+		_ = cn.nc.SetReadDeadline(time.Now().Add(c.responseTimeout))
+	}
+	h, err := readResponseHead(cn.br, q.method)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && !cn.cancelled.Load() {
+			err = fmt.Errorf("no response within response_timeout (%v): %w", c.responseTimeout, err)
+			x.discard()
+			return nil, &Error{Op: "request", Status: http.StatusGatewayTimeout, Err: err}
+		}
+		if h.started {
+			return fail("response", err)
+		}
+		return fail("request", err)
+	}
+	if c.responseTimeout > 0 {
+		_ = cn.nc.SetReadDeadline(time.Time{})
+		if cn.cancelled.Load() {
+			_ = cn.nc.SetDeadline(aLongTimeAgo)
+		}
+	}
+	x.reusable = c.keepAlive && h.keepAlive
+	m := &filter.Message{Status: h.status, Reason: h.reason, Header: h.header, Length: h.length}
+	switch {
+	case h.noBody:
+		// HEAD keeps the length a GET would have had; 1xx, 204 and 304
+		// have none.
+		x.done()
+		if !filter.BodyAllowed(h.status) {
+			m.Length = -1
+		}
+		return m, nil
+	case h.chunked:
+		x.r = httputil.NewChunkedReader(cn.br)
+		x.chunked = true
+		m.Length = -1
+	case h.length >= 0:
+		x.left = h.length
+		if x.left == 0 {
+			x.done()
+			m.Body = http.NoBody
+			return m, nil
+		}
+	default:
+		x.r = cn.br // to the connection's end
+		x.reusable = false
+		m.Length = -1
+	}
+	m.Body = x
+	return m, nil
+}
+
+// isStale tells a kept connection the upstream closed while it sat idle: the
+// write or the first read of the response failed at once.
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// h1Body is the response body, and the owner of the connection until the
+// body ends: a body read to its end gives the connection back for reuse,
+// one closed early closes it.
+type h1Body struct {
+	c    *h1Client
+	cn   *h1Conn
+	ctx  context.Context
+	stop func() bool
+
+	r        io.Reader // chunked or close-delimited; nil: Content-Length
+	left     int64     // Content-Length bytes still to read
+	chunked  bool
+	reusable bool
+	finished bool // no more reads: the body ended or failed
+	released bool // the connection was handed back or closed
+	err      error
+
+	writeDone chan struct{} // nil when the request had no body
+	writeErr  error
+	input     io.Reader
+}
+
+func (x *h1Body) writeBody(q *h1Request) {
+	defer close(x.writeDone)
+	var err error
+	if q.length >= 0 {
+		err = writeFixed(x.cn.nc, q.head, q.body, q.length)
+	} else {
+		err = writeChunked(x.cn.nc, q.head, q.body)
+	}
+	x.writeErr = err
+}
+
+func (x *h1Body) Read(p []byte) (int, error) {
+	if x.finished {
+		if x.err != nil {
+			return 0, x.err
+		}
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var err error
+	if x.r == nil {
+		if int64(len(p)) > x.left {
+			p = p[:x.left]
+		}
+		n, err = x.cn.br.Read(p)
+		x.left -= int64(n)
+		if x.left == 0 {
+			x.done()
+			return n, io.EOF
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	} else {
+		n, err = x.r.Read(p)
+		if err == io.EOF {
+			if x.chunked {
+				if terr := skipTrailers(x.cn.br); terr != nil {
+					x.reusable = false
+					err = terr
+				}
+			}
+			if err == io.EOF {
+				x.done()
+				return n, io.EOF
+			}
+		}
+	}
+	if err != nil {
+		if x.ctx.Err() != nil {
+			err = x.ctx.Err()
+		}
+		x.err = err
+		x.discard()
+	}
+	return n, err
+}
+
+// Close ends the exchange: a body not read to its end costs the connection.
+func (x *h1Body) Close() error {
+	x.discard()
+	return nil
+}
+
+// done ends a complete response: the connection goes back to the pool when
+// both sides of the exchange finished cleanly.
+func (x *h1Body) done() {
+	if x.released {
+		return
+	}
+	x.finished, x.released = true, true
+	if x.stop != nil && !x.stop() {
+		// The context ended meanwhile and its hook ran or is running.
+		x.reusable = false
+	}
+	if x.writeDone != nil {
+		select {
+		case <-x.writeDone:
+			if x.writeErr != nil {
+				x.reusable = false
+			}
+		default:
+			// The upstream answered before reading the whole body: the
+			// connection is out of step. Closing it stops the writer,
+			// and closing the input stops a writer waiting on the web
+			// server.
+			x.reusable = false
+			x.closeConn()
+			return
+		}
+	}
+	if x.reusable {
+		x.c.put(x.cn)
+	} else {
+		x.cn.nc.Close()
+	}
+}
+
+// discard ends a failed or abandoned exchange.
+func (x *h1Body) discard() {
+	if x.released {
+		return
+	}
+	x.finished, x.released = true, true
+	if x.stop != nil {
+		x.stop()
+	}
+	x.closeConn()
+}
+
+func (x *h1Body) closeConn() {
+	x.cn.nc.Close()
+	if x.writeDone != nil {
+		if c, ok := x.input.(io.Closer); ok {
+			_ = c.Close()
+		}
+		<-x.writeDone
+	}
+}
+
+// skipTrailers reads a chunked body's trailer section up to its empty line;
+// trailers are not passed on (nor are they by net/http's Body).
+func skipTrailers(br *bufio.Reader) error {
+	for range 1000 {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" {
+			return nil
+		}
+	}
+	return errors.New("too many trailer fields")
+}
+
+func writeFixed(w io.Writer, head []byte, body io.Reader, n int64) error {
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	copied, err := io.Copy(w, io.LimitReader(body, n))
+	if err != nil {
+		return err
+	}
+	if copied < n {
+		return fmt.Errorf("request body ended %d bytes short of its length: %w", n-copied, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+// writeChunked sends a body of unknown length with chunked framing, one
+// chunk per read, so a streamed body reaches the upstream as it arrives.
+func writeChunked(w io.Writer, head []byte, body io.Reader) error {
+	buf := make([]byte, 32<<10)
+	out := append(make([]byte, 0, len(head)+16), head...)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			out = strconv.AppendInt(out, int64(n), 16)
+			out = append(out, '\r', '\n')
+			if _, err := w.Write(out); err != nil {
+				return err
+			}
+			out = out[:0]
+			if _, err := w.Write(append(buf[:n:n], "\r\n"...)); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			out = append(out, "0\r\n\r\n"...)
+			_, err := w.Write(out)
+			return err
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// responseHead is a parsed status line and header section.
+type responseHead struct {
+	started   bool // some of the response arrived
+	status    int
+	reason    string
+	header    filter.Header
+	length    int64 // -1 unknown
+	chunked   bool
+	noBody    bool
+	keepAlive bool
+}
+
+// maxHeadBytes bounds a response head, as net/http's default does for the
+// same reason: an upstream cannot make the bridge buffer without end.
+const maxHeadBytes = 1 << 20
+
+var headBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// readResponseHead reads the status line and the header section, skipping
+// interim (1xx) responses, and works out how the body is framed (RFC 9112
+// section 6.3).
+func readResponseHead(br *bufio.Reader, method string) (responseHead, error) {
+	var h responseHead
+	bp := headBuffers.Get().(*[]byte)
+	defer func() { *bp = (*bp)[:0]; headBuffers.Put(bp) }()
+	for {
+		raw, err := readHeadBlock(br, (*bp)[:0], &h.started)
+		*bp = raw
+		if err != nil {
+			return h, err
+		}
+		// One string for the whole head: the fields are cut out of it
+		// instead of costing a string each.
+		s := string(raw)
+		line, rest, _ := strings.Cut(s, "\n")
+		if err := h.parseStatus(strings.TrimSuffix(line, "\r")); err != nil {
+			return h, err
+		}
+		if h.status >= 100 && h.status < 200 {
+			if h.status == http.StatusSwitchingProtocols {
+				return h, errors.New("upstream switched protocols, which the bridge does not relay")
+			}
+			continue // 100 Continue, 103 Early Hints: the real answer follows
+		}
+		if err := h.parseFields(rest); err != nil {
+			return h, err
+		}
+		if method == http.MethodHead || !filter.BodyAllowed(h.status) {
+			h.noBody, h.chunked = true, false
+		}
+		return h, nil
+	}
+}
+
+// readHeadBlock appends lines up to and including the empty line that ends
+// a head.
+func readHeadBlock(br *bufio.Reader, dst []byte, started *bool) ([]byte, error) {
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			*started = true
+		}
+		if len(dst)+len(line) > maxHeadBytes {
+			return dst, fmt.Errorf("response head larger than %d bytes", maxHeadBytes)
+		}
+		dst = append(dst, line...)
+		if err == bufio.ErrBufferFull {
+			continue // a long line: the rest follows
+		}
+		if err != nil {
+			if err == io.EOF && *started {
+				err = io.ErrUnexpectedEOF
+			}
+			return dst, err
+		}
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+			if len(dst) == len(line) {
+				// A stray empty line before the status line is tolerated
+				// (RFC 9112 section 2.2).
+				dst = dst[:0]
+				continue
+			}
+			return dst, nil
+		}
+	}
+}
+
+func (h *responseHead) parseStatus(line string) error {
+	proto, rest, ok := strings.Cut(line, " ")
+	if !ok || len(rest) < 3 {
+		return fmt.Errorf("malformed status line %q", truncate(line))
+	}
+	switch proto {
+	case "HTTP/1.1":
+		h.keepAlive = true
+	case "HTTP/1.0":
+		h.keepAlive = false
+	default:
+		return fmt.Errorf("unsupported protocol in status line %q", truncate(line))
+	}
+	code, reason, _ := strings.Cut(rest, " ")
+	n, err := strconv.Atoi(code)
+	if err != nil || len(code) != 3 || n < 100 {
+		return fmt.Errorf("malformed status code in %q", truncate(line))
+	}
+	h.status = n
+	h.reason = ""
+	if reason != "" && reason != http.StatusText(n) {
+		h.reason = reason
+	}
+	return nil
+}
+
+// parseFields fills the header without hop-by-hop fields and decides the
+// framing. Field values are substrings of block.
+func (h *responseHead) parseFields(block string) error {
+	h.header, h.length, h.chunked = nil, -1, false
+	var connection []string
+	hasTE := false
+	fields := make(filter.Header, 0, 8)
+	for block != "" {
+		var line string
+		line, block, _ = strings.Cut(block, "\n")
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// obs-fold: a continuation of the previous value, which
+			// RFC 9112 section 5.2 has a proxy replace with a space.
+			if len(fields) == 0 {
+				return fmt.Errorf("malformed header line %q", truncate(line))
+			}
+			f := &fields[len(fields)-1]
+			f.Value = strings.TrimSpace(f.Value + " " + strings.TrimSpace(line))
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !validToken(name) {
+			return fmt.Errorf("malformed header line %q", truncate(line))
+		}
+		name = textproto.CanonicalMIMEHeaderKey(name)
+		value = strings.Trim(value, " \t")
+		switch name {
+		case "Content-Length":
+			n, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || n < 0 || (h.length >= 0 && n != h.length) {
+				return fmt.Errorf("invalid Content-Length %q", truncate(value))
+			}
+			h.length = n
+			continue
+		case "Transfer-Encoding":
+			hasTE = true
+			codings := strings.Split(value, ",")
+			h.chunked = strings.EqualFold(strings.TrimSpace(codings[len(codings)-1]), "chunked")
+			continue
+		case "Connection":
+			for _, tok := range strings.Split(value, ",") {
+				tok = strings.TrimSpace(tok)
+				switch {
+				case strings.EqualFold(tok, "close"):
+					h.keepAlive = false
+				case strings.EqualFold(tok, "keep-alive"):
+				case tok != "":
+					connection = append(connection, textproto.CanonicalMIMEHeaderKey(tok))
+				}
+			}
+			continue
+		}
+		if hopByHop[name] {
+			continue
+		}
+		fields = append(fields, filter.Field{Name: name, Value: value})
+	}
+	if hasTE {
+		// Transfer-Encoding overrides Content-Length; a body that is not
+		// chunked last runs to the connection's end (RFC 9112 6.3).
+		h.length = -1
+		if !h.chunked {
+			h.keepAlive = false
+		}
+	}
+	if len(connection) > 0 {
+		kept := fields[:0]
+		for _, f := range fields {
+			if !containsName(connection, f.Name) {
+				kept = append(kept, f)
+			}
+		}
+		fields = kept
+	}
+	if len(fields) > 0 {
+		h.header = fields
+	}
+	return nil
+}
+
+func containsName(names []string, n string) bool {
+	for _, x := range names {
+		if x == n {
+			return true
+		}
+	}
+	return false
+}
+
+// validToken reports whether s is an RFC 9110 token, as a field name must be.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether v can be sent as a field value: no CR, LF
+// or NUL, which would end the field early or split the request.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
+}
