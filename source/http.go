@@ -314,7 +314,9 @@ func (s *httpSource) newH1Request(r *Request, bp *[]byte) (*h1Request, error) {
 func (s *httpSource) appendTarget(b []byte, uri string) ([]byte, error) {
 	plain := strings.HasPrefix(uri, "/")
 	for i := 0; plain && i < len(uri); i++ {
-		if c := uri[i]; c <= ' ' || c == 0x7f || c == '#' {
+		// Bytes a request-target may not hold as they are: these are
+		// escaped on the parsed path, as net/url would.
+		if c := uri[i]; c <= ' ' || c >= 0x7f || strings.IndexByte("#\"<>\\^`{|}", c) >= 0 {
 			plain = false
 		}
 	}

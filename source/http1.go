@@ -76,29 +76,57 @@ func newH1Client(host string, connect, response, idle time.Duration, maxIdle int
 	}
 }
 
-// get returns a kept connection, or dials a new one.
+// get returns a kept connection that is still sound, or dials a new one.
 func (c *h1Client) get(ctx context.Context) (*h1Conn, error) {
 	now := time.Now()
-	c.mu.Lock()
-	for len(c.idle) > 0 {
+	for {
+		c.mu.Lock()
+		if len(c.idle) == 0 {
+			c.mu.Unlock()
+			break
+		}
 		cn := c.idle[len(c.idle)-1]
 		c.idle = c.idle[:len(c.idle)-1]
-		if c.idleTimeout > 0 && now.Sub(cn.idleSince) > c.idleTimeout {
-			c.mu.Unlock()
+		c.mu.Unlock()
+		if (c.idleTimeout > 0 && now.Sub(cn.idleSince) > c.idleTimeout) || !cn.quiet() {
 			cn.nc.Close()
-			c.mu.Lock()
 			continue
 		}
-		c.mu.Unlock()
 		cn.reused = true
 		return cn, nil
 	}
-	c.mu.Unlock()
 	nc, err := c.dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		return nil, err
 	}
 	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10)}, nil
+}
+
+// quiet reports whether an idle connection has nothing to say: no bytes
+// (an upstream that sent more than its response said, which the next request
+// would take for its answer) and no end (the upstream closed it meanwhile,
+// as Node does after 5 idle seconds). One non-blocking peek; net/http learns
+// the same from a reader goroutine per connection, which costs more.
+func (cn *h1Conn) quiet() bool {
+	if cn.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := cn.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	quiet := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, perr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		quiet = perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
+		return true // never wait: this is a probe
+	})
+	return err == nil && quiet
 }
 
 // put keeps cn for the next request, or closes it.
@@ -198,7 +226,10 @@ func (c *h1Client) roundTrip(ctx context.Context, q *h1Request) (*filter.Message
 		m, err := c.exchange(ctx, cn, q)
 		var stale *staleConnError
 		if errors.As(err, &stale) {
-			if attempt == 0 && q.replayable() {
+			// Each retry takes another kept connection or a new one, so
+			// after an upstream restart the dead ones are used up here,
+			// not by failing requests.
+			if q.replayable() && attempt <= c.maxIdle {
 				continue
 			}
 			err = &Error{Op: "request", Status: http.StatusBadGateway, Err: err}
@@ -207,19 +238,30 @@ func (c *h1Client) roundTrip(ctx context.Context, q *h1Request) (*filter.Message
 	}
 }
 
+// maxInterim bounds the 1xx answers skipped before the real one, as
+// net/http does.
+const maxInterim = 5
+
 func (c *h1Client) exchange(ctx context.Context, cn *h1Conn, q *h1Request) (*filter.Message, error) {
-	var stop func() bool
+	x := &h1Body{c: c, cn: cn, ctx: ctx, awaiting: true}
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() {
+		x.stop = context.AfterFunc(ctx, func() {
 			cn.cancelled.Store(true)
 			_ = cn.nc.SetDeadline(aLongTimeAgo)
 		})
 	}
-	x := &h1Body{c: c, cn: cn, ctx: ctx, stop: stop}
 	fail := func(op string, err error) (*filter.Message, error) {
 		x.discard()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if x.writeDone != nil {
+			var ie *inputError
+			if errors.As(x.writeErr, &ie) {
+				// The request body failed (short of its length, or its
+				// stream broke): that, not the upstream, ended it.
+				return nil, &Error{Op: "request body", Status: http.StatusBadRequest, Err: ie.err}
+			}
 		}
 		if cn.reused && op != "response" && isStale(err) {
 			return nil, &staleConnError{err}
@@ -230,18 +272,18 @@ func (c *h1Client) exchange(ctx context.Context, cn *h1Conn, q *h1Request) (*fil
 		if _, err := cn.nc.Write(q.head); err != nil {
 			return fail("request", err)
 		}
+		x.armResponseTimeout()
 	} else {
+		// response_timeout counts from the end of the request, as
+		// net/http's ResponseHeaderTimeout does: the writer arms it.
 		x.writeDone, x.input = make(chan struct{}), q.body
 		go x.writeBody(q)
-	}
-	if c.responseTimeout > 0 {
-		_ = cn.nc.SetReadDeadline(time.Now().Add(c.responseTimeout))
 	}
 	h, err := readResponseHead(cn.br, q.method)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) && !cn.cancelled.Load() {
-			err = fmt.Errorf("no response within response_timeout (%v): %w", c.responseTimeout, err)
 			x.discard()
+			err = fmt.Errorf("no response within response_timeout (%v): %w", c.responseTimeout, err)
 			return nil, &Error{Op: "request", Status: http.StatusGatewayTimeout, Err: err}
 		}
 		if h.started {
@@ -249,12 +291,7 @@ func (c *h1Client) exchange(ctx context.Context, cn *h1Conn, q *h1Request) (*fil
 		}
 		return fail("request", err)
 	}
-	if c.responseTimeout > 0 {
-		_ = cn.nc.SetReadDeadline(time.Time{})
-		if cn.cancelled.Load() {
-			_ = cn.nc.SetDeadline(aLongTimeAgo)
-		}
-	}
+	x.headDone()
 	x.reusable = c.keepAlive && h.keepAlive
 	m := &filter.Message{Status: h.status, Reason: h.reason, Header: h.header, Length: h.length}
 	switch {
@@ -293,30 +330,67 @@ func isStale(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
+// inputError is a failure to read the request body, as opposed to a failure
+// to write it to the upstream.
+type inputError struct{ err error }
+
+func (e *inputError) Error() string { return "read request body: " + e.err.Error() }
+func (e *inputError) Unwrap() error { return e.err }
+
 // h1Body is the response body, and the owner of the connection until the
 // body ends: a body read to its end gives the connection back for reuse,
-// one closed early closes it.
+// one closed early closes it. Read and Close may run on different
+// goroutines (a transform exchange aborts from a timer): mu serialises
+// them, and relMu makes the one decision about the connection (back to the
+// pool, or closed) exclusive with Close's wake-up of a blocked Read, so a
+// pooled connection is never touched again.
 type h1Body struct {
 	c    *h1Client
 	cn   *h1Conn
 	ctx  context.Context
 	stop func() bool
 
-	r        io.Reader // chunked or close-delimited; nil: Content-Length
-	left     int64     // Content-Length bytes still to read
+	mu       sync.Mutex // held by Read and by the release in Close
+	r        io.Reader  // chunked or close-delimited; nil: Content-Length
+	left     int64      // Content-Length bytes still to read
 	chunked  bool
 	reusable bool
 	finished bool // no more reads: the body ended or failed
-	released bool // the connection was handed back or closed
 	err      error
 
+	relMu     sync.Mutex
+	released  bool        // the connection was handed back or closed
+	abandoned atomic.Bool // Close came first: never reuse
+	awaiting  bool        // the response head is still awaited (deadline owner)
+
 	writeDone chan struct{} // nil when the request had no body
-	writeErr  error
+	writeErr  error         // valid once writeDone is closed
 	input     io.Reader
 }
 
+// armResponseTimeout starts response_timeout once the request is out.
+func (x *h1Body) armResponseTimeout() {
+	x.relMu.Lock()
+	defer x.relMu.Unlock()
+	if x.c.responseTimeout > 0 && !x.released && x.awaiting {
+		_ = x.cn.nc.SetReadDeadline(time.Now().Add(x.c.responseTimeout))
+	}
+}
+
+// headDone ends response_timeout: the body may take as long as it takes.
+func (x *h1Body) headDone() {
+	x.relMu.Lock()
+	defer x.relMu.Unlock()
+	x.awaiting = false
+	if x.c.responseTimeout > 0 && !x.released {
+		_ = x.cn.nc.SetReadDeadline(time.Time{})
+		if x.cn.cancelled.Load() {
+			_ = x.cn.nc.SetDeadline(aLongTimeAgo)
+		}
+	}
+}
+
 func (x *h1Body) writeBody(q *h1Request) {
-	defer close(x.writeDone)
 	var err error
 	if q.length >= 0 {
 		err = writeFixed(x.cn.nc, q.head, q.body, q.length)
@@ -324,9 +398,27 @@ func (x *h1Body) writeBody(q *h1Request) {
 		err = writeChunked(x.cn.nc, q.head, q.body)
 	}
 	x.writeErr = err
+	var ie *inputError
+	if errors.As(err, &ie) {
+		// The upstream would wait for the rest of the body and the
+		// handler for its answer: end the exchange now. (A failed write
+		// to the upstream needs nothing: the connection is broken and its
+		// answer, often sent before it stopped reading, is still read.)
+		x.relMu.Lock()
+		if !x.released {
+			_ = x.cn.nc.SetReadDeadline(aLongTimeAgo)
+			x.cn.cancelled.Store(true) // never reused
+		}
+		x.relMu.Unlock()
+	} else if err == nil {
+		x.armResponseTimeout()
+	}
+	close(x.writeDone)
 }
 
 func (x *h1Body) Read(p []byte) (int, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	if x.finished {
 		if x.err != nil {
 			return 0, x.err
@@ -369,6 +461,8 @@ func (x *h1Body) Read(p []byte) (int, error) {
 	if err != nil {
 		if x.ctx.Err() != nil {
 			err = x.ctx.Err()
+		} else if x.abandoned.Load() {
+			err = errBodyClosed
 		}
 		x.err = err
 		x.discard()
@@ -376,8 +470,22 @@ func (x *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+var errBodyClosed = errors.New("read after the upstream body was closed")
+
 // Close ends the exchange: a body not read to its end costs the connection.
+// A Read blocked on another goroutine is woken first.
 func (x *h1Body) Close() error {
+	x.relMu.Lock()
+	if !x.released {
+		x.abandoned.Store(true)
+		_ = x.cn.nc.SetReadDeadline(aLongTimeAgo)
+	}
+	x.relMu.Unlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.finished {
+		x.err = errBodyClosed
+	}
 	x.discard()
 	return nil
 }
@@ -385,13 +493,20 @@ func (x *h1Body) Close() error {
 // done ends a complete response: the connection goes back to the pool when
 // both sides of the exchange finished cleanly.
 func (x *h1Body) done() {
-	if x.released {
-		return
-	}
-	x.finished, x.released = true, true
+	x.finished = true
 	if x.stop != nil && !x.stop() {
 		// The context ended meanwhile and its hook ran or is running.
 		x.reusable = false
+	}
+	if x.writeDone != nil && x.reusable {
+		// A complete answer usually comes after the whole request, but
+		// the writer may not have seen its last write return yet.
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-x.writeDone:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	if x.writeDone != nil {
 		select {
@@ -400,39 +515,54 @@ func (x *h1Body) done() {
 				x.reusable = false
 			}
 		default:
-			// The upstream answered before reading the whole body: the
-			// connection is out of step. Closing it stops the writer,
-			// and closing the input stops a writer waiting on the web
-			// server.
+			// The upstream answered without reading the whole body: the
+			// connection is out of step.
 			x.reusable = false
-			x.closeConn()
-			return
 		}
 	}
-	if x.reusable {
-		x.c.put(x.cn)
-	} else {
-		x.cn.nc.Close()
-	}
-}
-
-// discard ends a failed or abandoned exchange.
-func (x *h1Body) discard() {
+	x.relMu.Lock()
 	if x.released {
+		x.relMu.Unlock()
 		return
 	}
-	x.finished, x.released = true, true
-	if x.stop != nil {
-		x.stop()
+	x.released = true
+	reuse := x.reusable && !x.abandoned.Load()
+	x.relMu.Unlock()
+	if reuse {
+		x.c.put(x.cn)
+		return
 	}
 	x.closeConn()
 }
 
+// discard ends a failed or abandoned exchange.
+func (x *h1Body) discard() {
+	x.finished = true
+	if x.stop != nil {
+		x.stop()
+	}
+	x.relMu.Lock()
+	if x.released {
+		x.relMu.Unlock()
+		return
+	}
+	x.released = true
+	x.relMu.Unlock()
+	x.closeConn()
+}
+
+// closeConn closes the connection, which stops the writer, and the request
+// input, which stops a writer waiting on the web server, then waits for the
+// writer so nothing outlives the exchange.
 func (x *h1Body) closeConn() {
 	x.cn.nc.Close()
 	if x.writeDone != nil {
 		if c, ok := x.input.(io.Closer); ok {
-			_ = c.Close()
+			select {
+			case <-x.writeDone:
+			default:
+				_ = c.Close()
+			}
 		}
 		<-x.writeDone
 	}
@@ -460,12 +590,12 @@ func writeFixed(w io.Writer, head []byte, body io.Reader, n int64) error {
 	if _, err := w.Write(head); err != nil {
 		return err
 	}
-	copied, err := io.Copy(w, io.LimitReader(body, n))
+	copied, err := io.Copy(w, inputReader{io.LimitReader(body, n)})
 	if err != nil {
 		return err
 	}
 	if copied < n {
-		return fmt.Errorf("request body ended %d bytes short of its length: %w", n-copied, io.ErrUnexpectedEOF)
+		return &inputError{fmt.Errorf("request body ended %d bytes short of its length: %w", n-copied, io.ErrUnexpectedEOF)}
 	}
 	return nil
 }
@@ -494,9 +624,21 @@ func writeChunked(w io.Writer, head []byte, body io.Reader) error {
 			return err
 		}
 		if rerr != nil {
-			return rerr
+			return &inputError{rerr}
 		}
 	}
+}
+
+// inputReader marks read errors of the request body as such, so io.Copy's
+// error tells them from write errors.
+type inputReader struct{ r io.Reader }
+
+func (ir inputReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &inputError{err}
+	}
+	return n, err
 }
 
 // responseHead is a parsed status line and header section.
@@ -524,7 +666,7 @@ func readResponseHead(br *bufio.Reader, method string) (responseHead, error) {
 	var h responseHead
 	bp := headBuffers.Get().(*[]byte)
 	defer func() { *bp = (*bp)[:0]; headBuffers.Put(bp) }()
-	for {
+	for interim := 0; ; interim++ {
 		raw, err := readHeadBlock(br, (*bp)[:0], &h.started)
 		*bp = raw
 		if err != nil {
@@ -540,6 +682,9 @@ func readResponseHead(br *bufio.Reader, method string) (responseHead, error) {
 		if h.status >= 100 && h.status < 200 {
 			if h.status == http.StatusSwitchingProtocols {
 				return h, errors.New("upstream switched protocols, which the bridge does not relay")
+			}
+			if interim == maxInterim {
+				return h, fmt.Errorf("more than %d interim (1xx) answers", maxInterim)
 			}
 			continue // 100 Continue, 103 Early Hints: the real answer follows
 		}
@@ -616,8 +761,17 @@ func (h *responseHead) parseStatus(line string) error {
 // framing. Field values are substrings of block.
 func (h *responseHead) parseFields(block string) error {
 	h.header, h.length, h.chunked = nil, -1, false
+	if strings.Contains(block, "\n ") || strings.Contains(block, "\n\t") {
+		// obs-fold: continuation lines belong to the field above, whatever
+		// becomes of it; RFC 9112 section 5.2 has a proxy replace each
+		// fold with a space.
+		var err error
+		if block, err = unfold(block); err != nil {
+			return err
+		}
+	}
 	var connection []string
-	hasTE := false
+	hasTE, hasCL := false, false
 	fields := make(filter.Header, 0, 8)
 	for block != "" {
 		var line string
@@ -625,16 +779,6 @@ func (h *responseHead) parseFields(block string) error {
 		line = strings.TrimSuffix(line, "\r")
 		if line == "" {
 			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			// obs-fold: a continuation of the previous value, which
-			// RFC 9112 section 5.2 has a proxy replace with a space.
-			if len(fields) == 0 {
-				return fmt.Errorf("malformed header line %q", truncate(line))
-			}
-			f := &fields[len(fields)-1]
-			f.Value = strings.TrimSpace(f.Value + " " + strings.TrimSpace(line))
-			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
 		if !ok || !validToken(name) {
@@ -644,16 +788,22 @@ func (h *responseHead) parseFields(block string) error {
 		value = strings.Trim(value, " \t")
 		switch name {
 		case "Content-Length":
-			n, err := strconv.ParseInt(value, 10, 64)
-			if err != nil || n < 0 || (h.length >= 0 && n != h.length) {
+			n, ok := parseDigits(value)
+			if !ok || (hasCL && n != h.length) {
 				return fmt.Errorf("invalid Content-Length %q", truncate(value))
 			}
-			h.length = n
+			h.length, hasCL = n, true
 			continue
 		case "Transfer-Encoding":
 			hasTE = true
 			codings := strings.Split(value, ",")
-			h.chunked = strings.EqualFold(strings.TrimSpace(codings[len(codings)-1]), "chunked")
+			if !strings.EqualFold(strings.TrimSpace(codings[len(codings)-1]), "chunked") {
+				// Go's Transport refuses these too: the body's end
+				// could only be the connection's, and its coding
+				// would be passed on undeclared.
+				return fmt.Errorf("unsupported Transfer-Encoding %q", truncate(value))
+			}
+			h.chunked = true
 			continue
 		case "Connection":
 			for _, tok := range strings.Split(value, ",") {
@@ -674,10 +824,11 @@ func (h *responseHead) parseFields(block string) error {
 		fields = append(fields, filter.Field{Name: name, Value: value})
 	}
 	if hasTE {
-		// Transfer-Encoding overrides Content-Length; a body that is not
-		// chunked last runs to the connection's end (RFC 9112 6.3).
+		// Transfer-Encoding overrides Content-Length; a message with both
+		// may be an attempt at smuggling, so its connection is not reused
+		// (RFC 9112 section 6.3).
 		h.length = -1
-		if !h.chunked {
+		if hasCL {
 			h.keepAlive = false
 		}
 	}
@@ -694,6 +845,49 @@ func (h *responseHead) parseFields(block string) error {
 		h.header = fields
 	}
 	return nil
+}
+
+// unfold joins continuation lines to the line above with one space.
+func unfold(block string) (string, error) {
+	var b strings.Builder
+	b.Grow(len(block))
+	first := true
+	for block != "" {
+		var line string
+		line, block, _ = strings.Cut(block, "\n")
+		line = strings.TrimSuffix(line, "\r")
+		if line != "" && (line[0] == ' ' || line[0] == '\t') {
+			if first {
+				return "", fmt.Errorf("malformed header line %q", truncate(line))
+			}
+			b.WriteByte(' ')
+			b.WriteString(strings.Trim(line, " \t"))
+			continue
+		}
+		if !first {
+			b.WriteString("\r\n")
+		}
+		b.WriteString(line)
+		first = false
+	}
+	b.WriteString("\r\n")
+	return b.String(), nil
+}
+
+// parseDigits parses a Content-Length: digits only (no sign, no spaces).
+func parseDigits(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 func containsName(names []string, n string) bool {
@@ -722,11 +916,12 @@ func validToken(s string) bool {
 	return true
 }
 
-// validFieldValue reports whether v can be sent as a field value: no CR, LF
-// or NUL, which would end the field early or split the request.
+// validFieldValue reports whether v can be sent as a field value: no
+// control characters but tab (CR or LF would end the field early and split
+// the request), as net/http checks.
 func validFieldValue(v string) bool {
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
 			return false
 		}
 	}

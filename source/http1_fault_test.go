@@ -1,0 +1,254 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fcgi-bridge/fcgi-bridge/conf"
+)
+
+// Fault tests for the HTTP/1.1 upstream client. Where it helps, the same
+// request also goes through net/http's Transport (what https:// upstreams
+// use), and both must agree.
+
+// slowReader hands out one byte per tick, as a client uploading slowly
+// through a full-duplex web server would.
+type slowReader struct {
+	data string
+	tick time.Duration
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.data == "" {
+		return 0, io.EOF
+	}
+	time.Sleep(r.tick)
+	p[0] = r.data[0]
+	r.data = r.data[1:]
+	return 1, nil
+}
+
+// transportFetch sends r through the httpSource's net/http Transport (the
+// previous path for http:// upstreams), for comparison.
+func transportFetch(t *testing.T, s *httpSource, r *Request) (int, error) {
+	t.Helper()
+	req, err := s.newRequest(context.Background(), r)
+	require.NoError(t, err)
+	resp, err := s.transport.RoundTrip(req)
+	if err != nil {
+		return 0, classify(context.Background(), s.name, "request", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// An upstream whose keep-alive timeout is shorter than idle_conn_timeout
+// (Node's default is 5 s, the bridge's 90 s) closes idle connections. The
+// close is noticed before reuse, so a POST (not replayable) after it goes out
+// on a new connection instead of failing with 502.
+func TestH1PostAfterUpstreamClosedIdleConn(t *testing.T) {
+	up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return false // keep-alive timeout on the upstream: closes while idle
+	})
+	s := h1Source(t, up.url(), nil)
+	post := func() *Request {
+		return &Request{Params: map[string]string{"REQUEST_METHOD": "POST", "REQUEST_URI": "/"}, ContentLength: 3, Stdin: strings.NewReader("abc")}
+	}
+
+	// net/http, for comparison.
+	_, err := transportFetch(t, s, get("/"))
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond)
+	status, err := transportFetch(t, s, post())
+	require.NoError(t, err, "net/http drops the connection the upstream closed while idle")
+	assert.Equal(t, 200, status)
+
+	m, err := s.Fetch(context.Background(), get("/"))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", readAll(t, m))
+	time.Sleep(50 * time.Millisecond) // the upstream's close arrives
+	m, err = s.Fetch(context.Background(), post())
+	require.NoError(t, err, "a POST after the upstream closed an idle connection")
+	assert.Equal(t, "ok", readAll(t, m))
+}
+
+// After an upstream restart every idle connection is dead; a GET still
+// succeeds, on a new connection.
+func TestH1GetAfterSeveralIdleConnsDied(t *testing.T) {
+	up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return false
+	})
+	s := h1Source(t, up.url(), nil)
+	ctx := context.Background()
+	// Two requests at once: two connections, both kept afterwards.
+	a, err := s.Fetch(ctx, get("/a"))
+	require.NoError(t, err)
+	b, err := s.Fetch(ctx, get("/b"))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", readAll(t, a))
+	assert.Equal(t, "ok", readAll(t, b))
+	s.h1.mu.Lock()
+	require.Len(t, s.h1.idle, 2)
+	s.h1.mu.Unlock()
+	time.Sleep(50 * time.Millisecond) // both closes arrive
+
+	m, err := s.Fetch(ctx, get("/c"))
+	require.NoError(t, err, "a GET when two kept connections are dead")
+	assert.Equal(t, "ok", readAll(t, m))
+}
+
+// Bytes an upstream sends after a complete response (a Content-Length too
+// small, a body on HEAD/204/304 written separately) must never be read as
+// the answer to the next request, which may be another client's, even when
+// they arrive a moment after the connection went back to the pool.
+func TestH1LateBytesAnswerNextRequest(t *testing.T) {
+	const forged = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+	for _, tc := range []struct{ name, method, first string }{
+		{"length too small", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+		{"body on HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+				if n == 1 {
+					io.WriteString(c, tc.first)
+					time.Sleep(30 * time.Millisecond)
+					io.WriteString(c, forged)
+					return true
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+				return true
+			})
+			s := h1Source(t, up.url(), nil)
+			r := get("/first")
+			r.Params["REQUEST_METHOD"] = tc.method
+			m, err := s.Fetch(context.Background(), r)
+			require.NoError(t, err)
+			readAll(t, m)
+			time.Sleep(100 * time.Millisecond)
+			m, err = s.Fetch(context.Background(), get("/second"))
+			require.NoError(t, err)
+			assert.Equal(t, "real", readAll(t, m), "the second request got bytes the upstream sent after the first answer")
+		})
+	}
+}
+
+// response_timeout is the wait for the response headers after the request
+// is sent, as net/http's ResponseHeaderTimeout: an upload that takes longer
+// than it is not a 504 when the upstream answers at once after reading it.
+func TestH1ResponseTimeoutCountsUpload(t *testing.T) {
+	up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	s := h1Source(t, up.url(), func(u *conf.Upstream) { u.ResponseTimeout = conf.Duration(300 * time.Millisecond) })
+	upload := func() *Request {
+		return &Request{Params: map[string]string{"REQUEST_METHOD": "PUT", "REQUEST_URI": "/up"}, ContentLength: 6,
+			Stdin: &slowReader{data: "abcdef", tick: 100 * time.Millisecond}}
+	}
+	status, err := transportFetch(t, s, upload())
+	require.NoError(t, err, "net/http counts response_timeout from the end of the request")
+	assert.Equal(t, 200, status)
+
+	m, err := s.Fetch(context.Background(), upload())
+	require.NoError(t, err, "a 600 ms upload with response_timeout 300 ms")
+	assert.Equal(t, "ok", readAll(t, m))
+}
+
+// A request body shorter than its length (or any failed read of the input)
+// fails the exchange at once, not at response_timeout (or never, with
+// response_timeout = 0) while the upstream waits for the rest.
+func TestH1WriterErrorNotPropagated(t *testing.T) {
+	up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	s := h1Source(t, up.url(), func(u *conf.Upstream) { u.ResponseTimeout = conf.Duration(2 * time.Second) })
+	short := func() *Request {
+		return &Request{Params: map[string]string{"REQUEST_METHOD": "POST", "REQUEST_URI": "/"}, ContentLength: 10, Stdin: strings.NewReader("abc")}
+	}
+	start := time.Now()
+	_, err := transportFetch(t, s, short())
+	var se *Error
+	require.True(t, errors.As(err, &se), "%v", err)
+	assert.Equal(t, http.StatusBadGateway, se.Status, "net/http: %v", err)
+	assert.Less(t, time.Since(start), time.Second)
+
+	start = time.Now()
+	_, err = s.Fetch(context.Background(), short())
+	require.True(t, errors.As(err, &se), "%v", err)
+	assert.Less(t, time.Since(start), time.Second, "the failed body write should end the exchange at once")
+	// 502 as net/http gave, or 400 as the README promises for a short body.
+	assert.Contains(t, []int{http.StatusBadGateway, http.StatusBadRequest}, se.Status, "%v", err)
+}
+
+// filter's exchange closes its input (this Body) from a timer or context
+// hook while its writer goroutine is inside Read: Close must wake that Read
+// and must never touch a connection the Read just gave back to the pool.
+// Run with -race.
+func TestH1ConcurrentCloseAndRead(t *testing.T) {
+	release := make(chan struct{})
+	up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+		<-release
+		return false
+	})
+	defer close(release)
+	s := h1Source(t, up.url(), nil)
+	m, err := s.Fetch(context.Background(), get("/"))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		io.Copy(io.Discard, m.Body) // the exchange's writer goroutine
+	})
+	time.Sleep(50 * time.Millisecond)
+	m.Body.Close() // the exchange's timeout hook
+	wg.Wait()
+}
+
+// A folded line continues the field above it, also when that field is one
+// the parser consumes without keeping (Content-Length, Transfer-Encoding,
+// Connection, a hop-by-hop field).
+func TestH1ObsFoldAfterDroppedField(t *testing.T) {
+	up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-A: 1\r\nKeep-Alive: timeout=5,\r\n max=100\r\nContent-Length: 0\r\n\r\n")
+		return true
+	})
+	s := h1Source(t, up.url(), nil)
+	m, err := s.Fetch(context.Background(), get("/"))
+	require.NoError(t, err)
+	assert.Equal(t, "1", m.Header.Get("X-A"), "the continuation belonged to Keep-Alive")
+}
+
+// The request target matches what net/url builds for https upstreams: bytes
+// not allowed in a request-target (raw 8-bit, "<>{}|) are escaped, the rest
+// of REQUEST_URI goes through as the client sent it.
+func TestH1TargetMatchesNetHTTP(t *testing.T) {
+	s := h1Source(t, "http://127.0.0.1:1/base/", nil)
+	for _, uri := range []string{"/plain/a%2Fb?x=1", "/caf\xc3\xa9", "/a\"b<c>", "/a{b}|c"} {
+		r := get(uri)
+		req, err := s.newRequest(context.Background(), r)
+		want := ""
+		if err == nil {
+			want = req.URL.RequestURI()
+		}
+		got, err2 := s.appendTarget(nil, uri)
+		if err != nil || err2 != nil {
+			assert.Equal(t, err != nil, err2 != nil, "%q: net/http %v, h1 %v", uri, err, err2)
+			continue
+		}
+		assert.Equal(t, want, string(got), "%q", uri)
+	}
+}
