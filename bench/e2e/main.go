@@ -7,9 +7,15 @@
 //   - nginx -> fcgi-bridge, untransformed pass-through of an HTTP app,
 //     against nginx proxying straight to the same app (proxy_pass with
 //     upstream keepalive);
+//   - for reference, nginx -> a second nginx server over a unix socket ->
+//     the same app: the cheapest extra hop there is, with the bridge's
+//     topology, so the pass-through can be judged against what any
+//     intermediary costs on this machine and not only against none;
 //
-// and prints a markdown table. Load comes from a keep-alive Go HTTP loop
-// of its own: fixed concurrency, fixed duration, bounded request count.
+// and prints markdown tables, with the CPU time per request of the whole
+// machine and of nginx, fcgi-bridge, its transforms and the harness. Load
+// comes from a keep-alive Go HTTP loop of its own: fixed concurrency,
+// fixed duration, bounded request count.
 // Everything listens on 127.0.0.1 or unix sockets in a temp directory.
 //
 //	go run ./bench/e2e [-duration 10s] [-c 8]
@@ -19,6 +25,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -31,6 +38,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +53,7 @@ func main() {
 	maxReqs := flag.Int64("max-requests", 2_000_000, "stop a scenario after this many requests")
 	renderers := flag.Int("renderers", 2, "pooled node renderers in the bridge (min = max)")
 	fcgiwrapChildren := flag.Int("fcgiwrap-children", 0, "fcgiwrap worker processes (0: same as -c)")
-	only := flag.String("scenarios", "render,cgi,pass,direct", "comma-separated scenarios to run (for profiling one); the ratios need all four")
+	only := flag.String("scenarios", "render,cgi,pass,direct,hop", "comma-separated scenarios to run (for profiling one); a ratio is printed when both its scenarios ran")
 	rounds := flag.Int("rounds", 3, "interleave the scenarios in this many rounds of duration/rounds each, so a change in the machine's background load hits all of them alike")
 	flag.Parse()
 	if *duration <= 0 || *duration > 2*time.Minute || *conc < 1 || *conc > 256 || *warmup < 0 || *warmup > time.Minute || *rounds < 1 || *rounds > 20 {
@@ -290,11 +298,16 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 	if err := os.WriteFile(nginxConf, []byte(nginxConfig(h.dir, port, bridgeSock, cgiSock, script, appAddr)), 0o644); err != nil {
 		return err
 	}
-	if _, err := h.start("nginx", []string{nginx, "-p", h.dir + "/", "-c", nginxConf, "-e", filepath.Join(h.dir, "nginx-error.log")}, h.dir, nil); err != nil {
+	// With daemon off the started process is nginx's master; its workers
+	// are its children.
+	nginxCmd, err := h.start("nginx", []string{nginx, "-p", h.dir + "/", "-c", nginxConf, "-e", filepath.Join(h.dir, "nginx-error.log")}, h.dir, nil)
+	if err != nil {
 		return err
 	}
+	nginxPid := nginxCmd.Process.Pid
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	for _, s := range []string{bridgeSock, cgiSock} {
+	hopSock := filepath.Join(h.dir, "hop.sock")
+	for _, s := range []string{bridgeSock, cgiSock, hopSock} {
 		if err := waitDial("unix", s, 30*time.Second); err != nil {
 			return fmt.Errorf("%w\n%s", err, h.logs())
 		}
@@ -309,6 +322,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		{"/cgi/page", "<dt>title</dt><dd>Benchmark page</dd>"},
 		{"/pass/page", `"title":"Benchmark page"`},
 		{"/direct/page", `"title":"Benchmark page"`},
+		{"/hop/page", `"title":"Benchmark page"`},
 	}
 	for _, c := range checks {
 		if err := checkPath(base+c.path, c.want); err != nil {
@@ -321,6 +335,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		{"cgi", "nginx → fcgiwrap → node renderer per request", "/cgi/page"},
 		{"pass", "nginx → fcgi-bridge → HTTP app (pass-through)", "/pass/page"},
 		{"direct", "nginx → proxy_pass keepalive → HTTP app", "/direct/page"},
+		{"hop", "nginx → nginx proxy hop (unix socket) → HTTP app", "/hop/page"},
 	}
 	want := map[string]bool{}
 	for _, k := range strings.Split(only, ",") {
@@ -333,28 +348,41 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		}
 	}
 	if len(scen) == 0 {
-		return fmt.Errorf("-scenarios %q names none of render, cgi, pass, direct", only)
+		return fmt.Errorf("-scenarios %q names none of render, cgi, pass, direct, hop", only)
 	}
 	results := make([]result, len(scen))
 	fmt.Fprintf(os.Stderr, "bench: %d connections, %v per scenario in %d interleaved rounds after %v warm-up; %d pooled renderers, %d fcgiwrap children\n",
 		conc, duration, rounds, warmup, renderers, fcgiwrapChildren)
 	for i, s := range scen {
-		results[i].name = s.name
+		results[i].key, results[i].name = s.key, s.name
 		if warmup > 0 {
 			load(base+s.path, conc, warmup, maxReqs)
 		}
 	}
+	tick := clockTick()
+	self := os.Getpid()
 	for round := 1; round <= rounds; round++ {
 		for i, s := range scen {
-			cpu0 := cpuTime(bridgePid)
+			before := takeCPUSnapshot()
 			r := load(base+s.path, conc, duration/time.Duration(rounds), maxReqs)
+			after := takeCPUSnapshot()
+			r.machineCPU = time.Duration(after.busy-before.busy) * tick
+			r.idleTicks, r.stealTicks, r.totalTicks = after.idle-before.idle, after.steal-before.steal, after.total-before.total
+			r.nginxCPU = time.Duration(ownCPU(before, after, nginxPid)+childrenCPU(before, after, nginxPid)) * tick
+			r.harnessCPU = time.Duration(ownCPU(before, after, self)) * tick
+			// The bridge's and its renderers' columns only where they
+			// serve: elsewhere their idle CPU divided by requests they
+			// never saw would mislead.
 			if s.key == "render" || s.key == "pass" {
-				// Only where the bridge serves: elsewhere its idle CPU
-				// divided by few requests would mislead.
-				r.bridgeCPU = cpuTime(bridgePid) - cpu0
+				r.bridgeCPU = time.Duration(ownCPU(before, after, bridgePid)) * tick
+				r.hasBridge = true
+			}
+			if s.key == "render" {
+				r.transformCPU = time.Duration(childrenCPU(before, after, bridgePid)) * tick
+				r.hasTransforms = true
 			}
 			results[i].add(r)
-			fmt.Fprintf(os.Stderr, "bench: round %d %-48s %9.1f req/s  errors %d\n", round, s.name, r.rps(), r.errors)
+			fmt.Fprintf(os.Stderr, "bench: round %d %-50s %9.1f req/s  errors %d\n", round, s.name, r.rps(), r.errors)
 		}
 	}
 	for i := range results {
@@ -362,29 +390,46 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 	}
 
 	fmt.Printf("\n%d keep-alive connections, %v per scenario in %d interleaved rounds (after %v warm-up), %s\n\n", conc, duration, rounds, warmup, machine())
-	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors | fcgi-bridge CPU per request |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
-	for _, r := range results {
-		cpu := "–"
-		if r.bridgeCPU > 0 && r.ok > 0 {
-			cpu = fmt.Sprintf("%d µs", (r.bridgeCPU / time.Duration(r.ok)).Microseconds())
-		}
-		fmt.Printf("| %s | %d | %.1f | %v | %v | %d | %s |\n", r.name, r.ok, r.rps(), r.pct(50), r.pct(99), r.errors, cpu)
-	}
-	ratio := func(a, b result) float64 {
-		if b.rps() == 0 {
-			return 0
-		}
-		return a.rps() / b.rps()
-	}
-	if len(results) != len(all) {
-		return nil
-	}
+	fmt.Println("CPU columns: CPU time per successful request. machine: all CPUs' busy time (/proc/stat user+nice+system+irq+softirq);")
+	fmt.Println("load+app: this harness (load generator and HTTP app); idle / steal: shares of all CPU time idle (with iowait) and taken by the hypervisor.")
 	fmt.Println()
-	fmt.Println("| comparison | ratio | goal |")
-	fmt.Println("|---|---:|---:|")
-	fmt.Printf("| pooled renderer via fcgi-bridge / renderer per request via fcgiwrap | %.1fx | ≥ 100x |\n", ratio(results[0], results[1]))
-	fmt.Printf("| fcgi-bridge pass-through / nginx proxy_pass | %.2fx | ≥ 0.8x |\n", ratio(results[2], results[3]))
+	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors | machine CPU/req | nginx CPU/req | fcgi-bridge CPU/req | transforms CPU/req | load+app CPU/req | idle / steal |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		fmt.Printf("| %s | %d | %.1f | %v | %v | %d | %s | %s | %s | %s | %s | %s |\n", r.name, r.ok, r.rps(), r.pct(50), r.pct(99), r.errors,
+			r.perRequest(r.machineCPU, true), r.perRequest(r.nginxCPU, true), r.perRequest(r.bridgeCPU, r.hasBridge),
+			r.perRequest(r.transformCPU, r.hasTransforms), r.perRequest(r.harnessCPU, true), r.idleSteal())
+	}
+
+	byKey := map[string]result{}
+	for _, r := range results {
+		byKey[r.key] = r
+	}
+	comparisons := []struct{ a, b, label, format, goal string }{
+		{"render", "cgi", "pooled renderer via fcgi-bridge / renderer per request via fcgiwrap", "%.1fx", "≥ 100x"},
+		{"pass", "direct", "fcgi-bridge pass-through / nginx proxy_pass", "%.2fx", "≥ 0.8x"},
+		{"hop", "direct", "nginx proxy hop / nginx proxy_pass", "%.2fx", "reference"},
+		{"pass", "hop", "fcgi-bridge pass-through / nginx proxy hop", "%.2fx", "reference"},
+	}
+	header := false
+	for _, c := range comparisons {
+		a, okA := byKey[c.a]
+		b, okB := byKey[c.b]
+		if !okA || !okB {
+			continue
+		}
+		if !header {
+			fmt.Println()
+			fmt.Println("| comparison | ratio | goal |")
+			fmt.Println("|---|---:|---:|")
+			header = true
+		}
+		ratio := 0.0
+		if b.rps() > 0 {
+			ratio = a.rps() / b.rps()
+		}
+		fmt.Printf("| %s | "+c.format+" | %s |\n", c.label, ratio, c.goal)
+	}
 	for _, r := range results {
 		if r.errors > 0 {
 			return fmt.Errorf("%s: %d failed requests (first: %s)", r.name, r.errors, r.firstErr)
@@ -442,6 +487,7 @@ http {
     upstream bridge { server unix:%[4]s; keepalive 64; }
     upstream cgi { server unix:%[5]s; }
     upstream app { server %[7]s; keepalive 64; }
+    upstream hop { server unix:%[2]s/hop.sock; keepalive 64; }
     server {
         listen 127.0.0.1:%[3]d;
         server_name localhost;
@@ -458,6 +504,25 @@ http {
             fastcgi_param SCRIPT_FILENAME %[6]s;
         }
         location /direct/ {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }
+        location /hop/ {
+            proxy_pass http://hop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }
+    }
+    # The reference hop: the bridge's topology (unix socket in, loopback
+    # TCP with keepalive out to the app) with nginx's own C proxy as the
+    # intermediary, the cheapest one available.
+    server {
+        listen unix:%[2]s/hop.sock;
+        server_name localhost;
+        location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -510,15 +575,24 @@ func checkPath(url, want string) error {
 
 // result is one scenario's measurement.
 type result struct {
+	key      string
 	name     string
 	ok       int64
 	errors   int64
 	firstErr string
 	elapsed  time.Duration
 	lat      []time.Duration
-	// bridgeCPU is the CPU time fcgi-bridge itself (not its transforms)
-	// used during the measurement.
-	bridgeCPU time.Duration
+	// CPU time used during the measurement: machineCPU by all CPUs
+	// (whatever ran), nginxCPU by nginx's master and workers, bridgeCPU by
+	// fcgi-bridge itself, transformCPU by its child processes (the pooled
+	// renderers), harnessCPU by this process (load generator and app).
+	machineCPU, nginxCPU, bridgeCPU, transformCPU, harnessCPU time.Duration
+	// idleTicks, stealTicks and totalTicks are the machine's idle, stolen
+	// and total CPU time during the measurement, in clock ticks.
+	idleTicks, stealTicks, totalTicks int64
+	// hasBridge and hasTransforms say whether bridgeCPU and transformCPU
+	// were measured for this scenario.
+	hasBridge, hasTransforms bool
 }
 
 // add accumulates another measurement of the same scenario.
@@ -526,7 +600,16 @@ func (r *result) add(o result) {
 	r.ok += o.ok
 	r.errors += o.errors
 	r.elapsed += o.elapsed
+	r.machineCPU += o.machineCPU
+	r.nginxCPU += o.nginxCPU
 	r.bridgeCPU += o.bridgeCPU
+	r.transformCPU += o.transformCPU
+	r.harnessCPU += o.harnessCPU
+	r.idleTicks += o.idleTicks
+	r.stealTicks += o.stealTicks
+	r.totalTicks += o.totalTicks
+	r.hasBridge = r.hasBridge || o.hasBridge
+	r.hasTransforms = r.hasTransforms || o.hasTransforms
 	r.lat = append(r.lat, o.lat...)
 	if r.firstErr == "" {
 		r.firstErr = o.firstErr
@@ -538,6 +621,24 @@ func (r result) rps() float64 {
 		return 0
 	}
 	return float64(r.ok) / r.elapsed.Seconds()
+}
+
+// perRequest formats CPU time d divided by the successful requests, or a
+// dash when it was not measured.
+func (r result) perRequest(d time.Duration, measured bool) string {
+	if !measured || r.ok == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%d µs", (d / time.Duration(r.ok)).Microseconds())
+}
+
+// idleSteal formats the shares of the machine's CPU time that were idle
+// and stolen during the measurement.
+func (r result) idleSteal() string {
+	if r.totalTicks <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%% / %.0f%%", 100*float64(r.idleTicks)/float64(r.totalTicks), 100*float64(r.stealTicks)/float64(r.totalTicks))
 }
 
 func (r result) pct(p int) time.Duration {
@@ -605,26 +706,150 @@ func load(url string, conc int, d time.Duration, maxReqs int64) result {
 	return r
 }
 
-// cpuTime is the user+system CPU time of process pid (all its threads,
-// not its children), from /proc/PID/stat in clock ticks of 10 ms.
-func cpuTime(pid int) time.Duration {
+// cpuSnapshot is the machine's and every process's CPU counters at one
+// moment, in clock ticks.
+type cpuSnapshot struct {
+	// busy is the time all CPUs spent on work: user+nice+system+irq+softirq
+	// from /proc/stat. Left out: idle and iowait (nothing ran), steal (the
+	// hypervisor gave the CPU to another guest: not work done here, and on
+	// this VM it moves with the neighbours) and guest/guest_nice (already
+	// counted in user and nice).
+	busy int64
+	// idle is idle+iowait and steal the time taken by the hypervisor: with
+	// total (busy+idle+steal) they show whether a scenario had the CPUs to
+	// itself and used them all.
+	idle, steal, total int64
+	procs              map[int]procCPU
+}
+
+// procCPU is one process's CPU counters from /proc/PID/stat.
+type procCPU struct {
+	ppid int
+	own  int64 // utime+stime: all its threads
+	// reaped is cutime+cstime: what its children used, added when it
+	// waited for them.
+	reaped int64
+}
+
+func takeCPUSnapshot() cpuSnapshot {
+	snap := cpuSnapshot{procs: map[int]procCPU{}}
+	if data, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(data), "\n")
+		f := strings.Fields(line)
+		// cpu user nice system idle iowait irq softirq steal ...
+		if len(f) >= 9 && f[0] == "cpu" {
+			var n [9]int64
+			for i := 1; i <= 8; i++ {
+				n[i], _ = strconv.ParseInt(f[i], 10, 64)
+			}
+			snap.busy = n[1] + n[2] + n[3] + n[6] + n[7]
+			snap.idle = n[4] + n[5]
+			snap.steal = n[8]
+			snap.total = snap.busy + snap.idle + snap.steal
+		}
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := readProcCPU(pid); ok {
+			snap.procs[pid] = p
+		}
+	}
+	return snap
+}
+
+// readProcCPU parses /proc/PID/stat. The command name in parentheses may
+// itself hold spaces and parentheses, so the fields are counted from after
+// the last ')'.
+func readProcCPU(pid int) (procCPU, bool) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return procCPU{}, false
 	}
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return procCPU{}, false
 	}
+	// f[0] is field 3 (state): ppid is field 4, utime..cstime 14..17.
 	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
+	if len(f) < 15 {
+		return procCPU{}, false
+	}
+	var n [5]int64
+	for k, idx := range []int{1, 11, 12, 13, 14} {
+		if n[k], err = strconv.ParseInt(f[idx], 10, 64); err != nil {
+			return procCPU{}, false
+		}
+	}
+	return procCPU{ppid: int(n[0]), own: n[1] + n[2], reaped: n[3] + n[4]}, true
+}
+
+// ownCPU is the ticks pid itself used between a and b.
+func ownCPU(a, b cpuSnapshot, pid int) int64 {
+	pb, ok := b.procs[pid]
+	if !ok {
 		return 0
 	}
-	var utime, stime int64
-	fmt.Sscan(f[11], &utime)
-	fmt.Sscan(f[12], &stime)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return pb.own - a.procs[pid].own
+}
+
+// childrenCPU is the ticks parent's child processes used between a and b:
+// those alive at b count from their state at a (or from zero if they
+// started since); those that exited in between reached the parent's
+// reaped counter with their whole lifetime, of which the part before a is
+// taken off again.
+func childrenCPU(a, b cpuSnapshot, parent int) int64 {
+	var t int64
+	for pid, p := range b.procs {
+		if p.ppid != parent {
+			continue
+		}
+		t += p.own
+		if old, ok := a.procs[pid]; ok && old.ppid == parent {
+			t -= old.own
+		}
+	}
+	t += b.procs[parent].reaped - a.procs[parent].reaped
+	for pid, p := range a.procs {
+		if p.ppid != parent {
+			continue
+		}
+		if now, ok := b.procs[pid]; !ok || now.ppid != parent {
+			t -= p.own
+		}
+	}
+	return t
+}
+
+// clockTick is the unit of the /proc CPU counters: the kernel's USER_HZ,
+// which it hands every process in its auxiliary vector as AT_CLKTCK (what
+// sysconf(_SC_CLK_TCK) returns). It is 100 on every mainstream Linux
+// build, the fallback when the vector cannot be read.
+func clockTick() time.Duration {
+	const atClkTck = 17
+	data, err := os.ReadFile("/proc/self/auxv")
+	word := strconv.IntSize / 8
+	if err == nil {
+		for i := 0; i+2*word <= len(data); i += 2 * word {
+			var key, val uint64
+			if word == 8 {
+				key, val = binary.NativeEndian.Uint64(data[i:]), binary.NativeEndian.Uint64(data[i+8:])
+			} else {
+				key, val = uint64(binary.NativeEndian.Uint32(data[i:])), uint64(binary.NativeEndian.Uint32(data[i+4:]))
+			}
+			if key == atClkTck && val > 0 && val <= uint64(time.Second) {
+				return time.Second / time.Duration(val)
+			}
+			if key == 0 {
+				break
+			}
+		}
+	}
+	return 10 * time.Millisecond
 }
 
 // machine describes where the figures come from.
