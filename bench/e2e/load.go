@@ -18,9 +18,9 @@ import (
 // connection, sending the next GET as soon as the previous answer is read
 // in full. It writes a fixed request and parses just enough of the answer
 // (status, Content-Length or chunked, Connection: close), because it shares
-// the machine with what it measures: Go's http.Client cost about 100 µs of
-// CPU per request here, a quarter of everything the pooled-renderer scenario
-// spent, which lowered every scenario's req/s by CPU the product never
+// the machine with what it measures: Go's http.Client cost 20–30 µs more
+// CPU per request here, a quarter of what the direct nginx scenario spends
+// in all, CPU that every scenario's req/s paid for and the product never
 // uses. wrk or ab do the same; this keeps the harness free of extra
 // packages.
 func rawLoad(addr, path string, conc int, d time.Duration, maxReqs int64) result {

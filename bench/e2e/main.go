@@ -54,7 +54,7 @@ func main() {
 	renderers := flag.Int("renderers", 2, "pooled node renderers in the bridge (min = max)")
 	fcgiwrapChildren := flag.Int("fcgiwrap-children", 0, "fcgiwrap worker processes (0: same as -c)")
 	only := flag.String("scenarios", "render,cgi,pass,direct,hop", "comma-separated scenarios to run (for profiling one); a ratio is printed when both its scenarios ran")
-	client := flag.String("client", "raw", "load generator: raw (a minimal HTTP/1.1 loop, the default) or net/http (Go's client, about 100 µs more CPU per request on the same CPUs)")
+	client := flag.String("client", "raw", "load generator: raw (a minimal HTTP/1.1 loop, the default) or net/http (Go's client, 20–30 µs more CPU per request on the same CPUs)")
 	rounds := flag.Int("rounds", 3, "interleave the scenarios in this many rounds of duration/rounds each, so a change in the machine's background load hits all of them alike")
 	flag.Parse()
 	switch *client {
