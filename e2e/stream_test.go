@@ -156,10 +156,10 @@ func TestLargeRequestBodyThroughStreamingTransform(t *testing.T) {
 				s = peers.StartLighttpd(t, peers.LighttpdConfig{FastCGI: d.upstream()})
 			case "nginx":
 				s = peers.StartNginx(t, peers.NginxConfig{FastCGI: d.upstream(), KeepConn: true, ReadTimeout: "5s"})
-				// Shown only when it fails.
-				t.Logf("nginx is half duplex towards FastCGI: it stops sending the request body once the response began. " +
-					"The body source (source/builtin.go, bodySource.Fetch) hands the live STDIN to the transform; " +
-					"it must take the whole body first (spool beyond a memory limit) for nginx.")
+				// Shown only when it fails (or with -v).
+				t.Logf("if this fails: nginx is half duplex towards FastCGI, it stops sending the request body once the response began, " +
+					"so the body source (source/builtin.go, bodySource.Fetch) must take the whole body first (spooling beyond a memory limit) " +
+					"instead of handing the live STDIN to the transform")
 			}
 			took := roundTrip(t, "POST", s.URL("/echo"), pseudoRandom(size), size, want)
 			rss := peakRSS(d.cmd.Process.Pid)
