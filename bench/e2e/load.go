@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http/httputil"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -25,62 +23,37 @@ import (
 // packages.
 func rawLoad(addr, path string, conc int, d time.Duration, maxReqs int64) result {
 	req := []byte(fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fcgi-bridge-bench\r\nAccept: */*\r\n\r\n", path, addr))
-	var sent, ok, errs atomic.Int64
-	var firstErr atomic.Value
-	lats := make([][]time.Duration, conc)
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range conc {
-		wg.Go(func() {
-			var c net.Conn
-			var br *bufio.Reader
-			defer func() {
-				if c != nil {
-					c.Close()
-				}
-			}()
-			for time.Now().Before(deadline) && sent.Add(1) <= maxReqs {
-				t0 := time.Now()
-				if c == nil {
-					var err error
-					if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
-						c = nil
-						errs.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-						time.Sleep(10 * time.Millisecond)
-						continue
-					}
-					br = bufio.NewReaderSize(c, 32<<10)
-				}
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				status, keep, err := exchangeRaw(c, br, req)
-				if err == nil && status != 200 {
-					err = fmt.Errorf("status %d", status)
-				}
-				if err != nil || !keep {
-					c.Close()
+	return drive(conc, d, maxReqs, func() (func() error, func()) {
+		var c net.Conn
+		var br *bufio.Reader
+		do := func() error {
+			if c == nil {
+				var err error
+				if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
 					c = nil
+					time.Sleep(10 * time.Millisecond)
+					return err
 				}
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				ok.Add(1)
-				lats[w] = append(lats[w], time.Since(t0))
+				br = bufio.NewReaderSize(c, 32<<10)
 			}
-		})
-	}
-	wg.Wait()
-	r := result{ok: ok.Load(), errors: errs.Load(), elapsed: time.Since(start)}
-	if v, _ := firstErr.Load().(string); v != "" {
-		r.firstErr = v
-	}
-	for _, l := range lats {
-		r.lat = append(r.lat, l...)
-	}
-	return r
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			status, keep, err := exchangeRaw(c, br, req)
+			if err == nil && status != 200 {
+				err = fmt.Errorf("status %d", status)
+			}
+			if err != nil || !keep {
+				c.Close()
+				c = nil
+			}
+			return err
+		}
+		stop := func() {
+			if c != nil {
+				c.Close()
+			}
+		}
+		return do, stop
+	})
 }
 
 // exchangeRaw sends req and reads one whole answer; keep reports whether the

@@ -664,43 +664,55 @@ func (r result) pct(p int) time.Duration {
 // generate is the load generator the scenarios run with (-client).
 var generate = rawLoad
 
-// load runs conc keep-alive clients against url for d (or until maxReqs
-// requests), each sending its next request when the previous answer is
-// read in full.
+// load runs conc keep-alive clients on Go's http.Client against url for d
+// (or until maxReqs requests), each sending its next request when the
+// previous answer is read in full.
 func load(url string, conc int, d time.Duration, maxReqs int64) result {
 	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, DisableCompression: true, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return drive(conc, d, maxReqs, func() (func() error, func()) {
+		buf := make([]byte, 32<<10)
+		return func() error {
+			resp, err := client.Get(url)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			for {
+				if _, err := resp.Body.Read(buf); err != nil {
+					if err != io.EOF {
+						return err
+					}
+					break
+				}
+			}
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}, func() {}
+	})
+}
+
+// drive runs conc workers for d (or until maxReqs requests in all), each
+// calling its own do for one request after another, and tallies the
+// answers: do returns nil for a complete 200. newWorker gives a worker its
+// do and what to run when it stops.
+func drive(conc int, d time.Duration, maxReqs int64, newWorker func() (do func() error, stop func())) result {
 	var sent, ok, errs atomic.Int64
 	var firstErr atomic.Value
 	lats := make([][]time.Duration, conc)
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			buf := make([]byte, 32<<10)
+	for w := range conc {
+		wg.Go(func() {
+			do, stop := newWorker()
+			defer stop()
 			for time.Now().Before(deadline) && sent.Add(1) <= maxReqs {
 				t0 := time.Now()
-				resp, err := client.Get(url)
-				if err == nil {
-					for {
-						_, rerr := resp.Body.Read(buf)
-						if rerr != nil {
-							if rerr != io.EOF {
-								err = rerr
-							}
-							break
-						}
-					}
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
+				if err := do(); err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
@@ -708,7 +720,7 @@ func load(url string, conc int, d time.Duration, maxReqs int64) result {
 				ok.Add(1)
 				lats[w] = append(lats[w], time.Since(t0))
 			}
-		}(w)
+		})
 	}
 	wg.Wait()
 	r := result{ok: ok.Load(), errors: errs.Load(), elapsed: time.Since(start)}
