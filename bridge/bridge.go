@@ -19,6 +19,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
@@ -209,6 +210,12 @@ func (b *Bridge) buildTransform(t *conf.Transform) (filter.Transform, error) {
 	}
 	logger := b.log.With("transform", t.Name)
 	if t.Kind == conf.KindOneShot {
+		var cred *syscall.Credential
+		if t.User != "" || t.Group != "" {
+			if cred, err = pool.Credential(t.User, t.Group); err != nil {
+				return nil, fmt.Errorf("transform %q: %w", t.Name, err)
+			}
+		}
 		ot, err := filter.NewOneShot(filter.OneShotConfig{
 			Name:        t.Name,
 			Args:        append(argv, t.Args...),
@@ -217,6 +224,7 @@ func (b *Bridge) buildTransform(t *conf.Transform) (filter.Transform, error) {
 			Timeout:     t.Timeout.Std(),
 			Env:         append(env, passEnv(t.PassEnv)...),
 			Dir:         t.Dir,
+			Credential:  cred,
 			Logger:      logger,
 		})
 		if err != nil {

@@ -123,8 +123,9 @@ func defaultTransform() Transform {
 		IdleTimeout: Duration(5 * time.Minute),
 		// After SIGTERM a process gets 5 s to exit before SIGKILL.
 		KillGrace: Duration(5 * time.Second),
-		// Binary bodies are the common one-shot case (image conversion);
-		// claim nothing more specific than the truth.
+		// Empty keeps the input's Content-Type: right for commands that
+		// rewrite content of one kind; a converter (JPEG in, PNG out) names
+		// its output type.
 		ContentType: "",
 	}
 }

@@ -42,6 +42,9 @@ type OneShotConfig struct {
 	// Env is the whole environment of the process (nil: empty).
 	Env []string
 	Dir string
+	// Credential runs each process under another identity (see
+	// pool.Credential); nil keeps the bridge's.
+	Credential *syscall.Credential
 	// Logger receives the process's stderr lines; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -224,7 +227,7 @@ func (t *oneShot) start(ctx context.Context, args []string, in *Message) (*oneSh
 		Stdin: inR, Stdout: outW, Stderr: errW,
 		// Its own group, so that a kill reaches its helpers too; SIGKILL
 		// when the bridge dies, so nothing is orphaned.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: t.cfg.Credential},
 	}
 	err := cmd.Start()
 	inR.Close()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,4 +208,21 @@ func TestOneShotNoOrphans(t *testing.T) {
 	require.Eventually(t, func() bool { return len(processGroup(e.Pid)) == 0 }, 3*time.Second, 20*time.Millisecond,
 		"processes left in group %d: %v", e.Pid, processGroup(e.Pid))
 	leaks.check(t)
+}
+
+// A one-shot transform with a credential runs each process under it.
+func TestOneShotCredential(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching to another user needs root")
+	}
+	ids, err := NewOneShot(OneShotConfig{
+		Name:       "id",
+		Args:       []string{"sh", "-c", `echo "$(id -u) $(id -g) $(id -G)"`},
+		Env:        []string{"PATH=/usr/bin:/bin"},
+		Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}},
+	})
+	require.NoError(t, err)
+	_, body, err := roundTrip(t, ids, textMessage(""), nil)
+	require.NoError(t, err)
+	require.Equal(t, "65534 65534 65534\n", body, "uid gid groups")
 }

@@ -158,7 +158,8 @@ func checkExposure(spec, host string, allow *AllowList, force bool) error {
 	}
 	return fmt.Errorf("listen %s: refusing to accept FastCGI on %s without an allow list: "+
 		"anyone who can reach the port could run requests through the bridge; "+
-		"bind to 127.0.0.1, use a unix socket, list the web servers' addresses in allow, or set force_exposed", spec, shown)
+		"bind to 127.0.0.1, use a unix socket, or list the web servers' addresses in allow "+
+		"(allow = [\"0.0.0.0/0\", \"::/0\"] accepts anyone: only behind a firewall)", spec, shown)
 }
 
 func isLoopbackHost(host string) bool {

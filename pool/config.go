@@ -137,7 +137,7 @@ func (c *Config) launch() (*launch, error) {
 	l := &launch{argv: c.Command, dir: c.Dir, env: buildEnv(c.Env, c.PassEnv)}
 	l.path, l.pathErr = resolveProgram(c.Command[0], c.Dir)
 	if c.User != "" || c.Group != "" {
-		cred, err := credential(c.User, c.Group)
+		cred, err := Credential(c.User, c.Group)
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", c.Name, err)
 		}
@@ -191,7 +191,11 @@ func resolveProgram(name, dir string) (string, error) {
 	}
 }
 
-func credential(userName, groupName string) (*syscall.Credential, error) {
+// Credential resolves a user and a group (names or ids; either may be "")
+// to the identity a child process runs under: the user's uid and primary
+// group, the group replacing that group when given, and no supplementary
+// groups. It fails unless the bridge runs as root.
+func Credential(userName, groupName string) (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("user %q / group %q need the bridge to run as root (it runs as uid %d)", userName, groupName, os.Geteuid())
 	}
