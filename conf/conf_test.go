@@ -3,6 +3,7 @@ package conf
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -397,4 +398,36 @@ request_buffering = false
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), bad.want)
 	}
+}
+
+// A value of the wrong type stops the decoding of its table: the keys after
+// it must not come back as unknown, nor the values they set as missing,
+// while problems elsewhere are still all reported.
+func TestTypeErrorReportedAlone(t *testing.T) {
+	_, err := Parse("t.toml", []byte(`[transform.x]
+timeout = 30
+command = ["cat"]
+max = 2
+
+[transform.y]
+command = ["cat"]
+colour = 1
+
+[[route]]
+name = "a"
+keep_input = "lots"
+transform = ["x"]
+fail = "open"
+
+[[route]]
+name = "b"
+transform = ["y"]
+`))
+	var es Errors
+	require.True(t, errors.As(err, &es), "%v", err)
+	var got []string
+	for _, e := range es {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Key))
+	}
+	require.Equal(t, []string{"2 transform.x.timeout", "8 transform.y.colour", "12 route.0.keep_input"}, got, "%v", err)
 }

@@ -112,8 +112,28 @@ func Parse(name string, data []byte) (*Config, error) {
 		File:      name,
 	}
 	var errs Errors
+	// A table whose decoding failed stopped at the bad key: the keys after
+	// it read as undecoded and its values as defaults. Only the decoding
+	// error is reported for it, not unknown keys or missing values that
+	// are neither.
+	var failed []string
 	fail := func(key string, err error) {
-		errs = append(errs, tomlError(name, lines, err, key))
+		e := tomlError(name, lines, err, key)
+		// The decoder names an array element's key without its index
+		// ("route.keep_input"); say which element, as validation does.
+		if arr, _, ok := strings.Cut(key, "."); ok && strings.HasPrefix(e.Key, arr+".") && !strings.HasPrefix(e.Key, key+".") {
+			e.Key = key + strings.TrimPrefix(e.Key, arr)
+		}
+		errs = append(errs, e)
+		failed = append(failed, key)
+	}
+	under := func(key string, prefixes ...string) bool {
+		for _, p := range prefixes {
+			if key == p || strings.HasPrefix(key, p+".") {
+				return true
+			}
+		}
+		return false
 	}
 	for i, p := range raw.Listen {
 		l := defaultListener()
@@ -145,9 +165,21 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		c.Route = append(c.Route, &r)
 	}
+	// Undecoded keys of [[listen]] and [[route]] carry no index, so a failed
+	// element silences them for every element of its array.
+	skipUndecoded := make([]string, 0, len(failed))
+	for _, f := range failed {
+		if arr, _, ok := strings.Cut(f, "."); ok && (arr == "listen" || arr == "route") {
+			f = arr
+		}
+		skipUndecoded = append(skipUndecoded, f)
+	}
 	seen := map[string]int{}
 	for _, k := range md.Undecoded() {
 		ks := k.String()
+		if under(ks, skipUndecoded...) {
+			continue
+		}
 		// Tables that only hold other keys are reported through those keys.
 		if md.Type(k...) == "Hash" || md.Type(k...) == "ArrayHash" {
 			continue
@@ -169,7 +201,11 @@ func Parse(name string, data []byte) (*Config, error) {
 			r.Name = fmt.Sprintf("route%d", i+1)
 		}
 	}
-	errs = append(errs, c.validate(lines)...)
+	for _, e := range c.validate(lines) {
+		if !under(e.Key, failed...) {
+			errs = append(errs, e)
+		}
+	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 		return nil, errs
