@@ -164,6 +164,9 @@ func TestErrors(t *testing.T) {
 		{"bad http url", "[upstream.u]\nkind = \"http\"\nurl = \"localhost:80\"\n[[route]]\nsource = \"u\"\n", []string{"t.toml:3: upstream.u.url"}},
 		{"relative root", "[upstream.u]\nkind = \"file\"\nroot = \"www\"\n[[route]]\nsource = \"u\"\n", []string{"t.toml:3: upstream.u.root"}},
 		{"reserved upstream name", "[upstream.body]\nkind = \"body\"\n[[route]]\n", []string{"t.toml:1: upstream.body"}},
+		{"zero server timeout", "[server]\nwrite_timeout = \"0s\"\n" + minimal, []string{"t.toml:2: server.write_timeout: must be above zero"}},
+		{"zero kill grace", "[transform.t]\ncommand=[\"cat\"]\nkill_grace = \"0s\"\n[[route]]\n", []string{"t.toml:3: transform.t.kill_grace: must be above zero"}},
+		{"no idle conns with keepalive", "[upstream.u]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nmax_idle_conns = 0\n[[route]]\nsource = \"u\"\n", []string{"t.toml:4: upstream.u.max_idle_conns: must be at least 1"}},
 		{"multiline array keeps lines", "[transform.t]\ncommand = [\n  \"cat\",\n  \"x = 1\",\n]\nbad = 1\n[[route]]\n", []string{"t.toml:6: transform.t.bad: unknown key"}},
 	}
 	for _, tt := range tests {

@@ -56,6 +56,20 @@ func (c *Config) validate(lines *keyLines) Errors {
 			bad("server."+f.key, "must be at least 1, got %d", f.v)
 		}
 	}
+	// These cannot be switched off: each bounds what a peer or a transform
+	// may hold, and the code below them has no "never" case.
+	for _, f := range []struct {
+		key string
+		v   Duration
+	}{
+		{"params_timeout", s.ParamsTimeout}, {"input_idle_timeout", s.InputIdleTimeout},
+		{"write_timeout", s.WriteTimeout}, {"keepalive_idle_timeout", s.KeepAliveIdleTimeout},
+		{"linger_timeout", s.LingerTimeout}, {"shutdown_timeout", s.ShutdownTimeout},
+	} {
+		if f.v <= 0 {
+			bad("server."+f.key, "must be above zero (it cannot be switched off), got %q", f.v.Std().String())
+		}
+	}
 	if s.MaxBody < 1 {
 		bad("server.max_body", "must be at least 1, got %d", s.MaxBody)
 	}
@@ -120,6 +134,14 @@ func (c *Config) validateTransform(t *Transform, k string, bad func(string, stri
 	case KindPooled:
 		if t.Max < 1 {
 			bad(k+".max", "must be at least 1, got %d", t.Max)
+		}
+		for _, f := range []struct {
+			key string
+			v   Duration
+		}{{"queue_timeout", t.QueueTimeout}, {"start_timeout", t.StartTimeout}, {"kill_grace", t.KillGrace}} {
+			if f.v <= 0 {
+				bad(k+"."+f.key, "must be above zero, got %q", f.v.Std().String())
+			}
 		}
 		if t.Min < 0 || t.Min > t.Max {
 			bad(k+".min", "must be between 0 and max (%d), got %d", t.Max, t.Min)
@@ -209,6 +231,15 @@ func validateUpstream(u *Upstream, k string, bad func(string, string, ...any)) {
 	if u.ContentType != "" {
 		if _, _, err := mime.ParseMediaType(u.ContentType); err != nil {
 			bad(k+".content_type", "invalid media type %q", u.ContentType)
+		}
+	}
+	if u.Kind == UpstreamHTTP || u.Kind == UpstreamFastCGI {
+		// With keepalive off nothing is kept, so these do not matter.
+		if u.KeepAlive && u.MaxIdleConns < 1 {
+			bad(k+".max_idle_conns", "must be at least 1 (keepalive = false keeps no connection), got %d", u.MaxIdleConns)
+		}
+		if u.KeepAlive && u.IdleConnTimeout <= 0 {
+			bad(k+".idle_conn_timeout", "must be above zero, got %q", u.IdleConnTimeout.Std().String())
 		}
 	}
 	if u.MaxIdleConns < 0 {

@@ -101,7 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVarP(&o.test, "test", "t", false, "check the configuration and exit: 0 when valid, 1 with FILE:LINE: problem")
 	fs.BoolVarP(&o.dump, "dump", "T", false, "print the effective configuration (defaults filled in) and exit")
 	fs.StringArrayVar(&o.listen, "listen", nil, "listen on `SPEC`: tcp:HOST:PORT, unix:PATH or systemd:NAME; repeatable; replaces the configured listeners")
-	fs.StringVar(&o.upstream, "upstream", "", "quick mode content source `URL`: http://HOST/..., fcgi://unix:/PATH, fcgi://HOST:PORT or file:/ROOT")
+	fs.StringVar(&o.upstream, "upstream", "", "quick mode content source `URL`: http://HOST/..., https://HOST/..., fcgi://unix:/PATH, fcgi://HOST:PORT or file:/ROOT")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 0, "how long TERM waits for requests in flight (overrides server.shutdown_timeout)")
