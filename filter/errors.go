@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/fcgi-bridge/fcgi-bridge/pool"
 )
 
 // Kind says what went wrong in an exchange, which decides the status the
@@ -89,11 +91,9 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		b.WriteString(": " + e.Err.Error())
 	}
-	if len(e.StderrTail) > 0 {
-		tail := e.StderrTail
-		if len(tail) > 3 {
-			tail = tail[len(tail)-3:]
-		}
+	// A start failure's message quotes the stderr already.
+	var se *pool.StartError
+	if tail := pool.StderrSummary(e.StderrTail); len(tail) > 0 && !errors.As(e.Err, &se) {
 		fmt.Fprintf(&b, "; its stderr ended with %q", strings.Join(tail, " | "))
 	}
 	return b.String()

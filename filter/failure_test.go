@@ -180,3 +180,15 @@ func TestCloseEarly(t *testing.T) {
 	closePool(t, p)
 	leaks.check(t)
 }
+
+// A transform that cannot start is described once: the pool's message
+// quotes the stderr lines that name the cause, and the transform's error
+// does not quote them again.
+func TestStartErrorQuotesCauseOnce(t *testing.T) {
+	se := &pool.StartError{Pool: "render", Path: "/usr/bin/node", Err: errors.New("exited right after start"),
+		Stderr: []string{"Error: Cannot find module '/srv/render.js'", "  at x", "  at y", "  at z", "Node.js v20.20.2"}}
+	e := &Error{Transform: "render", Kind: Start, Err: se, StderrTail: se.Stderr}
+	msg := e.Error()
+	require.Equal(t, 1, strings.Count(msg, "Cannot find module"), msg)
+	require.NotContains(t, msg, "its stderr ended with", msg)
+}

@@ -51,11 +51,7 @@ func (e *StartError) Error() string {
 	if e.Exit != "" {
 		fmt.Fprintf(&b, " (%s)", e.Exit)
 	}
-	if len(e.Stderr) > 0 {
-		tail := e.Stderr
-		if len(tail) > 3 {
-			tail = tail[len(tail)-3:]
-		}
+	if tail := StderrSummary(e.Stderr); len(tail) > 0 {
 		b.WriteString(", stderr: ")
 		for i, l := range tail {
 			if i > 0 {
@@ -91,4 +87,43 @@ func (e *StartError) hint() string {
 		return "run the command by hand to see why"
 	}
 	return ""
+}
+
+// StderrSummary picks the stderr lines an error message quotes: the last
+// three that are not blank, and before them, when it is not among them,
+// the first line that names an error. Runtimes print the cause first and
+// then a stack trace and a banner (node ends with its version), so the
+// last lines alone rarely say what went wrong.
+func StderrSummary(lines []string) []string {
+	var kept []string
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) <= 3 {
+		return kept
+	}
+	last := kept[len(kept)-3:]
+	for i, l := range kept[:len(kept)-3] {
+		if namesError(l) {
+			out := []string{l}
+			if i < len(kept)-4 {
+				out = append(out, "…")
+			}
+			return append(out, last...)
+		}
+	}
+	return last
+}
+
+// namesError reports a line that looks like a runtime's statement of a
+// failure: "Error: …", "panic: …", "Fatal …", "KeyError: …".
+func namesError(l string) bool {
+	for _, w := range []string{"rror", "xception", "panic", "fatal", "Fatal", "FATAL"} {
+		if strings.Contains(l, w) {
+			return true
+		}
+	}
+	return false
 }
