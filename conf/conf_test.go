@@ -425,6 +425,7 @@ fail = "open"
 [[route]]
 name = "b"
 transform = ["y"]
+colour = 2
 `))
 	var es Errors
 	require.True(t, errors.As(err, &es), "%v", err)
@@ -432,5 +433,22 @@ transform = ["y"]
 	for _, e := range es {
 		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Key))
 	}
-	require.Equal(t, []string{"2 transform.x.timeout", "8 transform.y.colour", "12 route.0.keep_input"}, got, "%v", err)
+	require.Equal(t, []string{"2 transform.x.timeout", "8 transform.y.colour", "12 route.0.keep_input", "19 route.colour"}, got, "%v", err)
+}
+
+func TestKnownKey(t *testing.T) {
+	for key, want := range map[string]bool{
+		"route.transform":          true,
+		"route.header.match":       true,
+		"route.colour":             false,
+		"route.header.nme":         false,
+		"transform.x.env.NODE_ENV": true,
+		"transform.x.max":          true,
+		"transform.x.maxx":         false,
+		"upstream.u.params.SCRIPT": true,
+		"listen.allow":             true,
+		"server.max_conns":         false, // not an array or named table
+	} {
+		assert.Equal(t, want, knownKey(key), key)
+	}
 }

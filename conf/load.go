@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -166,7 +167,8 @@ func Parse(name string, data []byte) (*Config, error) {
 		c.Route = append(c.Route, &r)
 	}
 	// Undecoded keys of [[listen]] and [[route]] carry no index, so a failed
-	// element silences them for every element of its array.
+	// element silences the known keys of every element of its array; an
+	// unknown key is reported wherever it is.
 	skipUndecoded := make([]string, 0, len(failed))
 	for _, f := range failed {
 		if arr, _, ok := strings.Cut(f, "."); ok && (arr == "listen" || arr == "route") {
@@ -177,7 +179,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	seen := map[string]int{}
 	for _, k := range md.Undecoded() {
 		ks := k.String()
-		if under(ks, skipUndecoded...) {
+		if under(ks, skipUndecoded...) && knownKey(ks) {
 			continue
 		}
 		// Tables that only hold other keys are reported through those keys.
@@ -243,4 +245,47 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// knownKey reports whether the dotted key names a field of the
+// configuration ("route.transform", "transform.x.env.NODE_ENV"), as opposed
+// to a misspelt one.
+func knownKey(key string) bool {
+	parts := strings.Split(key, ".")
+	var t reflect.Type
+	switch {
+	case parts[0] == "listen":
+		t, parts = reflect.TypeFor[Listener](), parts[1:]
+	case parts[0] == "route":
+		t, parts = reflect.TypeFor[Route](), parts[1:]
+	case parts[0] == "transform" && len(parts) > 1:
+		t, parts = reflect.TypeFor[Transform](), parts[2:]
+	case parts[0] == "upstream" && len(parts) > 1:
+		t, parts = reflect.TypeFor[Upstream](), parts[2:]
+	default:
+		return false
+	}
+	for _, p := range parts {
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() == reflect.Map {
+			t = t.Elem() // p is a name chosen by the user
+			continue
+		}
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		found := false
+		for i := range t.NumField() {
+			if f := t.Field(i); strings.Split(f.Tag.Get("toml"), ",")[0] == p {
+				t, found = f.Type, true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }

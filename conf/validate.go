@@ -152,9 +152,6 @@ func (c *Config) validateTransform(t *Transform, k string, bad func(string, stri
 		if t.MaxRequests < 0 {
 			bad(k+".max_requests", "must not be negative (0 = never recycle), got %d", t.MaxRequests)
 		}
-		if t.StartTimeout == 0 {
-			bad(k+".start_timeout", "must be above zero")
-		}
 		if len(t.Args) > 0 || len(t.Vars) > 0 {
 			bad(k+".args", "args and vars apply to kind = \"oneshot\"; a pooled process gets the request in its input")
 		}
@@ -238,8 +235,13 @@ func validateUpstream(u *Upstream, k string, bad func(string, string, ...any)) {
 		if u.KeepAlive && u.MaxIdleConns < 1 {
 			bad(k+".max_idle_conns", "must be at least 1 (keepalive = false keeps no connection), got %d", u.MaxIdleConns)
 		}
-		if u.KeepAlive && u.IdleConnTimeout <= 0 {
-			bad(k+".idle_conn_timeout", "must be above zero, got %q", u.IdleConnTimeout.Std().String())
+		// http keeps an idle connection until the upstream closes it when
+		// this is 0; the FastCGI client has no such mode.
+		if u.Kind == UpstreamFastCGI && u.KeepAlive && u.IdleConnTimeout <= 0 {
+			bad(k+".idle_conn_timeout", "must be above zero for a fastcgi upstream, got %q", u.IdleConnTimeout.Std().String())
+		}
+		if u.IdleConnTimeout < 0 {
+			bad(k+".idle_conn_timeout", "must not be negative")
 		}
 	}
 	if u.MaxIdleConns < 0 {

@@ -91,8 +91,6 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil { // nginx's workers run as nobody under root
 		t.Fatal(err)
 	}
-	bridgePort, nginxPort := testenv.FreePort(t), testenv.FreePort(t)
-	w := readWalkthrough(t, dir, bridgePort, nginxPort)
 
 	run := func(step, script string) string {
 		t.Helper()
@@ -127,8 +125,12 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	}
 
-	// 1. Build, make content.
-	run("step 1", w.blocks[0])
+	// 1. Build, make content. The ports are chosen after the build, which
+	// takes a while under a loaded CI: a port found free long before it is
+	// bound may have been taken meanwhile.
+	run("step 1", readWalkthrough(t, dir, 0, 0).blocks[0])
+	bridgePort, nginxPort := testenv.FreePort(t), testenv.FreePort(t)
+	w := readWalkthrough(t, dir, bridgePort, nginxPort)
 
 	// 2. Quick mode, in its own terminal.
 	quick := runDaemon(t, bash, "-c", "exec "+strings.TrimSpace(w.blocks[1]))

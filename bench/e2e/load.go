@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -130,9 +129,6 @@ func exchangeRaw(c net.Conn, br *bufio.Reader, req []byte) (status int, keep boo
 				break
 			}
 		}
-	}
-	if n == 0 && status == 200 {
-		return status, keep, errors.New("empty body")
 	}
 	return status, keep, nil
 }

@@ -206,6 +206,8 @@ func (d *daemon) reload() {
 	}
 	if lvl, err := parseLevel(cfg.Log.Level); err == nil {
 		d.logs.level.Set(lvl)
+	} else {
+		d.log.Warn("log level not changed", "err", err)
 	}
 	old := d.handler.swap(b)
 	d.cfg = cfg

@@ -246,7 +246,12 @@ func versionLine() string {
 	return fmt.Sprintf("fcgi-bridge %s (%s %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
+// parseLevel reads a log level as the configuration check accepts it: any
+// case, and "warning" for warn.
 func parseLevel(s string) (slog.Level, error) {
+	if strings.EqualFold(s, "warning") {
+		return slog.LevelWarn, nil
+	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
 		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
