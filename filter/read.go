@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
 )
 
 // Limits on a reply head. A transform that exceeds them is broken or
@@ -152,7 +154,7 @@ func parseStatusLine(line []byte) (int, string, error) {
 	var reason string
 	if len(line) > 13 {
 		reason = string(line[13:])
-		if !validValue(reason) {
+		if !field.Value(reason) {
 			return 0, "", protoErr(1, 0, "a reason phrase without control characters", line, nil)
 		}
 	}
@@ -169,12 +171,12 @@ func parseHeaderLine(line []byte, n int) (name, value string, err error) {
 		return "", "", protoErr(n, 0, want, line, nil)
 	}
 	name = string(line[:i])
-	if !validName(name) {
+	if !field.Token(name) {
 		return "", "", protoErr(n, 0, want+" whose name is a token", line, nil)
 	}
 	v := bytes.Trim(line[i+1:], " \t")
 	value = string(v)
-	if !validValue(value) {
+	if !field.Value(value) {
 		return "", "", protoErr(n, 0, want+" whose value has no control characters", line, nil)
 	}
 	return name, value, nil

@@ -3,6 +3,8 @@ package filter
 import (
 	"fmt"
 	"strings"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
 )
 
 // RequestInfo is what a transform may need to know about the request whose
@@ -69,7 +71,7 @@ func appendRequestHeaders(dst []byte, req *RequestInfo) ([]byte, error) {
 		if err != nil {
 			return
 		}
-		if !validValue(value) {
+		if !field.Value(value) {
 			err = fmt.Errorf("request %s contains a control character", name)
 			return
 		}
@@ -88,7 +90,7 @@ func appendRequestHeaders(dst []byte, req *RequestInfo) ([]byte, error) {
 		add(ReservedPrefix+"Query", req.Query)
 	}
 	for _, p := range req.Params {
-		if !validName(p.Name) {
+		if !field.Token(p.Name) {
 			return dst, fmt.Errorf("param name %q cannot be a header name", p.Name)
 		}
 		add(ReservedPrefix+"Param-"+p.Name, p.Value)
@@ -101,36 +103,4 @@ func appendField(dst []byte, name, value string) []byte {
 	dst = append(dst, ": "...)
 	dst = append(dst, value...)
 	return append(dst, "\r\n"...)
-}
-
-// validName reports whether s is an HTTP token (RFC 9110 tchar).
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTchar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-// validValue rejects control characters (tab excepted), which could end the
-// line early and let a value inject headers or a body.
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
 )
 
 // Buffers. One write buffer per exchange writer and one read buffer per
@@ -43,7 +45,7 @@ func appendHead(dst []byte, m *Message, req *RequestInfo) ([]byte, error) {
 	if reason == "" {
 		reason = "Unknown"
 	}
-	if !validValue(reason) {
+	if !field.Value(reason) {
 		return dst, fmt.Errorf("reason %q contains a control character", reason)
 	}
 	dst = append(dst, "HTTP/1.1 "...)
@@ -55,10 +57,10 @@ func appendHead(dst []byte, m *Message, req *RequestInfo) ([]byte, error) {
 		if isFraming(f.Name) || isReserved(f.Name) {
 			continue
 		}
-		if !validName(f.Name) {
+		if !field.Token(f.Name) {
 			return dst, fmt.Errorf("header name %q is not a token", f.Name)
 		}
-		if !validValue(f.Value) {
+		if !field.Value(f.Value) {
 			return dst, fmt.Errorf("header %s: value contains a control character", f.Name)
 		}
 		dst = appendField(dst, f.Name, f.Value)

@@ -8,6 +8,8 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
 )
 
 // Field is one header line, kept in order with its original case.
@@ -86,7 +88,7 @@ func ReadMessage(r *bufio.Reader) (*Message, error) {
 	if m.Status, err = strconv.Atoi(code); err != nil || m.Status < 100 {
 		return nil, fmt.Errorf("bad status code in %q", line)
 	}
-	if hasControl(reason) {
+	if !field.Value(reason) {
 		return nil, fmt.Errorf("bad reason phrase in %q", line)
 	}
 	m.Reason = reason
@@ -104,7 +106,7 @@ func ReadMessage(r *bufio.Reader) (*Message, error) {
 			return nil, fmt.Errorf("header larger than %d bytes", maxHeaderBytes)
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || name == "" || strings.ContainsAny(name, " \t") || hasControl(line) {
+		if !ok || name == "" || strings.ContainsAny(name, " \t") || !field.Value(line) {
 			return nil, fmt.Errorf("bad header line %q", line)
 		}
 		m.Header = append(m.Header, Field{name, strings.TrimSpace(value)})
@@ -149,18 +151,6 @@ func readLine(r *bufio.Reader) (string, error) {
 		return line, err
 	}
 	return strings.TrimRight(line, "\r\n"), nil
-}
-
-// hasControl reports a control character other than tab: a stray CR or NUL
-// inside a line would otherwise pass on to the next reader as a line break
-// it never saw here.
-func hasControl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 func noEOF(err error) error {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
 )
 
 // httpSource forwards the request to an HTTP upstream (the app whose output
@@ -248,7 +249,7 @@ func (s *httpSource) newH1Request(r *Request, bp *[]byte) (*h1Request, error) {
 	if method == "" {
 		method = http.MethodGet
 	}
-	if !validToken(method) {
+	if !field.Token(method) {
 		return nil, fmt.Errorf("bad method %q", truncate(method))
 	}
 	b := append((*bp)[:0], method...)
@@ -262,14 +263,14 @@ func (s *httpSource) newH1Request(r *Request, bp *[]byte) (*h1Request, error) {
 	if host == "" {
 		host = s.hostHeader
 	}
-	if !validFieldValue(host) {
+	if !field.Value(host) {
 		return nil, errors.New("bad Host")
 	}
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
 	var bad string
 	forwardFields(r, func(name, v string) {
-		if !validToken(name) || !validFieldValue(v) {
+		if !field.Token(name) || !field.Value(v) {
 			bad = name
 			return
 		}

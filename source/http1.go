@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
 )
 
 // h1Client speaks HTTP/1.1 to a plain-http upstream on the calling
@@ -781,7 +782,7 @@ func (h *responseHead) parseFields(block string) error {
 			break
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || !validToken(name) {
+		if !ok || !field.Token(name) {
 			return fmt.Errorf("malformed header line %q", truncate(line))
 		}
 		name = textproto.CanonicalMIMEHeaderKey(name)
@@ -897,35 +898,6 @@ func containsName(names []string, n string) bool {
 		}
 	}
 	return false
-}
-
-// validToken reports whether s is an RFC 9110 token, as a field name must be.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
-// validFieldValue reports whether v can be sent as a field value: no
-// control characters but tab (CR or LF would end the field early and split
-// the request), as net/http checks.
-func validFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 func truncate(s string) string {

@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
+
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 )
 
@@ -427,7 +429,7 @@ func FuzzResponseHead(f *testing.F) {
 			t.Fatalf("both chunked and length %d", h.length)
 		}
 		for _, fl := range h.header {
-			if !validToken(fl.Name) || hopByHop[fl.Name] || strings.ContainsAny(fl.Value, "\r\n") {
+			if !field.Token(fl.Name) || hopByHop[fl.Name] || strings.ContainsAny(fl.Value, "\r\n") {
 				t.Fatalf("field %q: %q passed on", fl.Name, fl.Value)
 			}
 		}
