@@ -750,6 +750,9 @@ func (h *responseHead) parseStatus(line string) error {
 	if err != nil || len(code) != 3 || n < 100 {
 		return fmt.Errorf("malformed status code in %q", truncate(line))
 	}
+	if !field.Value(reason) {
+		return fmt.Errorf("control character in status line %q", truncate(line))
+	}
 	h.status = n
 	h.reason = ""
 	if reason != "" && reason != http.StatusText(n) {
@@ -787,6 +790,11 @@ func (h *responseHead) parseFields(block string) error {
 		}
 		name = textproto.CanonicalMIMEHeaderKey(name)
 		value = strings.Trim(value, " \t")
+		if !field.Value(value) {
+			// A bare CR would be a line break to the next reader of the
+			// head; net/http refuses these too.
+			return fmt.Errorf("control character in header %s", name)
+		}
 		switch name {
 		case "Content-Length":
 			n, ok := parseDigits(value)
