@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -450,5 +451,26 @@ func TestKnownKey(t *testing.T) {
 		"server.max_conns":         false, // not an array or named table
 	} {
 		assert.Equal(t, want, knownKey(key), key)
+	}
+}
+
+// ParseLevel is what both the check and the daemon use: each spelling the
+// check passes maps to a level, and nothing else passes.
+func TestParseLevel(t *testing.T) {
+	for in, want := range map[string]slog.Level{
+		"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "warn": slog.LevelWarn,
+		"warning": slog.LevelWarn, "Warning": slog.LevelWarn, "error": slog.LevelError,
+	} {
+		got, err := ParseLevel(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+		_, err = Parse("t.toml", []byte("[log]\nlevel = \""+in+"\"\n"+minimal))
+		assert.NoError(t, err, in)
+	}
+	for _, in := range []string{"loud", "", "info+2"} {
+		_, err := ParseLevel(in)
+		assert.Error(t, err, in)
+		_, err = Parse("t.toml", []byte("[log]\nlevel = \""+in+"\"\n"+minimal))
+		assert.ErrorContains(t, err, "log.level", in)
 	}
 }

@@ -11,7 +11,10 @@
 package conf
 
 import (
+	"fmt"
+	"log/slog"
 	"regexp"
+	"strings"
 )
 
 // Config is the whole configuration. Treat it as read-only once returned.
@@ -68,6 +71,23 @@ type Server struct {
 	SpoolDir    string `toml:"spool_dir"`
 	SpoolMemory Size   `toml:"spool_memory"`
 	MaxBody     Size   `toml:"max_body"`
+}
+
+// ParseLevel reads a log level: debug, info, warn (or warning) or error, in
+// any case. The configuration check and the daemon both use it, so a level
+// the check passes always starts the daemon.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
 }
 
 // Log configures log/slog output.

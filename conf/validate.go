@@ -80,9 +80,7 @@ func (c *Config) validate(lines *keyLines) Errors {
 		bad("server.input_buffer", "must be at least 1KiB so a record header and a little content fit")
 	}
 
-	switch strings.ToLower(c.Log.Level) {
-	case "debug", "info", "warn", "warning", "error":
-	default:
+	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
 	switch c.Log.Format {

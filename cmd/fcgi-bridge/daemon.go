@@ -204,10 +204,8 @@ func (d *daemon) reload() {
 	if cfg.Log.Format != d.cfg.Log.Format || cfg.Log.File != d.cfg.Log.File {
 		d.log.Warn("log format and file take effect on restart; the level was applied")
 	}
-	if lvl, err := parseLevel(cfg.Log.Level); err == nil {
+	if lvl, err := conf.ParseLevel(cfg.Log.Level); err == nil { // checked by Load
 		d.logs.level.Set(lvl)
-	} else {
-		d.log.Warn("log level not changed", "err", err)
 	}
 	old := d.handler.swap(b)
 	d.cfg = cfg

@@ -18,7 +18,7 @@ type logOutput struct {
 }
 
 func newLogger(c conf.Log, stderr io.Writer) (*slog.Logger, *logOutput, error) {
-	lvl, err := parseLevel(c.Level)
+	lvl, err := conf.ParseLevel(c.Level)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -135,7 +134,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 	}
 	if o.logLevel != "" {
-		if _, err := parseLevel(o.logLevel); err != nil {
+		if _, err := conf.ParseLevel(o.logLevel); err != nil {
 			return nil, fmt.Errorf("--log-level: %w", err)
 		}
 	}
@@ -244,19 +243,6 @@ func versionLine() string {
 		v = bi.Main.Version
 	}
 	return fmt.Sprintf("fcgi-bridge %s (%s %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
-
-// parseLevel reads a log level as the configuration check accepts it: any
-// case, and "warning" for warn.
-func parseLevel(s string) (slog.Level, error) {
-	if strings.EqualFold(s, "warning") {
-		return slog.LevelWarn, nil
-	}
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
-	}
-	return l, nil
 }
 
 func sortedNames[V any](m map[string]V) []string {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,20 +191,4 @@ func do(ctx context.Context, c *fcgi.Client, r request) (*response, error) {
 
 func unixClient(path string) *fcgi.Client {
 	return &fcgi.Client{Network: "unix", Address: path, DialTimeout: 5 * time.Second}
-}
-
-// Every level the configuration check accepts starts the daemon.
-func TestParseLevelAcceptsWhatTheCheckAccepts(t *testing.T) {
-	for in, want := range map[string]slog.Level{
-		"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "warn": slog.LevelWarn,
-		"warning": slog.LevelWarn, "Warning": slog.LevelWarn, "error": slog.LevelError,
-	} {
-		got, err := parseLevel(in)
-		if err != nil || got != want {
-			t.Errorf("parseLevel(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	if _, err := parseLevel("loud"); err == nil {
-		t.Error(`parseLevel("loud") accepted`)
-	}
 }
