@@ -117,16 +117,24 @@ func Parse(name string, data []byte) (*Config, error) {
 	// it read as undecoded and its values as defaults. Only the decoding
 	// error is reported for it, not unknown keys or missing values that
 	// are neither.
-	var failed []string
+	//
+	// Undecoded keys of [[listen]] and [[route]] carry no index, so a failed
+	// element silences the known keys of every element of its array
+	// (silenced); an unknown key is reported wherever it is.
+	var failed, silenced []string
 	fail := func(key string, err error) {
 		e := tomlError(name, lines, err, key)
-		// The decoder names an array element's key without its index
-		// ("route.keep_input"); say which element, as validation does.
-		if arr, _, ok := strings.Cut(key, "."); ok && strings.HasPrefix(e.Key, arr+".") && !strings.HasPrefix(e.Key, key+".") {
-			e.Key = key + strings.TrimPrefix(e.Key, arr)
+		failed = append(failed, key)
+		if arr, _, ok := strings.Cut(key, "."); ok && (arr == "listen" || arr == "route") {
+			// The decoder names the element's key without its index
+			// ("route.keep_input"); say which element, as validation does.
+			if e.Key != key && strings.HasPrefix(e.Key, arr+".") && !strings.HasPrefix(e.Key, key+".") {
+				e.Key = key + strings.TrimPrefix(e.Key, arr)
+			}
+			key = arr
 		}
 		errs = append(errs, e)
-		failed = append(failed, key)
+		silenced = append(silenced, key)
 	}
 	under := func(key string, prefixes ...string) bool {
 		for _, p := range prefixes {
@@ -166,20 +174,10 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		c.Route = append(c.Route, &r)
 	}
-	// Undecoded keys of [[listen]] and [[route]] carry no index, so a failed
-	// element silences the known keys of every element of its array; an
-	// unknown key is reported wherever it is.
-	skipUndecoded := make([]string, 0, len(failed))
-	for _, f := range failed {
-		if arr, _, ok := strings.Cut(f, "."); ok && (arr == "listen" || arr == "route") {
-			f = arr
-		}
-		skipUndecoded = append(skipUndecoded, f)
-	}
 	seen := map[string]int{}
 	for _, k := range md.Undecoded() {
 		ks := k.String()
-		if under(ks, skipUndecoded...) && knownKey(ks) {
+		if under(ks, silenced...) && knownKey(ks) {
 			continue
 		}
 		// Tables that only hold other keys are reported through those keys.

@@ -58,18 +58,12 @@ func (c *Config) validate(lines *keyLines) Errors {
 	}
 	// These cannot be switched off: each bounds what a peer or a transform
 	// may hold, and the code below them has no "never" case.
-	for _, f := range []struct {
-		key string
-		v   Duration
-	}{
-		{"params_timeout", s.ParamsTimeout}, {"input_idle_timeout", s.InputIdleTimeout},
-		{"write_timeout", s.WriteTimeout}, {"keepalive_idle_timeout", s.KeepAliveIdleTimeout},
-		{"linger_timeout", s.LingerTimeout}, {"shutdown_timeout", s.ShutdownTimeout},
-	} {
-		if f.v <= 0 {
-			bad("server."+f.key, "must be above zero (it cannot be switched off), got %q", f.v.Std().String())
-		}
-	}
+	aboveZero(bad, "server.params_timeout", s.ParamsTimeout)
+	aboveZero(bad, "server.input_idle_timeout", s.InputIdleTimeout)
+	aboveZero(bad, "server.write_timeout", s.WriteTimeout)
+	aboveZero(bad, "server.keepalive_idle_timeout", s.KeepAliveIdleTimeout)
+	aboveZero(bad, "server.linger_timeout", s.LingerTimeout)
+	aboveZero(bad, "server.shutdown_timeout", s.ShutdownTimeout)
 	if s.MaxBody < 1 {
 		bad("server.max_body", "must be at least 1, got %d", s.MaxBody)
 	}
@@ -133,14 +127,9 @@ func (c *Config) validateTransform(t *Transform, k string, bad func(string, stri
 		if t.Max < 1 {
 			bad(k+".max", "must be at least 1, got %d", t.Max)
 		}
-		for _, f := range []struct {
-			key string
-			v   Duration
-		}{{"queue_timeout", t.QueueTimeout}, {"start_timeout", t.StartTimeout}, {"kill_grace", t.KillGrace}} {
-			if f.v <= 0 {
-				bad(k+"."+f.key, "must be above zero, got %q", f.v.Std().String())
-			}
-		}
+		aboveZero(bad, k+".queue_timeout", t.QueueTimeout)
+		aboveZero(bad, k+".start_timeout", t.StartTimeout)
+		aboveZero(bad, k+".kill_grace", t.KillGrace)
 		if t.Min < 0 || t.Min > t.Max {
 			bad(k+".min", "must be between 0 and max (%d), got %d", t.Max, t.Min)
 		}
@@ -235,8 +224,8 @@ func validateUpstream(u *Upstream, k string, bad func(string, string, ...any)) {
 		}
 		// http keeps an idle connection until the upstream closes it when
 		// this is 0; the FastCGI client has no such mode.
-		if u.Kind == UpstreamFastCGI && u.KeepAlive && u.IdleConnTimeout <= 0 {
-			bad(k+".idle_conn_timeout", "must be above zero for a fastcgi upstream, got %q", u.IdleConnTimeout.Std().String())
+		if u.Kind == UpstreamFastCGI && u.KeepAlive {
+			aboveZero(bad, k+".idle_conn_timeout", u.IdleConnTimeout)
 		}
 		if u.IdleConnTimeout < 0 {
 			bad(k+".idle_conn_timeout", "must not be negative")
@@ -428,4 +417,12 @@ func ParseAllow(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("invalid address %q (an IP or a CIDR such as 10.0.0.0/8)", s)
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// aboveZero reports key unless d is positive: for durations that have no
+// "off", where 0 would otherwise quietly become some other value.
+func aboveZero(bad func(string, string, ...any), key string, d Duration) {
+	if d <= 0 {
+		bad(key, "must be above zero (it cannot be switched off), got %q", d.Std().String())
+	}
 }

@@ -120,7 +120,8 @@ func StderrSummary(lines []string) []string {
 // namesError reports a line that looks like a runtime's statement of a
 // failure: "Error: …", "panic: …", "Fatal …", "KeyError: …".
 func namesError(l string) bool {
-	for _, w := range []string{"rror", "xception", "panic", "fatal", "Fatal", "FATAL"} {
+	l = strings.ToLower(l)
+	for _, w := range []string{"error", "exception", "panic", "fatal"} {
 		if strings.Contains(l, w) {
 			return true
 		}
