@@ -15,20 +15,7 @@ import (
 // each run is under that identity, and a bridge that cannot switch users
 // refuses the configuration instead of running the command as itself.
 func TestOneShotUser(t *testing.T) {
-	cfg, err := conf.Parse("test.toml", []byte(`
-[transform.whoami]
-kind = "oneshot"
-command = ["sh", "-c", "id -u"]
-pass_env = ["PATH"]
-user = "nobody"
-
-[[route]]
-name = "whoami"
-role = "filter"
-transform = ["whoami"]
-`))
-	require.NoError(t, err)
-	b, err := New(cfg)
+	b, err := New(oneShotAs(t, "nobody"))
 	if os.Geteuid() != 0 {
 		require.ErrorContains(t, err, "need the bridge to run as root")
 		return
@@ -39,4 +26,31 @@ transform = ["whoami"]
 	w := f.do(t, req{role: fcgi.RoleFilter, uri: "/x", data: "ignored"})
 	require.Equal(t, 200, w.status, w.stderr.String())
 	require.Equal(t, "65534\n", w.body.String())
+}
+
+// A user that does not exist stops the configuration, naming the transform
+// and the user, whether or not the bridge runs as root.
+func TestOneShotUnknownUser(t *testing.T) {
+	_, err := New(oneShotAs(t, "no-such-user-xyz"))
+	require.ErrorContains(t, err, `transform "whoami"`)
+	require.ErrorContains(t, err, "no-such-user-xyz")
+}
+
+// oneShotAs is a FILTER route through a one-shot "id -u" run as user.
+func oneShotAs(t *testing.T, user string) *conf.Config {
+	t.Helper()
+	cfg, err := conf.Parse("test.toml", []byte(`
+[transform.whoami]
+kind = "oneshot"
+command = ["sh", "-c", "id -u"]
+pass_env = ["PATH"]
+user = "`+user+`"
+
+[[route]]
+name = "whoami"
+role = "filter"
+transform = ["whoami"]
+`))
+	require.NoError(t, err)
+	return cfg
 }
