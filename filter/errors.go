@@ -91,9 +91,7 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		b.WriteString(": " + e.Err.Error())
 	}
-	// A start failure's message quotes the stderr already.
-	var se *pool.StartError
-	if tail := pool.StderrSummary(e.StderrTail); len(tail) > 0 && !errors.As(e.Err, &se) {
+	if tail := pool.StderrSummary(e.StderrTail); len(tail) > 0 {
 		fmt.Fprintf(&b, "; its stderr ended with %q", strings.Join(tail, " | "))
 	}
 	return b.String()

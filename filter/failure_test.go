@@ -187,7 +187,8 @@ func TestCloseEarly(t *testing.T) {
 func TestStartErrorQuotesCauseOnce(t *testing.T) {
 	se := &pool.StartError{Pool: "render", Path: "/usr/bin/node", Err: errors.New("exited right after start"),
 		Stderr: []string{"Error: Cannot find module '/srv/render.js'", "  at x", "  at y", "  at z", "Node.js v20.20.2"}}
-	e := &Error{Transform: "render", Kind: Start, Err: se, StderrTail: se.Stderr}
+	e := (&pooled{name: "render"}).acquireError(context.Background(), se)
+	require.Equal(t, Start, e.Kind)
 	msg := e.Error()
 	require.Equal(t, 1, strings.Count(msg, "Cannot find module"), msg)
 	require.NotContains(t, msg, "its stderr ended with", msg)

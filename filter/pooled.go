@@ -48,9 +48,9 @@ func (t *pooled) acquireError(ctx context.Context, err error) *Error {
 	case errors.Is(err, pool.ErrSaturated):
 		return newError(t.name, 0, Saturated, err)
 	case errors.As(err, &se):
-		e := newError(t.name, 0, Start, err)
-		e.StderrTail = se.Stderr
-		return e
+		// se quotes the stderr lines that matter, and the pool logged all
+		// of them when the start failed.
+		return newError(t.name, 0, Start, err)
 	case errors.Is(err, pool.ErrClosed):
 		return newError(t.name, 0, Closed, err)
 	case errors.Is(err, context.DeadlineExceeded):
