@@ -216,6 +216,19 @@ const appJSON = `{"name":"<b>bridge</b>"}`
 // /app/ (404 from the server), and checks that the server runs as uid.
 func checkServed(t *testing.T, s *peers.Server, uid int, b *bridge) {
 	t.Helper()
+	checkServedRoute(t, s, uid, b)
+}
+
+// checkStandalone is checkServed plus what a standalone example promises
+// besides: it serves on loopback only.
+func checkStandalone(t *testing.T, s *peers.Server, uid int, b *bridge) {
+	t.Helper()
+	checkServedRoute(t, s, uid, b)
+	checkLoopbackOnly(t, s.Port)
+}
+
+func checkServedRoute(t *testing.T, s *peers.Server, uid int, b *bridge) {
+	t.Helper()
 	url := s.URL("/app/a/b?q=1")
 	code, ctype, body := post(t, url, "text/html")
 	if code != 200 || !strings.HasPrefix(ctype, "text/html") ||
@@ -285,7 +298,7 @@ func TestNginxLive(t *testing.T) {
 		s := peers.StartProcess(t, peers.Process{Name: "nginx", Port: port, Dir: prefix,
 			Argv:     []string{nginx, "-p", prefix, "-e", "error.log", "-c", conf, "-g", "daemon off;"},
 			LogFiles: []string{filepath.Join(prefix, "error.log")}})
-		checkServed(t, s, uid, b)
+		checkStandalone(t, s, uid, b)
 	})
 
 	t.Run("debian", func(t *testing.T) {
@@ -405,7 +418,7 @@ func TestApacheLive(t *testing.T) {
 		runOK(t, nil, apache, "-t", "-f", conf)
 		s := peers.StartProcess(t, peers.Process{Name: "apache2", Port: port, Dir: dir,
 			Argv: []string{apache, "-f", conf, "-DFOREGROUND"}, LogFiles: []string{filepath.Join(dir, "error.log")}})
-		checkServed(t, s, uid, b)
+		checkStandalone(t, s, uid, b)
 		// The TCP part of the example, through ProxyPass: the bridge
 		// answers (examples/fcgi-bridge.toml has no route for /render/).
 		post(t, s.URL("/render/page"), "text/html")
@@ -446,4 +459,262 @@ func TestApacheLive(t *testing.T) {
 			LogFiles: []string{filepath.Join(dir, "log", "error.log")}})
 		checkServed(t, s, uid, b)
 	})
+}
+
+// ---- lighttpd ----
+
+func TestLighttpdLive(t *testing.T) {
+	lighttpd := testenv.Require(t, "lighttpd")
+	requireRoot(t)
+	uid := packaged(t, "www-data", "www-data")
+	example := read(t, "lighttpd.conf")
+
+	t.Run("standalone", func(t *testing.T) {
+		b := startBridge(t, runDir(t), "www-data", "")
+		dir := instanceDir(t, "lighttpd")
+		os.Mkdir(filepath.Join(dir, "www"), 0o755)
+		port := testenv.FreePort(t)
+		conf := filepath.Join(dir, "lighttpd.conf")
+		writeFile(t, conf, strings.NewReplacer(
+			socketPath, b.sock,
+			"server.port          = 8081", fmt.Sprintf("server.port          = %d", port),
+			"/var/www/html", filepath.Join(dir, "www"),
+		).Replace(example))
+		runOK(t, nil, lighttpd, "-tt", "-f", conf)
+		s := peers.StartProcess(t, peers.Process{Name: "lighttpd", Port: port, Dir: dir,
+			Argv: []string{lighttpd, "-D", "-f", conf}})
+		checkStandalone(t, s, uid, b)
+	})
+
+	t.Run("debian", func(t *testing.T) {
+		b := startBridge(t, runDir(t), "www-data", "")
+		dir := instanceDir(t, "lighttpd-debian")
+		etc := filepath.Join(dir, "etc")
+		os.Mkdir(etc, 0o755)
+		copyTree(t, "/etc/lighttpd", etc)
+		// Its log and upload directories belong to www-data, as the
+		// package makes them.
+		logs, uploads := filepath.Join(dir, "log"), filepath.Join(dir, "uploads")
+		for _, d := range []string{logs, uploads} {
+			os.Mkdir(d, 0o750)
+			if err := os.Chown(d, uid, -1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		port := testenv.FreePort(t)
+		// Where the packaged lighttpd writes, and its port.
+		conf := filepath.Join(etc, "lighttpd.conf")
+		edit(t, conf,
+			"server.port                 = 80", fmt.Sprintf("server.port                 = %d", port),
+			"/var/log/lighttpd/", logs+"/",
+			"/run/lighttpd.pid", filepath.Join(dir, "lighttpd.pid"),
+			"/var/cache/lighttpd/uploads", uploads,
+			"/etc/lighttpd/", etc+"/")
+		// The steps of docs/deploy.md: the marked part into conf-available,
+		// enabled as lighty-enable-mod does (a link in conf-enabled).
+		writeFile(t, filepath.Join(etc, "conf-available", "15-fcgi-bridge.conf"),
+			strings.ReplaceAll(marked(t, example, "conf-available/15-fcgi-bridge.conf"), socketPath, b.sock))
+		if err := os.Symlink("../conf-available/15-fcgi-bridge.conf", filepath.Join(etc, "conf-enabled", "15-fcgi-bridge.conf")); err != nil {
+			t.Fatal(err)
+		}
+		runOK(t, nil, lighttpd, "-tt", "-f", conf)
+		s := peers.StartProcess(t, peers.Process{Name: "lighttpd", Port: port, Dir: dir,
+			Argv: []string{lighttpd, "-D", "-f", conf}, LogFiles: []string{filepath.Join(logs, "error.log")}})
+		checkServed(t, s, uid, b)
+	})
+}
+
+// ---- HAProxy ----
+
+// haproxyChroot makes a directory standing for /var/lib/haproxy, with the
+// bridge's socket directory inside as docs/deploy.md creates it, and
+// returns it with the socket's path.
+func haproxyChroot(t *testing.T) (chroot, sock string) {
+	t.Helper()
+	chroot = instanceDir(t, "haproxy-chroot")
+	if err := os.Mkdir(filepath.Join(chroot, "fcgi-bridge"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return chroot, filepath.Join(chroot, "fcgi-bridge", "fcgi.sock")
+}
+
+func TestHAProxyLive(t *testing.T) {
+	haproxy := testenv.Require(t, "haproxy")
+	requireRoot(t)
+	uid := packaged(t, "haproxy", "haproxy")
+	example := read(t, "haproxy.cfg")
+
+	t.Run("standalone", func(t *testing.T) {
+		chroot, sock := haproxyChroot(t)
+		b := startBridge(t, sock, "haproxy", "")
+		dir := instanceDir(t, "haproxy")
+		port := testenv.FreePort(t)
+		conf := filepath.Join(dir, "haproxy.cfg")
+		writeFile(t, conf, strings.NewReplacer(
+			"/var/lib/haproxy", chroot,
+			"bind 127.0.0.1:8082", fmt.Sprintf("bind 127.0.0.1:%d", port),
+		).Replace(example))
+		runOK(t, nil, haproxy, "-c", "-q", "-f", conf)
+		s := peers.StartProcess(t, peers.Process{Name: "haproxy", Port: port, Dir: dir,
+			Argv: []string{haproxy, "-db", "-f", conf}})
+		checkStandalone(t, s, uid, b)
+		// Several requests at once travel multiplexed on the kept connection.
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				code, _, body := postQuiet(s.URL("/app/x"))
+				if code != 200 || !strings.Contains(body, "<dt>name</dt>") {
+					errs <- fmt.Errorf("concurrent POST /app/x: %d\n%s", code, body)
+					return
+				}
+				errs <- nil
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	})
+
+	t.Run("debian", func(t *testing.T) {
+		stock := "/etc/haproxy/haproxy.cfg"
+		if !fileExists(stock) {
+			testenv.Missing(t, stock+" is missing (it comes with the haproxy package)")
+		}
+		chroot, sock := haproxyChroot(t)
+		b := startBridge(t, sock, "haproxy", "")
+		dir := instanceDir(t, "haproxy-debian")
+		port := testenv.FreePort(t)
+		// The packaged file with its chroot and stats socket moved; then
+		// the marked part appended, as docs/deploy.md says.
+		conf := filepath.Join(dir, "haproxy.cfg")
+		writeFile(t, conf, read(t, stock))
+		edit(t, conf, "chroot /var/lib/haproxy", "chroot "+chroot, "/run/haproxy/admin.sock", filepath.Join(dir, "admin.sock"))
+		writeFile(t, conf, read(t, conf)+strings.Replace(marked(t, example, "haproxy.cfg"),
+			"bind 127.0.0.1:8082", fmt.Sprintf("bind 127.0.0.1:%d", port), 1))
+		runOK(t, nil, haproxy, "-c", "-q", "-f", conf)
+		s := peers.StartProcess(t, peers.Process{Name: "haproxy", Port: port, Dir: dir,
+			Argv: []string{haproxy, "-db", "-f", conf}})
+		checkServed(t, s, uid, b)
+	})
+}
+
+func postQuiet(url string) (int, string, string) {
+	req, _ := http.NewRequest("POST", url, strings.NewReader(appJSON))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/html")
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+}
+
+// ---- Caddy ----
+
+// caddyAdmin keeps each test's Caddy off the admin port every Caddy takes
+// by default (localhost:2019), so that instances can run side by side.
+func caddyAdmin(dir string) string {
+	return "{\n\tadmin unix/" + filepath.Join(dir, "admin.sock") + "\n}\n"
+}
+
+// caddyDirs makes the data and config directories Caddy writes to, owned
+// by its user as /var/lib/caddy is.
+func caddyDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	u, _ := user.Lookup("caddy")
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for _, d := range []string{"data", "config"} {
+		p := filepath.Join(dir, d)
+		os.Mkdir(p, 0o700)
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(dir, uid, gid); err != nil { // the admin socket
+		t.Fatal(err)
+	}
+	return []string{"HOME=" + dir, "XDG_DATA_HOME=" + filepath.Join(dir, "data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config")}
+}
+
+func TestCaddyLive(t *testing.T) {
+	caddy := testenv.Require(t, "caddy")
+	requireRoot(t)
+	uid := packaged(t, "caddy", "caddy")
+	example := read(t, "Caddyfile")
+
+	t.Run("standalone", func(t *testing.T) {
+		b := startBridge(t, runDir(t), "caddy", "")
+		dir := instanceDir(t, "caddy")
+		env := caddyDirs(t, dir)
+		port := testenv.FreePort(t)
+		conf := filepath.Join(dir, "Caddyfile")
+		writeFile(t, conf, caddyAdmin(dir)+strings.NewReplacer(
+			socketPath, b.sock,
+			":8083 {", fmt.Sprintf(":%d {", port),
+		).Replace(example))
+		s := peers.StartProcess(t, peers.Process{Name: "caddy", Port: port, Dir: dir, User: "caddy", Env: env,
+			Argv: []string{caddy, "run", "--config", conf, "--adapter", "caddyfile"}})
+		checkStandalone(t, s, uid, b)
+		resp, err := http.Get(s.URL("/app/page?format=json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.Header.Get("Status") != "" {
+			t.Errorf("the CGI Status line leaked to the client as a header: %q", resp.Header.Get("Status"))
+		}
+	})
+
+	t.Run("debian", func(t *testing.T) {
+		stock := "/etc/caddy/Caddyfile"
+		if !fileExists(stock) {
+			testenv.Missing(t, stock+" is missing (it comes with the caddy package)")
+		}
+		b := startBridge(t, runDir(t), "caddy", "")
+		dir := instanceDir(t, "caddy-debian")
+		env := caddyDirs(t, dir)
+		port, sitePort := testenv.FreePort(t), testenv.FreePort(t)
+		conf := filepath.Join(dir, "Caddyfile")
+		writeFile(t, conf, caddyAdmin(dir)+read(t, stock))
+		edit(t, conf, ":80 {", fmt.Sprintf("http://127.0.0.1:%d {", sitePort))
+		writeFile(t, conf, read(t, conf)+strings.NewReplacer(
+			socketPath, b.sock,
+			":8083 {", fmt.Sprintf(":%d {", port),
+		).Replace(marked(t, example, "Caddyfile")))
+		// As the packaged unit runs it.
+		s := peers.StartProcess(t, peers.Process{Name: "caddy", Port: port, Dir: dir, User: "caddy", Env: env,
+			Argv: []string{caddy, "run", "--environ", "--config", conf}})
+		checkServed(t, s, uid, b)
+	})
+}
+
+// checkLoopbackOnly fails when anything listens on port on an address other
+// than loopback: the standalone examples serve 127.0.0.1 only.
+func checkLoopbackOnly(t *testing.T, port int) {
+	t.Helper()
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "0A" { // LISTEN
+				continue
+			}
+			addr, p, _ := strings.Cut(fields[1], ":")
+			if n, _ := strconv.ParseInt(p, 16, 32); int(n) != port {
+				continue
+			}
+			// 127.0.0.1 is 0100007F; ::1 is 00000000000000000000000001000000.
+			if addr != "0100007F" && addr != "00000000000000000000000001000000" {
+				t.Errorf("port %d is open on a non-loopback address (%s %s)", port, f, fields[1])
+			}
+		}
+	}
 }
