@@ -139,10 +139,11 @@ func TestCaddyfile(t *testing.T) {
 	run(t, caddy, "validate", "--config", "Caddyfile", "--adapter", "caddyfile")
 }
 
-// TestSystemdUnits runs systemd-analyze verify on the units (with ExecStart
-// pointed at an existing program, as verify requires). verify reports unknown
-// keys and bad values as warnings with exit status 0, so any line naming one
-// of the units fails the test.
+// TestSystemdUnits runs systemd-analyze verify on the units as make install
+// puts them, with the binary at the path their ExecStart= names: the
+// installed tree is mounted over /usr/local in a mount namespace of the
+// check's own. verify reports unknown keys and bad values as warnings with
+// exit status 0, so any line naming one of the units fails the test.
 func TestSystemdUnits(t *testing.T) {
 	checkUnitSyntax(t, "fcgi-bridge.service")
 	checkUnitSyntax(t, "fcgi-bridge.socket")
@@ -151,22 +152,35 @@ func TestSystemdUnits(t *testing.T) {
 		t.Error("the socket unit must name its socket fcgi and the service take it with --listen systemd:fcgi")
 	}
 	analyze := testenv.Require(t, "systemd-analyze")
-	dir := t.TempDir()
-	svc := strings.ReplaceAll(read(t, "fcgi-bridge.service"), "/usr/local/bin/fcgi-bridge", "/bin/true")
-	writeFile(t, filepath.Join(dir, "fcgi-bridge.service"), svc)
-	writeFile(t, filepath.Join(dir, "fcgi-bridge.socket"), read(t, "fcgi-bridge.socket"))
-	cmd := exec.Command(analyze, "verify", "fcgi-bridge.socket", "fcgi-bridge.service")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.Contains(string(out), "fcgi-bridge.s") {
+	unshare := testenv.Require(t, "unshare")
+	requireRoot(t)
+	root := installed(t)
+	units := filepath.Join(root, "usr/local/lib/systemd/system")
+	verify := func(files ...string) (string, error) {
+		script := `mount --bind "$1/usr/local" /usr/local && shift && exec "$@"`
+		args := append([]string{"-m", "sh", "-c", script, "sh", root, analyze, "verify"}, files...)
+		out, err := exec.Command(unshare, args...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := verify(filepath.Join("/usr/local/lib/systemd/system", "fcgi-bridge.socket"),
+		filepath.Join("/usr/local/lib/systemd/system", "fcgi-bridge.service"))
+	if strings.Contains(out, "mount:") || strings.Contains(out, "unshare:") {
+		testenv.Missing(t, "no private mount namespace for systemd-analyze verify: "+out)
+	}
+	if err != nil || strings.Contains(out, "fcgi-bridge.s") {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 
-	writeFile(t, filepath.Join(dir, "fcgi-bridge.service"), strings.Replace(svc, "NoNewPrivileges=", "NoNewPrivilege=", 1))
-	cmd = exec.Command(analyze, "verify", "fcgi-bridge.service")
-	cmd.Dir = dir
-	if out, _ := cmd.CombinedOutput(); !strings.Contains(string(out), "NoNewPrivilege") {
+	// The check sees the binary and the keys: a missing ExecStart binary and
+	// an unknown key are both reported.
+	svc := read(t, filepath.Join(units, "fcgi-bridge.service"))
+	writeFile(t, filepath.Join(units, "broken.service"), strings.Replace(svc, "NoNewPrivileges=", "NoNewPrivilege=", 1))
+	writeFile(t, filepath.Join(units, "nobinary.service"), strings.ReplaceAll(svc, "/usr/local/bin/fcgi-bridge", "/usr/local/bin/no-such-bridge"))
+	if out, _ := verify("/usr/local/lib/systemd/system/broken.service"); !strings.Contains(out, "NoNewPrivilege") {
 		t.Fatalf("systemd-analyze did not report an unknown key, so its check proves nothing:\n%s", out)
+	}
+	if out, _ := verify("/usr/local/lib/systemd/system/nobinary.service"); !strings.Contains(out, "no-such-bridge") {
+		t.Fatalf("systemd-analyze did not report a missing binary, so its check proves nothing:\n%s", out)
 	}
 }
 

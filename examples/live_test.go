@@ -58,10 +58,16 @@ func bridgeBinary(t *testing.T) string {
 	return bridgeBin
 }
 
+// cleanups run once every test has finished (shared temporary trees).
+var cleanups []func()
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if bridgeBin != "" {
 		os.RemoveAll(filepath.Dir(bridgeBin))
+	}
+	for _, f := range cleanups {
+		f()
 	}
 	os.Exit(code)
 }
