@@ -16,6 +16,9 @@ import (
 const (
 	socketPath = "/run/fcgi-bridge/fcgi.sock"
 	tcpAddr    = "127.0.0.1:9000"
+	// HAProxy's socket lives in Debian's chroot for it.
+	haproxyChrootDir = "/var/lib/haproxy"
+	haproxySocket    = haproxyChrootDir + "/fcgi-bridge/fcgi.sock"
 )
 
 func read(t *testing.T, path string) string {
@@ -54,13 +57,25 @@ func writeFile(t *testing.T, path, data string) {
 }
 
 func TestExamplesAgreeOnAddresses(t *testing.T) {
-	for _, f := range []string{"../apache-example.conf", "nginx.conf", "lighttpd.conf", "haproxy.cfg", "Caddyfile", "fcgi-bridge.socket"} {
+	for _, f := range []string{"../apache-example.conf", "nginx.conf", "lighttpd.conf", "haproxy.cfg", "Caddyfile", "fcgi-bridge.socket", "fcgi-bridge.toml", "../docs/deploy.md"} {
 		s := read(t, f)
-		if !strings.Contains(s, socketPath) {
-			t.Errorf("%s does not use the socket %s", f, socketPath)
+		sock := socketPath
+		if f == "haproxy.cfg" {
+			// HAProxy connects from inside its chroot.
+			sock = haproxySocket
+			if !strings.Contains(s, "chroot "+haproxyChrootDir+"\n") || !strings.Contains(s, "server bridge "+strings.TrimPrefix(sock, haproxyChrootDir)+" proto fcgi") {
+				t.Errorf("%s: the server line must name %s as seen from chroot %s", f, sock, haproxyChrootDir)
+			}
 		}
-		if f != "fcgi-bridge.socket" && !strings.Contains(s, tcpAddr) && !strings.Contains(s, `"127.0.0.1", "port" => 9000`) {
-			t.Errorf("%s does not show the TCP address %s", f, tcpAddr)
+		if !strings.Contains(s, sock) {
+			t.Errorf("%s does not use the socket %s", f, sock)
+		}
+		switch f {
+		case "fcgi-bridge.socket", "fcgi-bridge.toml":
+		default:
+			if !strings.Contains(s, tcpAddr) && !strings.Contains(s, `"127.0.0.1", "port" => 9000`) {
+				t.Errorf("%s does not show the TCP address %s", f, tcpAddr)
+			}
 		}
 	}
 }
