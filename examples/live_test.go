@@ -292,19 +292,7 @@ func TestNginxLive(t *testing.T) {
 
 	t.Run("standalone", func(t *testing.T) {
 		b := startBridge(t, runDir(t), "www-data", "")
-		port := testenv.FreePort(t)
-		conf := filepath.Join(instanceDir(t, "nginx-conf"), "nginx.conf")
-		writeFile(t, conf, strings.NewReplacer(
-			socketPath, b.sock,
-			"listen 127.0.0.1:8080;", fmt.Sprintf("listen 127.0.0.1:%d;", port),
-		).Replace(example))
-		// The commands of the file's header, with /tmp/nginx-try made unique.
-		prefix := instanceDir(t, "nginx-try")
-		runOK(t, nil, nginx, "-t", "-p", prefix, "-e", "error.log", "-c", conf)
-		s := peers.StartProcess(t, peers.Process{Name: "nginx", Port: port, Dir: prefix,
-			Argv:     []string{nginx, "-p", prefix, "-e", "error.log", "-c", conf, "-g", "daemon off;"},
-			LogFiles: []string{filepath.Join(prefix, "error.log")}})
-		checkStandalone(t, s, uid, b)
+		checkStandalone(t, nginxStandalone(t, b.sock), uid, b)
 	})
 
 	t.Run("debian", func(t *testing.T) {
@@ -342,6 +330,24 @@ func TestNginxLive(t *testing.T) {
 			LogFiles: []string{errLog}})
 		checkServed(t, s, uid, b)
 	})
+}
+
+// nginxStandalone runs examples/nginx.conf on its own, with the commands
+// of its header (/tmp/nginx-try made unique), in front of the socket sock.
+func nginxStandalone(t *testing.T, sock string) *peers.Server {
+	t.Helper()
+	nginx := testenv.Require(t, "nginx")
+	port := testenv.FreePort(t)
+	conf := filepath.Join(instanceDir(t, "nginx-conf"), "nginx.conf")
+	writeFile(t, conf, strings.NewReplacer(
+		socketPath, sock,
+		"listen 127.0.0.1:8080;", fmt.Sprintf("listen 127.0.0.1:%d;", port),
+	).Replace(read(t, "nginx.conf")))
+	prefix := instanceDir(t, "nginx-try")
+	runOK(t, nil, nginx, "-t", "-p", prefix, "-e", "error.log", "-c", conf)
+	return peers.StartProcess(t, peers.Process{Name: "nginx", Port: port, Dir: prefix,
+		Argv:     []string{nginx, "-p", prefix, "-e", "error.log", "-c", conf, "-g", "daemon off;"},
+		LogFiles: []string{filepath.Join(prefix, "error.log")}})
 }
 
 func fileExists(p string) bool {
@@ -387,6 +393,23 @@ func apacheStandalone(t *testing.T, dir string, port int, include string) string
 	return conf
 }
 
+// apacheFromSource runs apache-example.conf included from the httpd.conf
+// of a server built from source, in front of the socket sock and, for the
+// TCP part, tcpPort.
+func apacheFromSource(t *testing.T, sock string, tcpPort int) *peers.Server {
+	t.Helper()
+	apache := testenv.Require(t, "apache2")
+	dir := instanceDir(t, "apache")
+	inc := filepath.Join(dir, "fcgi-bridge.conf")
+	writeFile(t, inc, strings.NewReplacer(socketPath, sock, tcpAddr, fmt.Sprintf("127.0.0.1:%d", tcpPort)).
+		Replace(read(t, "../apache-example.conf")))
+	port := testenv.FreePort(t)
+	conf := apacheStandalone(t, dir, port, inc)
+	runOK(t, nil, apache, "-t", "-f", conf)
+	return peers.StartProcess(t, peers.Process{Name: "apache2", Port: port, Dir: dir,
+		Argv: []string{apache, "-f", conf, "-DFOREGROUND"}, LogFiles: []string{filepath.Join(dir, "error.log")}})
+}
+
 // a2enmodLine is the module line apache-example.conf and docs/deploy.md give.
 func a2enmodLine(t *testing.T) []string {
 	t.Helper()
@@ -400,7 +423,7 @@ func a2enmodLine(t *testing.T) []string {
 }
 
 func TestApacheLive(t *testing.T) {
-	apache := testenv.Require(t, "apache2")
+	testenv.Require(t, "apache2")
 	requireRoot(t)
 	uid := packaged(t, "www-data", "www-data")
 
@@ -416,14 +439,7 @@ func TestApacheLive(t *testing.T) {
 	t.Run("standalone", func(t *testing.T) {
 		tcpPort := testenv.FreePort(t)
 		b := startBridge(t, runDir(t), "www-data", tcpListener(tcpPort))
-		dir := instanceDir(t, "apache")
-		inc := filepath.Join(dir, "fcgi-bridge.conf")
-		writeFile(t, inc, example(b, tcpPort))
-		port := testenv.FreePort(t)
-		conf := apacheStandalone(t, dir, port, inc)
-		runOK(t, nil, apache, "-t", "-f", conf)
-		s := peers.StartProcess(t, peers.Process{Name: "apache2", Port: port, Dir: dir,
-			Argv: []string{apache, "-f", conf, "-DFOREGROUND"}, LogFiles: []string{filepath.Join(dir, "error.log")}})
+		s := apacheFromSource(t, b.sock, tcpPort)
 		checkStandalone(t, s, uid, b)
 		// The TCP part of the example, through ProxyPass: the bridge
 		// answers (examples/fcgi-bridge.toml has no route for /render/).
@@ -477,19 +493,7 @@ func TestLighttpdLive(t *testing.T) {
 
 	t.Run("standalone", func(t *testing.T) {
 		b := startBridge(t, runDir(t), "www-data", "")
-		dir := instanceDir(t, "lighttpd")
-		os.Mkdir(filepath.Join(dir, "www"), 0o755)
-		port := testenv.FreePort(t)
-		conf := filepath.Join(dir, "lighttpd.conf")
-		writeFile(t, conf, strings.NewReplacer(
-			socketPath, b.sock,
-			"server.port          = 8081", fmt.Sprintf("server.port          = %d", port),
-			"/var/www/html", filepath.Join(dir, "www"),
-		).Replace(example))
-		runOK(t, nil, lighttpd, "-tt", "-f", conf)
-		s := peers.StartProcess(t, peers.Process{Name: "lighttpd", Port: port, Dir: dir,
-			Argv: []string{lighttpd, "-D", "-f", conf}})
-		checkStandalone(t, s, uid, b)
+		checkStandalone(t, lighttpdStandalone(t, b.sock), uid, b)
 	})
 
 	t.Run("debian", func(t *testing.T) {
@@ -530,6 +534,25 @@ func TestLighttpdLive(t *testing.T) {
 	})
 }
 
+// lighttpdStandalone runs examples/lighttpd.conf on its own in front of the
+// socket sock.
+func lighttpdStandalone(t *testing.T, sock string) *peers.Server {
+	t.Helper()
+	lighttpd := testenv.Require(t, "lighttpd")
+	dir := instanceDir(t, "lighttpd")
+	os.Mkdir(filepath.Join(dir, "www"), 0o755)
+	port := testenv.FreePort(t)
+	conf := filepath.Join(dir, "lighttpd.conf")
+	writeFile(t, conf, strings.NewReplacer(
+		socketPath, sock,
+		"server.port          = 8081", fmt.Sprintf("server.port          = %d", port),
+		"/var/www/html", filepath.Join(dir, "www"),
+	).Replace(read(t, "lighttpd.conf")))
+	runOK(t, nil, lighttpd, "-tt", "-f", conf)
+	return peers.StartProcess(t, peers.Process{Name: "lighttpd", Port: port, Dir: dir,
+		Argv: []string{lighttpd, "-D", "-f", conf}})
+}
+
 // ---- HAProxy ----
 
 // haproxyChroot makes a directory standing for /var/lib/haproxy, with the
@@ -551,18 +574,9 @@ func TestHAProxyLive(t *testing.T) {
 	example := read(t, "haproxy.cfg")
 
 	t.Run("standalone", func(t *testing.T) {
-		chroot, sock := haproxyChroot(t)
+		_, sock := haproxyChroot(t)
 		b := startBridge(t, sock, "haproxy", "")
-		dir := instanceDir(t, "haproxy")
-		port := testenv.FreePort(t)
-		conf := filepath.Join(dir, "haproxy.cfg")
-		writeFile(t, conf, strings.NewReplacer(
-			"/var/lib/haproxy", chroot,
-			"bind 127.0.0.1:8082", fmt.Sprintf("bind 127.0.0.1:%d", port),
-		).Replace(example))
-		runOK(t, nil, haproxy, "-c", "-q", "-f", conf)
-		s := peers.StartProcess(t, peers.Process{Name: "haproxy", Port: port, Dir: dir,
-			Argv: []string{haproxy, "-db", "-f", conf}})
+		s := haproxyStandalone(t, sock)
 		checkStandalone(t, s, uid, b)
 		// Several requests at once travel multiplexed on the kept connection.
 		errs := make(chan error, 8)
@@ -606,6 +620,24 @@ func TestHAProxyLive(t *testing.T) {
 	})
 }
 
+// haproxyStandalone runs examples/haproxy.cfg on its own in front of the
+// socket sock, which is in a chroot made by haproxyChroot.
+func haproxyStandalone(t *testing.T, sock string) *peers.Server {
+	t.Helper()
+	haproxy := testenv.Require(t, "haproxy")
+	chroot := filepath.Dir(filepath.Dir(sock))
+	dir := instanceDir(t, "haproxy")
+	port := testenv.FreePort(t)
+	conf := filepath.Join(dir, "haproxy.cfg")
+	writeFile(t, conf, strings.NewReplacer(
+		haproxyChrootDir, chroot,
+		"bind 127.0.0.1:8082", fmt.Sprintf("bind 127.0.0.1:%d", port),
+	).Replace(read(t, "haproxy.cfg")))
+	runOK(t, nil, haproxy, "-c", "-q", "-f", conf)
+	return peers.StartProcess(t, peers.Process{Name: "haproxy", Port: port, Dir: dir,
+		Argv: []string{haproxy, "-db", "-f", conf}})
+}
+
 func postQuiet(url string) (int, string, string) {
 	req, _ := http.NewRequest("POST", url, strings.NewReader(appJSON))
 	req.Header.Set("Content-Type", "application/json")
@@ -647,6 +679,23 @@ func caddyDirs(t *testing.T, dir string) []string {
 	return []string{"HOME=" + dir, "XDG_DATA_HOME=" + filepath.Join(dir, "data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config")}
 }
 
+// caddyStandalone runs examples/Caddyfile on its own, as user caddy, in
+// front of the socket sock.
+func caddyStandalone(t *testing.T, sock string) *peers.Server {
+	t.Helper()
+	caddy := testenv.Require(t, "caddy")
+	dir := instanceDir(t, "caddy")
+	env := caddyDirs(t, dir)
+	port := testenv.FreePort(t)
+	conf := filepath.Join(dir, "Caddyfile")
+	writeFile(t, conf, caddyAdmin(dir)+strings.NewReplacer(
+		socketPath, sock,
+		":8083 {", fmt.Sprintf(":%d {", port),
+	).Replace(read(t, "Caddyfile")))
+	return peers.StartProcess(t, peers.Process{Name: "caddy", Port: port, Dir: dir, User: "caddy", Env: env,
+		Argv: []string{caddy, "run", "--config", conf, "--adapter", "caddyfile"}})
+}
+
 func TestCaddyLive(t *testing.T) {
 	caddy := testenv.Require(t, "caddy")
 	requireRoot(t)
@@ -655,16 +704,7 @@ func TestCaddyLive(t *testing.T) {
 
 	t.Run("standalone", func(t *testing.T) {
 		b := startBridge(t, runDir(t), "caddy", "")
-		dir := instanceDir(t, "caddy")
-		env := caddyDirs(t, dir)
-		port := testenv.FreePort(t)
-		conf := filepath.Join(dir, "Caddyfile")
-		writeFile(t, conf, caddyAdmin(dir)+strings.NewReplacer(
-			socketPath, b.sock,
-			":8083 {", fmt.Sprintf(":%d {", port),
-		).Replace(example))
-		s := peers.StartProcess(t, peers.Process{Name: "caddy", Port: port, Dir: dir, User: "caddy", Env: env,
-			Argv: []string{caddy, "run", "--config", conf, "--adapter", "caddyfile"}})
+		s := caddyStandalone(t, b.sock)
 		checkStandalone(t, s, uid, b)
 		resp, err := http.Get(s.URL("/app/page?format=json"))
 		if err != nil {
