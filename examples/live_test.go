@@ -95,8 +95,8 @@ func packaged(t *testing.T, userName, groupName string) (uid int) {
 	return uid
 }
 
-// bridge is a running fcgi-bridge on examples/fcgi-bridge.toml.
-type bridge struct {
+// runningBridge is a running fcgi-bridge on examples/fcgi-bridge.toml.
+type runningBridge struct {
 	sock string         // its unix socket
 	log  *testenv.Lines // what it logs
 }
@@ -105,7 +105,7 @@ type bridge struct {
 // moved to sock and given group, the two settings docs/deploy.md tells a
 // user to adapt. sock's directory must exist: it stands for /run/fcgi-bridge.
 // extra is appended to the configuration (more listeners).
-func startBridge(t *testing.T, sock, group, extra string) *bridge {
+func startBridge(t *testing.T, sock, group, extra string) *runningBridge {
 	t.Helper()
 	cfg := strings.NewReplacer(
 		"unix:"+socketPath, "unix:"+sock,
@@ -141,7 +141,7 @@ func startBridge(t *testing.T, sock, group, extra string) *bridge {
 	if st.Mode().Perm() != 0o660 || strconv.Itoa(int(st.Sys().(*syscall.Stat_t).Gid)) != g.Gid {
 		t.Fatalf("socket %s: mode %v gid %d, want 0660 in group %s", sock, st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid, group)
 	}
-	return &bridge{sock: sock, log: log}
+	return &runningBridge{sock: sock, log: log}
 }
 
 // runDir makes a directory standing for /run/fcgi-bridge: root's, 0755, as
@@ -220,20 +220,20 @@ const appJSON = `{"name":"<b>bridge</b>"}`
 // checkServed asks the server for a page under /app/ (transformed), the same
 // with ?format=json (the bridge's untransformed bypass) and one outside
 // /app/ (404 from the server), and checks that the server runs as uid.
-func checkServed(t *testing.T, s *peers.Server, uid int, b *bridge) {
+func checkServed(t *testing.T, s *peers.Server, uid int, b *runningBridge) {
 	t.Helper()
 	checkServedRoute(t, s, uid, b)
 }
 
 // checkStandalone is checkServed plus what a standalone example promises
 // besides: it serves on loopback only.
-func checkStandalone(t *testing.T, s *peers.Server, uid int, b *bridge) {
+func checkStandalone(t *testing.T, s *peers.Server, uid int, b *runningBridge) {
 	t.Helper()
 	checkServedRoute(t, s, uid, b)
 	checkLoopbackOnly(t, s.Port)
 }
 
-func checkServedRoute(t *testing.T, s *peers.Server, uid int, b *bridge) {
+func checkServedRoute(t *testing.T, s *peers.Server, uid int, b *runningBridge) {
 	t.Helper()
 	url := s.URL("/app/a/b?q=1")
 	code, ctype, body := post(t, url, "text/html")
@@ -428,7 +428,7 @@ func TestApacheLive(t *testing.T) {
 	uid := packaged(t, "www-data", "www-data")
 
 	// The example with the socket moved and the TCP part on a free port.
-	example := func(b *bridge, tcpPort int) string {
+	example := func(b *runningBridge, tcpPort int) string {
 		return strings.NewReplacer(socketPath, b.sock, tcpAddr, fmt.Sprintf("127.0.0.1:%d", tcpPort)).
 			Replace(read(t, "../apache-example.conf"))
 	}
