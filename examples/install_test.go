@@ -143,6 +143,7 @@ func TestMakeInstall(t *testing.T) {
 // starts the bridge on the first connection, which is then served.
 func TestSocketActivation(t *testing.T) {
 	activate := testenv.Require(t, "systemd-socket-activate")
+	requireRoot(t) // the installed configuration gives the socket to www-data
 	root := installed(t)
 	units := filepath.Join(root, "usr/local/lib/systemd/system")
 	listen := unitValues(t, filepath.Join(units, "fcgi-bridge.socket"), "ListenStream")
