@@ -1,6 +1,6 @@
 # Build and install fcgi-bridge.
 #
-#   make                 build fcgi-bridge and fcgi-request into build/
+#   make                 build fcgi-bridge and fcgi-request into build/ (BUILDDIR)
 #   make install         install them, the systemd units, the example configuration
 #                        and the documentation (as root, or with DESTDIR for a package)
 #
@@ -16,6 +16,7 @@ BINDIR     ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DOCDIR     ?= $(PREFIX)/share/doc/fcgi-bridge
+BUILDDIR   ?= build
 GO         ?= go
 INSTALL    ?= install
 
@@ -33,13 +34,13 @@ UNIT_PATHS = -e 's|/usr/local/bin/|$(BINDIR)/|g' \
 all: build
 
 build:
-	$(GO) build -trimpath -o build/fcgi-bridge ./cmd/fcgi-bridge
-	$(GO) build -trimpath -o build/fcgi-request ./cmd/fcgi-request
+	$(GO) build -trimpath -o $(BUILDDIR)/fcgi-bridge ./cmd/fcgi-bridge
+	$(GO) build -trimpath -o $(BUILDDIR)/fcgi-request ./cmd/fcgi-request
 
 install: build
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/fcgi-bridge \
 		$(DESTDIR)$(DOCDIR)/examples
-	$(INSTALL) -m 0755 build/fcgi-bridge build/fcgi-request $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0755 $(BUILDDIR)/fcgi-bridge $(BUILDDIR)/fcgi-request $(DESTDIR)$(BINDIR)/
 	for u in fcgi-bridge.service fcgi-bridge.socket; do \
 		sed $(UNIT_PATHS) examples/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
@@ -49,4 +50,4 @@ install: build
 	$(INSTALL) -m 0644 $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/
 
 clean:
-	rm -rf build
+	rm -rf $(BUILDDIR)

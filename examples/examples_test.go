@@ -168,7 +168,7 @@ func TestSystemdUnits(t *testing.T) {
 	}
 	analyze := testenv.Require(t, "systemd-analyze")
 	unshare := testenv.Require(t, "unshare")
-	requireRoot(t)
+	requireRoot(t, "systemd-analyze verify runs in a mount namespace of its own, with the installed tree mounted at /usr/local")
 	root := installed(t)
 	units := filepath.Join(root, "usr/local/lib/systemd/system")
 	verify := func(files ...string) (string, error) {

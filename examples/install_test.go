@@ -34,14 +34,14 @@ func installed(t *testing.T) string {
 		if installErr != nil {
 			return
 		}
-		cmd := exec.Command(mk, "-s", "install", "DESTDIR="+installRoot)
+		cmd := exec.Command(mk, "-s", "install", "DESTDIR="+filepath.Join(installRoot, "root"), "BUILDDIR="+filepath.Join(installRoot, "build"))
 		cmd.Dir = ".."
 		installOut, installErr = cmd.CombinedOutput()
 	})
 	if installErr != nil {
 		t.Fatalf("make install: %v\n%s", installErr, installOut)
 	}
-	return installRoot
+	return filepath.Join(installRoot, "root")
 }
 
 func init() {
@@ -127,7 +127,7 @@ func TestMakeInstall(t *testing.T) {
 	conf := filepath.Join(root, "etc/fcgi-bridge/fcgi-bridge.toml")
 	edited := read(t, conf) + "\n# edited\n"
 	writeFile(t, conf, edited)
-	cmd := exec.Command("make", "-s", "install", "DESTDIR="+root)
+	cmd := exec.Command("make", "-s", "install", "DESTDIR="+root, "BUILDDIR="+filepath.Join(filepath.Dir(root), "build"))
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make install again: %v\n%s", err, out)
@@ -143,7 +143,6 @@ func TestMakeInstall(t *testing.T) {
 // starts the bridge on the first connection, which is then served.
 func TestSocketActivation(t *testing.T) {
 	activate := testenv.Require(t, "systemd-socket-activate")
-	requireRoot(t) // the installed configuration gives the socket to www-data
 	root := installed(t)
 	units := filepath.Join(root, "usr/local/lib/systemd/system")
 	listen := unitValues(t, filepath.Join(units, "fcgi-bridge.socket"), "ListenStream")

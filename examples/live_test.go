@@ -72,14 +72,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireRoot skips (or fails under CI) where the servers cannot be started
-// as root to become their packaged users.
-func requireRoot(t *testing.T) {
+// requireRoot skips (or fails under CI) a test that needs root, saying why.
+func requireRoot(t *testing.T, why string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		testenv.Missing(t, "the live example tests start the web servers as root, as their packages do, so that they run as their packaged users; run them as root")
+		testenv.Missing(t, "not root: "+why)
 	}
 }
+
+// serversAsRoot is why the live tests need root.
+const serversAsRoot = "the web servers are started as root, as their packages do, so that they run as their packaged users"
 
 // packaged looks up a server's packaged user and its group.
 func packaged(t *testing.T, userName, groupName string) (uid int) {
@@ -286,7 +288,7 @@ func post(t *testing.T, url, accept string) (int, string, string) {
 
 func TestNginxLive(t *testing.T) {
 	nginx := testenv.Require(t, "nginx")
-	requireRoot(t)
+	requireRoot(t, serversAsRoot)
 	uid := packaged(t, "www-data", "www-data")
 	example := read(t, "nginx.conf")
 
@@ -424,7 +426,7 @@ func a2enmodLine(t *testing.T) []string {
 
 func TestApacheLive(t *testing.T) {
 	testenv.Require(t, "apache2")
-	requireRoot(t)
+	requireRoot(t, serversAsRoot)
 	uid := packaged(t, "www-data", "www-data")
 
 	// The example with the socket moved and the TCP part on a free port.
@@ -487,7 +489,7 @@ func TestApacheLive(t *testing.T) {
 
 func TestLighttpdLive(t *testing.T) {
 	lighttpd := testenv.Require(t, "lighttpd")
-	requireRoot(t)
+	requireRoot(t, serversAsRoot)
 	uid := packaged(t, "www-data", "www-data")
 	example := read(t, "lighttpd.conf")
 
@@ -569,7 +571,7 @@ func haproxyChroot(t *testing.T) (chroot, sock string) {
 
 func TestHAProxyLive(t *testing.T) {
 	haproxy := testenv.Require(t, "haproxy")
-	requireRoot(t)
+	requireRoot(t, serversAsRoot)
 	uid := packaged(t, "haproxy", "haproxy")
 	example := read(t, "haproxy.cfg")
 
@@ -698,7 +700,7 @@ func caddyStandalone(t *testing.T, sock string) *peers.Server {
 
 func TestCaddyLive(t *testing.T) {
 	caddy := testenv.Require(t, "caddy")
-	requireRoot(t)
+	requireRoot(t, serversAsRoot)
 	uid := packaged(t, "caddy", "caddy")
 	example := read(t, "Caddyfile")
 

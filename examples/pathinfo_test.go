@@ -198,7 +198,7 @@ func replay(t *testing.T, h fcgi.Handler, transcript []byte) []string {
 // the bridge in this process, asks for /app/a/b?q=1, and writes what the
 // server sent to testdata/pathinfo.
 func recordPathInfo(t *testing.T) {
-	requireRoot(t)
+	requireRoot(t, serversAsRoot)
 	if err := os.MkdirAll(filepath.Join("testdata", "pathinfo"), 0o755); err != nil {
 		t.Fatal(err)
 	}
