@@ -195,6 +195,19 @@ func copyTree(t *testing.T, src, dst string) {
 	}
 }
 
+// packagedCopy makes an instance directory holding a copy of a server's
+// packaged configuration directory src, and returns both.
+func packagedCopy(t *testing.T, name, src string) (dir, etc string) {
+	t.Helper()
+	dir = instanceDir(t, name)
+	etc = filepath.Join(dir, filepath.Base(src))
+	if err := os.Mkdir(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, src, etc)
+	return dir, etc
+}
+
 // edit replaces in a copied file; each old string must be there.
 func edit(t *testing.T, path string, oldNew ...string) {
 	t.Helper()
@@ -300,10 +313,7 @@ func TestNginxLive(t *testing.T) {
 	t.Run("debian", func(t *testing.T) {
 		b := startBridge(t, runDir(t), "www-data", "")
 		port, sitePort := testenv.FreePort(t), testenv.FreePort(t)
-		dir := instanceDir(t, "nginx-debian")
-		etc := filepath.Join(dir, "etc")
-		os.Mkdir(etc, 0o755)
-		copyTree(t, "/etc/nginx", etc)
+		dir, etc := packagedCopy(t, "nginx-debian", "/etc/nginx")
 		// Where the packaged nginx writes, and its default site's port.
 		edit(t, filepath.Join(etc, "nginx.conf"),
 			"/run/nginx.pid", filepath.Join(dir, "nginx.pid"),
@@ -457,10 +467,7 @@ func TestApacheLive(t *testing.T) {
 		a2enconf := testenv.Require(t, "a2enconf")
 		tcpPort := testenv.FreePort(t)
 		b := startBridge(t, runDir(t), "www-data", tcpListener(tcpPort))
-		dir := instanceDir(t, "apache-debian")
-		etc := filepath.Join(dir, "apache2")
-		os.Mkdir(etc, 0o755)
-		copyTree(t, "/etc/apache2", etc)
+		dir, etc := packagedCopy(t, "apache-debian", "/etc/apache2")
 		for _, d := range []string{"run", "lock", "log", "state"} {
 			os.Mkdir(filepath.Join(dir, d), 0o755)
 		}
@@ -500,10 +507,7 @@ func TestLighttpdLive(t *testing.T) {
 
 	t.Run("debian", func(t *testing.T) {
 		b := startBridge(t, runDir(t), "www-data", "")
-		dir := instanceDir(t, "lighttpd-debian")
-		etc := filepath.Join(dir, "etc")
-		os.Mkdir(etc, 0o755)
-		copyTree(t, "/etc/lighttpd", etc)
+		dir, etc := packagedCopy(t, "lighttpd-debian", "/etc/lighttpd")
 		// Its log and upload directories belong to www-data, as the
 		// package makes them.
 		logs, uploads := filepath.Join(dir, "log"), filepath.Join(dir, "uploads")
