@@ -186,6 +186,31 @@ func TestSystemdUnits(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 
+	// The drop-ins docs/deploy.md gives for the socket unit (the group for
+	// Caddy, the path and group for HAProxy), each on the installed unit.
+	dropins := iniBlocks(read(t, "../docs/deploy.md"))
+	if len(dropins) < 2 {
+		t.Fatalf("docs/deploy.md shows %d socket drop-ins, want the Caddy and HAProxy ones", len(dropins))
+	}
+	dropDir := filepath.Join(units, "fcgi-bridge.socket.d")
+	if err := os.Mkdir(dropDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range append(dropins, dropins[0]+"NoSuchKey=1\n") {
+		writeFile(t, filepath.Join(dropDir, "doc.conf"), d)
+		out, err := verify("/usr/local/lib/systemd/system/fcgi-bridge.socket")
+		if i == len(dropins) {
+			if !strings.Contains(out, "NoSuchKey") {
+				t.Fatalf("systemd-analyze did not read the drop-in, so its check proves nothing:\n%s", out)
+			}
+			break
+		}
+		if err != nil || strings.Contains(out, "fcgi-bridge.s") {
+			t.Errorf("systemd-analyze verify with the drop-in\n%s: %v\n%s", d, err, out)
+		}
+	}
+	os.RemoveAll(dropDir)
+
 	// The check sees the binary and the keys: a missing ExecStart binary and
 	// an unknown key are both reported.
 	svc := read(t, filepath.Join(units, "fcgi-bridge.service"))
@@ -197,6 +222,16 @@ func TestSystemdUnits(t *testing.T) {
 	if out, _ := verify("/usr/local/lib/systemd/system/nobinary.service"); !strings.Contains(out, "no-such-bridge") {
 		t.Fatalf("systemd-analyze did not report a missing binary, so its check proves nothing:\n%s", out)
 	}
+}
+
+// iniBlocks returns the ```ini blocks of a Markdown text.
+func iniBlocks(md string) []string {
+	var blocks []string
+	for _, part := range strings.Split(md, "```ini\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		blocks = append(blocks, block)
+	}
+	return blocks
 }
 
 // checkUnitSyntax checks what verify cannot be relied on for everywhere:
