@@ -109,13 +109,21 @@ type runningBridge struct {
 // extra is appended to the configuration (more listeners).
 func startBridge(t *testing.T, sock, group, extra string) *runningBridge {
 	t.Helper()
+	return startBridgeAs(t, nil, sock, group, extra)
+}
+
+// startBridgeAs is startBridge with the bridge running as cred (nil: as
+// the test).
+func startBridgeAs(t *testing.T, cred *syscall.Credential, sock, group, extra string) *runningBridge {
+	t.Helper()
 	cfg := strings.NewReplacer(
 		"unix:"+socketPath, "unix:"+sock,
 		`group = "www-data"`, fmt.Sprintf("group = %q", group),
 	).Replace(read(t, "fcgi-bridge.toml")) + extra
-	file := filepath.Join(t.TempDir(), "fcgi-bridge.toml")
+	file := filepath.Join(instanceDir(t, "bridge"), "fcgi-bridge.toml")
 	writeFile(t, file, cfg)
 	cmd := exec.Command(bridgeBinary(t), "-c", file)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -308,6 +316,25 @@ func TestNginxLive(t *testing.T) {
 	t.Run("standalone", func(t *testing.T) {
 		b := startBridge(t, runDir(t), "www-data", "")
 		checkStandalone(t, nginxStandalone(t, b.sock), uid, b)
+	})
+
+	// docs/deploy.md, "Without systemd": the bridge as a user of its own,
+	// a member of www-data, in a run directory it owns.
+	t.Run("without-systemd", func(t *testing.T) {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			testenv.Missing(t, "no user nobody to run the bridge as")
+		}
+		bridgeUID, _ := strconv.Atoi(u.Uid)
+		bridgeGID, _ := strconv.Atoi(u.Gid)
+		g, _ := user.LookupGroup("www-data")
+		wwwData, _ := strconv.Atoi(g.Gid)
+		run := filepath.Join(instanceDir(t, "run"), "fcgi-bridge")
+		runOK(t, nil, "install", "-d", "-m", "0755", "-o", u.Uid, "-g", u.Gid, run)
+		// usermod -aG www-data, as far as the bridge's process is concerned.
+		as := &syscall.Credential{Uid: uint32(bridgeUID), Gid: uint32(bridgeGID), Groups: []uint32{uint32(wwwData)}}
+		b := startBridgeAs(t, as, filepath.Join(run, "fcgi.sock"), "www-data", "")
+		checkServed(t, nginxStandalone(t, b.sock), uid, b)
 	})
 
 	t.Run("debian", func(t *testing.T) {
