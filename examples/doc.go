@@ -1,6 +1,10 @@
-// Package examples holds the deployment files for the web servers and for
-// systemd (nginx.conf, lighttpd.conf, haproxy.cfg, Caddyfile,
-// fcgi-bridge.service, fcgi-bridge.socket; apache-example.conf sits at the
-// repository root). It has no code: its test runs each server's own syntax
-// check on the files, so an example that no longer loads fails the build.
+// Package examples holds the deployment files: the web server examples
+// (nginx.conf, lighttpd.conf, haproxy.cfg, Caddyfile; apache-example.conf
+// sits at the repository root), the bridge configuration they expect
+// (fcgi-bridge.toml) and the systemd units (fcgi-bridge.service,
+// fcgi-bridge.socket). It has no code. Its tests run each server's own
+// syntax check on the files, deploy every example the ways docs/deploy.md
+// describes with the server running as its packaged user in front of a real
+// bridge, replay what each server sends (testdata/pathinfo), and check
+// make install and the units.
 package examples

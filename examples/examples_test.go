@@ -16,6 +16,9 @@ import (
 const (
 	socketPath = "/run/fcgi-bridge/fcgi.sock"
 	tcpAddr    = "127.0.0.1:9000"
+	// HAProxy's socket lives in Debian's chroot for it.
+	haproxyChrootDir = "/var/lib/haproxy"
+	haproxySocket    = haproxyChrootDir + "/fcgi-bridge/fcgi.sock"
 )
 
 func read(t *testing.T, path string) string {
@@ -54,74 +57,58 @@ func writeFile(t *testing.T, path, data string) {
 }
 
 func TestExamplesAgreeOnAddresses(t *testing.T) {
-	for _, f := range []string{"../apache-example.conf", "nginx.conf", "lighttpd.conf", "haproxy.cfg", "Caddyfile", "fcgi-bridge.socket"} {
+	for _, f := range []string{"../apache-example.conf", "nginx.conf", "lighttpd.conf", "haproxy.cfg", "Caddyfile", "fcgi-bridge.socket", "fcgi-bridge.toml", "../docs/deploy.md"} {
 		s := read(t, f)
-		if !strings.Contains(s, socketPath) {
-			t.Errorf("%s does not use the socket %s", f, socketPath)
+		sock := socketPath
+		if f == "haproxy.cfg" {
+			// HAProxy connects from inside its chroot.
+			sock = haproxySocket
+			if !strings.Contains(s, "chroot "+haproxyChrootDir+"\n") || !strings.Contains(s, "server bridge "+strings.TrimPrefix(sock, haproxyChrootDir)+" proto fcgi") {
+				t.Errorf("%s: the server line must name %s as seen from chroot %s", f, sock, haproxyChrootDir)
+			}
 		}
-		if f != "fcgi-bridge.socket" && !strings.Contains(s, tcpAddr) && !strings.Contains(s, `"127.0.0.1", "port" => 9000`) {
-			t.Errorf("%s does not show the TCP address %s", f, tcpAddr)
+		if !strings.Contains(s, sock) {
+			t.Errorf("%s does not use the socket %s", f, sock)
+		}
+		switch f {
+		case "fcgi-bridge.socket", "fcgi-bridge.toml":
+		default:
+			if !strings.Contains(s, tcpAddr) && !strings.Contains(s, `"127.0.0.1", "port" => 9000`) {
+				t.Errorf("%s does not show the TCP address %s", f, tcpAddr)
+			}
 		}
 	}
 }
 
+// TestNginx checks the file as written with the command its header gives.
 func TestNginx(t *testing.T) {
 	nginx := testenv.Require(t, "nginx")
 	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "logs"), 0o755)
-	params := "/etc/nginx/fastcgi_params"
-	if _, err := os.Stat(params); err != nil {
-		// Debian's nginx-common ships it; elsewhere the minimum the example needs.
-		params = ""
-		writeFile(t, filepath.Join(dir, "fastcgi_params"), "fastcgi_param REQUEST_METHOD $request_method;\n")
+	conf, err := filepath.Abs("nginx.conf")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if params != "" {
-		writeFile(t, filepath.Join(dir, "fastcgi_params"), read(t, params))
-	}
-	conf := read(t, "nginx.conf")
-	writeFile(t, filepath.Join(dir, "nginx.conf"), conf)
-	run(t, nginx, "-t", "-q", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "logs", "error.log"))
+	run(t, nginx, "-t", "-q", "-p", dir, "-e", "error.log", "-c", conf)
 
-	writeFile(t, filepath.Join(dir, "broken.conf"), strings.Replace(conf, "fastcgi_keep_conn on;", "fastcgi_keep_conn maybe;", 1))
-	mustFail(t, nginx, "-t", "-q", "-p", dir, "-c", filepath.Join(dir, "broken.conf"), "-e", filepath.Join(dir, "logs", "error.log"))
+	writeFile(t, filepath.Join(dir, "broken.conf"), strings.Replace(read(t, conf), "fastcgi_keep_conn on;", "fastcgi_keep_conn maybe;", 1))
+	mustFail(t, nginx, "-t", "-q", "-p", dir, "-e", "error.log", "-c", filepath.Join(dir, "broken.conf"))
 }
 
-// apacheModules is where Debian (and most distributions) install the modules.
-var apacheModuleDirs = []string{"/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules", "/usr/local/apache2/modules"}
-
+// TestApache checks apache-example.conf, as written, included from the
+// httpd.conf of a server built from source.
 func TestApache(t *testing.T) {
 	apache := testenv.Require(t, "apache2")
-	modDir := ""
-	for _, d := range apacheModuleDirs {
-		if _, err := os.Stat(filepath.Join(d, "mod_proxy_fcgi.so")); err == nil {
-			modDir = d
-			break
-		}
-	}
-	if modDir == "" {
-		testenv.Missing(t, "mod_proxy_fcgi.so not found in "+strings.Join(apacheModuleDirs, ", "))
-	}
-	dir := t.TempDir()
-	// A standalone server config around the example, as /etc/apache2 would
-	// provide: an MPM, the auth framework and the proxy modules it uses.
-	var b strings.Builder
-	b.WriteString("ServerRoot " + dir + "\nServerName localhost\nListen 127.0.0.1:18080\n")
-	b.WriteString("PidFile " + dir + "/httpd.pid\nErrorLog " + dir + "/error.log\n")
-	for _, m := range []string{"mpm_event", "authz_core", "authz_user", "authn_core", "auth_basic", "proxy", "proxy_fcgi", "authnz_fcgi"} {
-		b.WriteString("LoadModule " + m + "_module " + modDir + "/mod_" + m + ".so\n")
-	}
-	server := b.String()
 	example, err := filepath.Abs("../apache-example.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "httpd.conf"), server+"Include "+example+"\n")
-	run(t, apache, "-t", "-f", filepath.Join(dir, "httpd.conf"))
+	dir := t.TempDir()
+	run(t, apache, "-t", "-f", apacheStandalone(t, dir, testenv.FreePort(t), example))
 
 	broken := filepath.Join(dir, "broken-example.conf")
 	writeFile(t, broken, strings.Replace(read(t, example), "Require fcgi-bridge-auth", "Require no-such-provider", 1))
-	writeFile(t, filepath.Join(dir, "broken.conf"), server+"Include "+broken+"\n")
-	mustFail(t, apache, "-t", "-f", filepath.Join(dir, "broken.conf"))
+	dir = t.TempDir()
+	mustFail(t, apache, "-t", "-f", apacheStandalone(t, dir, testenv.FreePort(t), broken))
 }
 
 func TestLighttpd(t *testing.T) {
@@ -167,10 +154,11 @@ func TestCaddyfile(t *testing.T) {
 	run(t, caddy, "validate", "--config", "Caddyfile", "--adapter", "caddyfile")
 }
 
-// TestSystemdUnits runs systemd-analyze verify on the units (with ExecStart
-// pointed at an existing program, as verify requires). verify reports unknown
-// keys and bad values as warnings with exit status 0, so any line naming one
-// of the units fails the test.
+// TestSystemdUnits runs systemd-analyze verify on the units as make install
+// puts them, with the binary at the path their ExecStart= names: the
+// installed tree is mounted over /usr/local in a mount namespace of the
+// check's own. verify reports unknown keys and bad values as warnings with
+// exit status 0, so any line naming one of the units fails the test.
 func TestSystemdUnits(t *testing.T) {
 	checkUnitSyntax(t, "fcgi-bridge.service")
 	checkUnitSyntax(t, "fcgi-bridge.socket")
@@ -179,23 +167,71 @@ func TestSystemdUnits(t *testing.T) {
 		t.Error("the socket unit must name its socket fcgi and the service take it with --listen systemd:fcgi")
 	}
 	analyze := testenv.Require(t, "systemd-analyze")
-	dir := t.TempDir()
-	svc := strings.ReplaceAll(read(t, "fcgi-bridge.service"), "/usr/local/bin/fcgi-bridge", "/bin/true")
-	writeFile(t, filepath.Join(dir, "fcgi-bridge.service"), svc)
-	writeFile(t, filepath.Join(dir, "fcgi-bridge.socket"), read(t, "fcgi-bridge.socket"))
-	cmd := exec.Command(analyze, "verify", "fcgi-bridge.socket", "fcgi-bridge.service")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.Contains(string(out), "fcgi-bridge.s") {
+	unshare := testenv.Require(t, "unshare")
+	requireRoot(t, "systemd-analyze verify runs in a mount namespace of its own, with the installed tree mounted at /usr/local")
+	root := installed(t)
+	units := filepath.Join(root, "usr/local/lib/systemd/system")
+	verify := func(files ...string) (string, error) {
+		script := `mount --bind "$1/usr/local" /usr/local && shift && exec "$@"`
+		args := append([]string{"-m", "sh", "-c", script, "sh", root, analyze, "verify"}, files...)
+		out, err := exec.Command(unshare, args...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := verify(filepath.Join("/usr/local/lib/systemd/system", "fcgi-bridge.socket"),
+		filepath.Join("/usr/local/lib/systemd/system", "fcgi-bridge.service"))
+	if strings.Contains(out, "mount:") || strings.Contains(out, "unshare:") {
+		testenv.Missing(t, "no private mount namespace for systemd-analyze verify: "+out)
+	}
+	if err != nil || strings.Contains(out, "fcgi-bridge.s") {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 
-	writeFile(t, filepath.Join(dir, "fcgi-bridge.service"), strings.Replace(svc, "NoNewPrivileges=", "NoNewPrivilege=", 1))
-	cmd = exec.Command(analyze, "verify", "fcgi-bridge.service")
-	cmd.Dir = dir
-	if out, _ := cmd.CombinedOutput(); !strings.Contains(string(out), "NoNewPrivilege") {
+	// The drop-ins docs/deploy.md gives for the socket unit (the group for
+	// Caddy, the path and group for HAProxy), each on the installed unit.
+	dropins := iniBlocks(read(t, "../docs/deploy.md"))
+	if len(dropins) < 2 {
+		t.Fatalf("docs/deploy.md shows %d socket drop-ins, want the Caddy and HAProxy ones", len(dropins))
+	}
+	dropDir := filepath.Join(units, "fcgi-bridge.socket.d")
+	if err := os.Mkdir(dropDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range append(dropins, dropins[0]+"NoSuchKey=1\n") {
+		writeFile(t, filepath.Join(dropDir, "doc.conf"), d)
+		out, err := verify("/usr/local/lib/systemd/system/fcgi-bridge.socket")
+		if i == len(dropins) {
+			if !strings.Contains(out, "NoSuchKey") {
+				t.Fatalf("systemd-analyze did not read the drop-in, so its check proves nothing:\n%s", out)
+			}
+			break
+		}
+		if err != nil || strings.Contains(out, "fcgi-bridge.s") {
+			t.Errorf("systemd-analyze verify with the drop-in\n%s: %v\n%s", d, err, out)
+		}
+	}
+	os.RemoveAll(dropDir)
+
+	// The check sees the binary and the keys: a missing ExecStart binary and
+	// an unknown key are both reported.
+	svc := read(t, filepath.Join(units, "fcgi-bridge.service"))
+	writeFile(t, filepath.Join(units, "broken.service"), strings.Replace(svc, "NoNewPrivileges=", "NoNewPrivilege=", 1))
+	writeFile(t, filepath.Join(units, "nobinary.service"), strings.ReplaceAll(svc, "/usr/local/bin/fcgi-bridge", "/usr/local/bin/no-such-bridge"))
+	if out, _ := verify("/usr/local/lib/systemd/system/broken.service"); !strings.Contains(out, "NoNewPrivilege") {
 		t.Fatalf("systemd-analyze did not report an unknown key, so its check proves nothing:\n%s", out)
 	}
+	if out, _ := verify("/usr/local/lib/systemd/system/nobinary.service"); !strings.Contains(out, "no-such-bridge") {
+		t.Fatalf("systemd-analyze did not report a missing binary, so its check proves nothing:\n%s", out)
+	}
+}
+
+// iniBlocks returns the ```ini blocks of a Markdown text.
+func iniBlocks(md string) []string {
+	var blocks []string
+	for _, part := range strings.Split(md, "```ini\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		blocks = append(blocks, block)
+	}
+	return blocks
 }
 
 // checkUnitSyntax checks what verify cannot be relied on for everywhere:

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/peers"
 )
 
 // The peer tests (interop_test.go with real web servers, replay_test.go with
@@ -214,63 +215,12 @@ func writeGenerated(w io.Writer, size int) {
 	}
 }
 
-// recorder wraps a listener and keeps every byte each accepted connection
-// receives from the peer, in accept order.
-type recorder struct {
-	net.Listener
-	mu    sync.Mutex
-	conns []*bytes.Buffer
-}
+// recorder keeps every byte each accepted connection receives from the
+// peer, in accept order (internal/peers, which the examples' recordings
+// share).
+type recorder struct{ *peers.Recorder }
 
-func (l *recorder) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	buf := &bytes.Buffer{}
-	l.mu.Lock()
-	l.conns = append(l.conns, buf)
-	l.mu.Unlock()
-	return &recordingConn{Conn: c, mu: &l.mu, buf: buf}, nil
-}
-
-func (l *recorder) transcript() [][]byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([][]byte, len(l.conns))
-	for i, b := range l.conns {
-		out[i] = bytes.Clone(b.Bytes())
-	}
-	return out
-}
-
-type recordingConn struct {
-	net.Conn
-	mu  *sync.Mutex
-	buf *bytes.Buffer
-}
-
-func (c *recordingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		c.buf.Write(p[:n])
-		c.mu.Unlock()
-	}
-	return n, err
-}
-
-// CloseWrite keeps the server's graceful close working through the wrapper.
-func (c *recordingConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// Transcript files: "FCGIPEER1\n", then per connection a 4-byte big-endian
-// length and the bytes the peer sent on it.
-const transcriptMagic = "FCGIPEER1\n"
+func (l *recorder) transcript() [][]byte { return l.Transcript() }
 
 // maxTranscriptBytes keeps big-body cases out of the repository: their
 // recorded stream is cut at a record boundary (they still replay as a
@@ -279,23 +229,15 @@ const maxTranscriptBytes = 256 << 10
 
 func writeTranscript(t *testing.T, name string, conns [][]byte) {
 	t.Helper()
-	var b bytes.Buffer
-	b.WriteString(transcriptMagic)
-	for _, c := range conns {
-		if len(c) == 0 {
-			continue
-		}
-		c = cutAtRecord(c, maxTranscriptBytes)
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(c)))
-		b.Write(n[:])
-		b.Write(c)
+	cut := make([][]byte, len(conns))
+	for i, c := range conns {
+		cut[i] = cutAtRecord(c, maxTranscriptBytes)
 	}
 	path := filepath.Join("testdata", "peers", name+".bin")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+	if err := peers.WriteTranscript(path, cut); err != nil {
 		t.Fatal(err)
 	}
 	summary := summarizeTranscript(conns)
@@ -305,30 +247,7 @@ func writeTranscript(t *testing.T, name string, conns [][]byte) {
 	t.Logf("recorded %s:\n%s", path, summary)
 }
 
-func readTranscript(path string) ([][]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.HasPrefix(data, []byte(transcriptMagic)) {
-		return nil, fmt.Errorf("%s: not a peer transcript", path)
-	}
-	data = data[len(transcriptMagic):]
-	var conns [][]byte
-	for len(data) > 0 {
-		if len(data) < 4 {
-			return nil, fmt.Errorf("%s: truncated", path)
-		}
-		n := binary.BigEndian.Uint32(data)
-		data = data[4:]
-		if uint32(len(data)) < n {
-			return nil, fmt.Errorf("%s: truncated", path)
-		}
-		conns = append(conns, data[:n])
-		data = data[n:]
-	}
-	return conns, nil
-}
+func readTranscript(path string) ([][]byte, error) { return peers.ReadTranscript(path) }
 
 // wireRecord is a record as the tests decode it, independent of the
 // package's own reader.
@@ -518,7 +437,7 @@ func compactSizes(s []int) string {
 // serveEcho serves app on l (wrapped in a recorder) until the test ends.
 func serveEcho(t *testing.T, l net.Listener, app *echoApp) *recorder {
 	t.Helper()
-	rec := &recorder{Listener: l}
+	rec := &recorder{peers.NewRecorder(l)}
 	srv := &fcgi.Server{Handler: app}
 	done := make(chan struct{})
 	go func() {

@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -210,11 +211,89 @@ func writeFile(t testing.TB, path, content string) {
 // logs are printed.
 func start(t testing.TB, name string, port int, dir string, argv []string, env []string, logFiles ...string) *Server {
 	t.Helper()
-	return startReady(t, name, port, "tcp", fmt.Sprintf("127.0.0.1:%d", port), dir, argv, env, logFiles...)
+	return startReady(t, name, port, "tcp", fmt.Sprintf("127.0.0.1:%d", port), dir, argv, env, nil, logFiles...)
 }
 
-// startReady is start with the address that tells readiness given.
-func startReady(t testing.TB, name string, port int, readyNetwork, readyAddr, dir string, argv []string, env []string, logFiles ...string) *Server {
+// Process is a server run from a configuration the test wrote itself (an
+// example file, a copy of a packaged /etc tree), for StartProcess.
+type Process struct {
+	Name string   // for logs: "nginx", "caddy", ...
+	Port int      // the HTTP port on 127.0.0.1 that tells it is up
+	Dir  string   // working directory; its output goes to Dir/Name.out
+	Argv []string // the command, in the foreground
+	Env  []string // added to the test's environment
+	// User, when set, runs the command as that user with its primary and
+	// supplementary groups, as a service manager would (User= in a unit).
+	// Only root can; servers that drop privileges themselves (nginx,
+	// Apache, lighttpd, HAProxy) are started as root and told in their
+	// configuration.
+	User     string
+	LogFiles []string // printed with the output when the test fails
+}
+
+// StartProcess starts p, waits until its port accepts connections and
+// stops it (with everything in its process group) in t.Cleanup.
+func StartProcess(t testing.TB, p Process) *Server {
+	t.Helper()
+	var cred *syscall.Credential
+	if p.User != "" {
+		var err error
+		if cred, err = credential(p.User); err != nil {
+			t.Fatalf("peers: %s: %v", p.Name, err)
+		}
+	}
+	return startReady(t, p.Name, p.Port, "tcp", fmt.Sprintf("127.0.0.1:%d", p.Port), p.Dir, p.Argv, p.Env, cred, p.LogFiles...)
+}
+
+// credential is the uid, gid and supplementary groups of a user, as
+// initgroups(3) would set them.
+func credential(name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	ids, err := u.GroupIds()
+	if err != nil {
+		return nil, fmt.Errorf("groups of %s: %w", name, err)
+	}
+	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	for _, id := range ids {
+		g, _ := strconv.ParseUint(id, 10, 32)
+		c.Groups = append(c.Groups, uint32(g))
+	}
+	return c, nil
+}
+
+// UIDs returns the user ids the server's processes run as now (its master
+// and workers: everything in its process group).
+func (s *Server) UIDs() []int {
+	pgid := s.cmd.Process.Pid
+	seen := map[int]bool{}
+	var uids []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err != nil || g != pgid {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+d.Name(), &st) != nil || seen[int(st.Uid)] {
+			continue
+		}
+		seen[int(st.Uid)] = true
+		uids = append(uids, int(st.Uid))
+	}
+	return uids
+}
+
+// startReady is start with the address that tells readiness given, and
+// the credential to run as (nil: the test's own).
+func startReady(t testing.TB, name string, port int, readyNetwork, readyAddr, dir string, argv []string, env []string, cred *syscall.Credential, logFiles ...string) *Server {
 	t.Helper()
 	outPath := filepath.Join(dir, name+".out")
 	out, err := os.Create(outPath)
@@ -226,7 +305,7 @@ func startReady(t testing.TB, name string, port int, readyNetwork, readyAddr, di
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		t.Fatalf("peers: start %s: %v", name, err)

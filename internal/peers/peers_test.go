@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/fcgi"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -112,4 +113,41 @@ func TestUpstreamSplit(t *testing.T) {
 		n, a := in.Split()
 		require.Equal(t, want, [2]string{n, a}, string(in))
 	}
+}
+
+func TestTranscriptRoundTrip(t *testing.T) {
+	path := t.TempDir() + "/x.bin"
+	in := [][]byte{[]byte("first"), nil, []byte("second connection")}
+	require.NoError(t, WriteTranscript(path, in))
+	out, err := ReadTranscript(path)
+	require.NoError(t, err)
+	require.Equal(t, [][]byte{[]byte("first"), []byte("second connection")}, out)
+	// Readable by the fcgi package's replay too: the same magic line.
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(raw), "FCGIPEER1\n"))
+	require.NoError(t, os.WriteFile(path, raw[:len(raw)-3], 0o644))
+	_, err = ReadTranscript(path)
+	require.Error(t, err)
+}
+
+func TestRecorderKeepsWhatThePeerSent(t *testing.T) {
+	rec := NewRecorder(ListenTCP(t))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := rec.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, c)
+		c.Close()
+	}()
+	c, err := net.Dial("tcp", rec.Addr().String())
+	require.NoError(t, err)
+	_, err = c.Write([]byte("hello"))
+	require.NoError(t, err)
+	c.Close()
+	<-done
+	require.Equal(t, [][]byte{[]byte("hello")}, rec.Transcript())
 }

@@ -103,6 +103,6 @@ clear_env = yes
 	}
 	conf := filepath.Join(dir, "php-fpm.conf")
 	writeFile(t, conf, b.String())
-	s := startReady(t, "php-fpm", port, readyNet, readyAddr, dir, argv, nil, filepath.Join(dir, "php-fpm.log"))
+	s := startReady(t, "php-fpm", port, readyNet, readyAddr, dir, argv, nil, nil, filepath.Join(dir, "php-fpm.log"))
 	return &PHPFPM{Server: s, FastCGI: up, DocRoot: docroot}
 }
