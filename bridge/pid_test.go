@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -38,4 +39,35 @@ func TestAccessLogPid(t *testing.T) {
 	}
 	assert.Contains(t, access, " status=200 ")
 	assert.Contains(t, access, " pid="+pid)
+}
+
+// TestAccessLogBytesOutOfOwnAnswers: an error answer the bridge writes
+// itself (404 for no route, 502 for a crashed transform) is counted in the
+// access line's bytes_out like any other body.
+func TestAccessLogBytesOutOfOwnAnswers(t *testing.T) {
+	cfg, err := conf.Parse("own.toml", []byte(tt("crash", testtransform.CrashAfterRead, "")+
+		"[[route]]\nname = \"crash\"\npath = \"/crash\"\ntransform = [\"crash\"]\n"))
+	require.NoError(t, err)
+	var logs bytes.Buffer
+	mu := &sync.Mutex{}
+	b, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: mu}, nil))))
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close(t.Context()) })
+	f := &fixture{b: b, logs: &logs, logMu: mu}
+
+	for _, c := range []struct {
+		uri    string
+		status int
+	}{{"/elsewhere", 404}, {"/crash", 502}} {
+		w := f.do(t, req{method: "POST", uri: c.uri, body: "x"})
+		require.Equal(t, c.status, w.status, c.uri)
+		require.NotZero(t, w.body.Len(), c.uri)
+		var access string
+		for _, line := range strings.Split(f.logText(), "\n") {
+			if strings.Contains(line, "msg=access") && strings.Contains(line, "uri="+c.uri+" ") {
+				access = line
+			}
+		}
+		assert.Contains(t, access, fmt.Sprintf(" bytes_out=%d ", w.body.Len()), c.uri)
+	}
 }
