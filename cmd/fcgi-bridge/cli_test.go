@@ -254,3 +254,24 @@ func TestVersionNamesCommit(t *testing.T) {
 		t.Errorf("--version = %q, want it to name the commit %s", out, want)
 	}
 }
+
+// -t says its warnings on stderr and still passes the file; a script that
+// does not exist fails it, at the line of the command.
+func TestCheckWarningsAndScripts(t *testing.T) {
+	risky := writeConfig(t, goodConfig+`
+[[listen]]
+addr = "unix:/tmp/fcgi-bridge-never-opened.sock"
+mode = "0666"
+`)
+	code, out, errOut := runCmd(t, "", "-t", "-c", risky)
+	if code != 0 || !strings.Contains(out, "is valid") ||
+		!strings.Contains(errOut, "fcgi-bridge: warning: "+risky+":15: listen.1.mode: \"0666\" lets every local user") {
+		t.Errorf("-t with a world-writable socket: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+
+	script := writeConfig(t, strings.Replace(goodConfig, `["@self", "transform", "upper"]`, `["sh", "/nonexistent/script.py"]`, 1))
+	code, _, errOut = runCmd(t, "", "-t", "-c", script)
+	if code != 1 || !strings.Contains(errOut, script+":6: transform.shout.command: \"/nonexistent/script.py\": no such file") {
+		t.Errorf("-t with a missing script: exit %d, stderr %q", code, errOut)
+	}
+}

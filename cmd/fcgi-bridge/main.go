@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -80,6 +79,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cfg, err := loadConfig(o)
 	if err == nil && o.test {
+		// Warnings do not fail the check; they are said before its verdict.
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "fcgi-bridge: warning: %v\n", w)
+		}
 		err = checkCommands(cfg)
 	}
 	if err != nil {
@@ -213,19 +216,12 @@ func listenOverrides(specs []string) ([]*conf.Listener, error) {
 	return out, nil
 }
 
-// checkCommands finds the program of every transform, so that -t catches
-// a missing program before a deployment does.
+// checkCommands finds the program and scripts of every transform, so
+// that -t catches a missing one before a deployment does.
 func checkCommands(cfg *conf.Config) error {
 	var errs []error
-	for _, name := range sortedNames(cfg.Transform) {
-		t := cfg.Transform[name]
-		argv, err := conf.ResolveCommand(t.Command)
-		if err == nil && len(argv) > 0 {
-			_, err = exec.LookPath(argv[0])
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: transform.%s.command: %w", cfg.File, name, err))
-		}
+	for _, e := range cfg.CheckPrograms() {
+		errs = append(errs, e)
 	}
 	for i, l := range cfg.Listen {
 		if _, err := listen.ParseSpec(l.Addr); err != nil {
