@@ -157,7 +157,7 @@ func (d *daemon) logStarted(cfg *conf.Config, ls []net.Listener) {
 		addrs[i] = l.Addr().Network() + ":" + l.Addr().String()
 	}
 	d.log.Info("fcgi-bridge started",
-		"version", version, "pid", os.Getpid(), "config", cfg.File,
+		"version", buildVersion(), "pid", os.Getpid(), "config", cfg.File,
 		"listen", strings.Join(addrs, " "), "routes", describeRoutes(cfg))
 }
 

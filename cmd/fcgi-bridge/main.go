@@ -255,8 +255,13 @@ func transformUsage(w io.Writer) {
 }
 
 func versionLine() string {
+	return fmt.Sprintf("fcgi-bridge %s (%s %s/%s)", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// buildVersion is what this binary was built from; see versionOf.
+func buildVersion() string {
 	bi, _ := debug.ReadBuildInfo()
-	return fmt.Sprintf("fcgi-bridge %s (%s %s/%s)", versionOf(version, bi), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return versionOf(version, bi)
 }
 
 // versionOf names the build: the version given at link time (a release
