@@ -235,6 +235,16 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		errs = append(errs, &Error{File: name, Line: line, Key: ks, Msg: unknownKeyMsg(k)})
 	}
+	// The reader leaves a table of names (transform, env, params, vars)
+	// empty, without a word, when it is given something else.
+	for _, k := range md.Keys() {
+		if t := keyType(k.String()); t != nil && t.Kind() == reflect.Map {
+			if typ := md.Type(k...); typ != "" && typ != "Hash" {
+				errs = append(errs, &Error{File: name, Line: lines.line(k.String()), Key: k.String(),
+					Msg: friendlyTypeError(k.String(), "type mismatch", data)})
+			}
+		}
+	}
 	if len(c.Listen) == 0 {
 		l := defaultListener()
 		l.Addr = DefaultListenAddr
@@ -574,11 +584,11 @@ func friendlyTypeError(key, msg string, data []byte) string {
 	if list, ok := v.([]any); ok && t.Kind() == reflect.Slice {
 		for i, el := range list {
 			if !fits(t.Elem(), el) {
-				return fmt.Sprintf("want %s, got %s as item %d", describeWant(t), describeGot(el), i+1)
+				return fmt.Sprintf("want %s, got %s as item %d", describeWant(key, t), describeGot(el), i+1)
 			}
 		}
 	}
-	return fmt.Sprintf("want %s, got %s", describeWant(t), describeGot(v))
+	return fmt.Sprintf("want %s, got %s", describeWant(key, t), describeGot(v))
 }
 
 // valueAt finds a dotted key, with element indices, in decoded TOML.
@@ -650,10 +660,26 @@ func fits(t reflect.Type, v any) bool {
 	return false
 }
 
-// describeWant says what a key of type t takes, with an example.
-func describeWant(t reflect.Type) string {
+// describeWant says what key, of type t, takes, with an example.
+func describeWant(key string, t reflect.Type) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if !strings.Contains(key, ".") {
+		// A top-level table: say how it is written.
+		el := t
+		for el.Kind() == reflect.Slice || el.Kind() == reflect.Map || el.Kind() == reflect.Pointer {
+			el = el.Elem()
+		}
+		switch {
+		case el.Kind() != reflect.Struct:
+		case t.Kind() == reflect.Slice:
+			return fmt.Sprintf("[[%s]] tables", key)
+		case t.Kind() == reflect.Map:
+			return fmt.Sprintf("[%s.NAME] tables", key)
+		default:
+			return fmt.Sprintf("a [%s] table", key)
+		}
 	}
 	switch {
 	case t == durationType:

@@ -130,6 +130,29 @@ header = { name = "Accept" }
 
 [[route]]
 `},
+	{"string for a table of strings", `[transform.t]
+command = ["cat"]
+env = "NODE_ENV=production"
+
+[[route]]
+transform = ["t"]
+`},
+	{"number for a table of strings", `[upstream.php]
+kind = "fastcgi"
+address = "tcp:127.0.0.1:9001"
+params = 5
+
+[[route]]
+source = "php"
+`},
+	{"value for a named table", `transform = "cat"
+
+[[route]]
+`},
+	{"value for an array of tables", `listen = "tcp:127.0.0.1:9000"
+
+[[route]]
+`},
 	{"missing program", `[transform.t]
 command = ["/nonexistent/renderer"]
 
