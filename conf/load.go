@@ -309,47 +309,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// knownKey reports whether the dotted key names a field of the
-// configuration ("route.transform", "transform.x.env.NODE_ENV"), as opposed
-// to a misspelt one.
+// knownKey reports whether the dotted key names a field of an array of
+// tables or a named table ("route.transform", "transform.x.env.NODE_ENV"),
+// as opposed to a misspelt one.
 func knownKey(key string) bool {
 	parts := strings.Split(key, ".")
-	var t reflect.Type
 	switch {
-	case parts[0] == "listen":
-		t, parts = reflect.TypeFor[Listener](), parts[1:]
-	case parts[0] == "route":
-		t, parts = reflect.TypeFor[Route](), parts[1:]
-	case parts[0] == "transform" && len(parts) > 1:
-		t, parts = reflect.TypeFor[Transform](), parts[2:]
-	case parts[0] == "upstream" && len(parts) > 1:
-		t, parts = reflect.TypeFor[Upstream](), parts[2:]
+	case parts[0] == "listen" || parts[0] == "route":
+	case (parts[0] == "transform" || parts[0] == "upstream") && len(parts) > 1:
 	default:
 		return false
 	}
-	for _, p := range parts {
-		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		if t.Kind() == reflect.Map {
-			t = t.Elem() // p is a name chosen by the user
-			continue
-		}
-		if t.Kind() != reflect.Struct {
-			return false
-		}
-		found := false
-		for i := range t.NumField() {
-			if f := t.Field(i); strings.Split(f.Tag.Get("toml"), ",")[0] == p {
-				t, found = f.Type, true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return keyType(key) != nil
 }
 
 // keyType returns the Go type a dotted key decodes into ("transform.t.max"
