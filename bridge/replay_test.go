@@ -1,10 +1,7 @@
 package bridge
 
 import (
-	"bytes"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -41,12 +38,7 @@ retry = true
 keep_input = "1KiB"
 `))
 	require.NoError(t, err)
-	var logs bytes.Buffer
-	mu := &sync.Mutex{}
-	b, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: mu}, nil))))
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close(t.Context()) })
-	f := &fixture{b: b, logs: &logs, logMu: mu}
+	f := loggedFixture(t, cfg)
 
 	body := strings.Repeat("spooled body ", 20<<10) // 260 KiB: a spool file, far above keep_input
 	w := f.do(t, req{method: "POST", uri: "/open", body: body, params: map[string]string{"CONTENT_TYPE": "application/json"}})

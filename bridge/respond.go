@@ -175,11 +175,12 @@ func (b *Bridge) fail(ctx context.Context, w fcgi.ResponseWriter, x *exchange, e
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", b.retryAfter)
 	}
-	b.plain(w, status, "")
+	b.plain(w, x, status, "")
 }
 
-// plain writes a short text answer made by the bridge itself.
-func (b *Bridge) plain(w fcgi.ResponseWriter, status int, text string) {
+// plain writes a short text answer made by the bridge itself, and counts
+// its bytes in the access line like those of any other answer.
+func (b *Bridge) plain(w fcgi.ResponseWriter, x *exchange, status int, text string) {
 	if text == "" {
 		text = strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
 	}
@@ -188,5 +189,6 @@ func (b *Bridge) plain(w fcgi.ResponseWriter, status int, text string) {
 	h.Set("Content-Length", strconv.Itoa(len(text)))
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	io.WriteString(w, text)
+	n, _ := io.WriteString(w, text)
+	x.out = int64(n)
 }

@@ -71,7 +71,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 			status = http.StatusForbidden
 		}
 		x.status = status
-		b.plain(w, status, "")
+		b.plain(w, x, status, "")
 		return
 	}
 	x.route = rt.cfg.Name

@@ -129,14 +129,14 @@ func TestErrors(t *testing.T) {
 		{"unknown top key", "colour = 1\n" + minimal, []string{"t.toml:1: colour: unknown key"}},
 		{"unknown table key", "[log]\nlevel = \"info\"\nbogus = 1\n" + minimal, []string{"t.toml:3: log.bogus: unknown key"}},
 		{"unknown transform key", "[transform.t]\ncommand=[\"cat\"]\nmaxx = 3\n[[route]]\n", []string{"t.toml:3: transform.t.maxx: unknown key"}},
-		{"unknown key in second route", minimal + "[[route]]\nname = \"b\"\noops = 1\n", []string{"t.toml:9: route.oops: unknown key"}},
-		{"unknown key inline", minimal + "header = [{ name = \"A\", nme = 1 }]\n", []string{"t.toml:7: route.header.nme: unknown key"}},
-		{"duration as int", "[transform.t]\ncommand=[\"cat\"]\ntimeout = 30\n[[route]]\n", []string{"t.toml:3: transform.t.timeout", "duration is a string"}},
+		{"unknown key in second route", minimal + "[[route]]\nname = \"b\"\noops = 1\n", []string{"t.toml:9: route \"b\".oops: unknown key"}},
+		{"unknown key inline", minimal + "header = [{ name = \"A\", nme = 1 }]\n", []string{"t.toml:7: route.0.header.nme: unknown key; did you mean name?"}},
+		{"duration as int", "[transform.t]\ncommand=[\"cat\"]\ntimeout = 30\n[[route]]\n", []string{"t.toml:3: transform.t.timeout: want a duration in quotes (like \"30s\"), got the whole number 30"}},
 		{"bad duration", "[server]\nwrite_timeout = \"soon\"\n" + minimal, []string{"t.toml:2: ", "invalid duration"}},
 		{"bad size", "[server]\ninput_buffer = \"lots\"\n" + minimal, []string{"t.toml:2: ", "invalid size"}},
 		{"wrong type", "[server]\nmax_conns = \"many\"\n" + minimal, []string{"t.toml:2"}},
-		{"unknown transform", minimal + "[[route]]\nname = \"x\"\ntransform = [\"nope\"]\n", []string{"t.toml:9: route.1.transform: unknown transform \"nope\""}},
-		{"unknown upstream", minimal + "[[route]]\nname = \"x\"\nsource = \"app\"\n", []string{"t.toml:9: route.1.source: unknown upstream \"app\""}},
+		{"unknown transform", minimal + "[[route]]\nname = \"x\"\ntransform = [\"nope\"]\n", []string{"t.toml:9: route \"x\".transform: unknown transform \"nope\""}},
+		{"unknown upstream", minimal + "[[route]]\nname = \"x\"\nsource = \"app\"\n", []string{"t.toml:9: route \"x\".source: unknown upstream \"app\""}},
 		{"bad regexp", minimal + "[[route.header]]\nname = \"Accept\"\nmatch = \"(\"\n", []string{"t.toml:9: route.0.header.0.match: invalid regexp"}},
 		{"min above max", "[transform.t]\ncommand=[\"cat\"]\nmin = 5\nmax = 2\n[[route]]\n", []string{"t.toml:3: transform.t.min"}},
 		{"no command", "[transform.t]\nmax = 2\n[[route]]\n", []string{"t.toml:1: transform.t.command: is required"}},
@@ -157,7 +157,7 @@ func TestErrors(t *testing.T) {
 		{"data upstream for responder", "[upstream.d]\nkind = \"data\"\n[[route]]\nsource = \"d\"\n", []string{"t.toml:4: route.0.source"}},
 		{"data for responder", minimal + "source = \"data\"\n", []string{"t.toml:7: route.0.source"}},
 		{"no routes", "[log]\n", []string{"t.toml: route: no [[route]]"}},
-		{"duplicate route names", minimal + "name = \"a\"\n[[route]]\nname = \"a\"\n", []string{"t.toml:9: route.1.name"}},
+		{"duplicate route names", minimal + "name = \"a\"\n[[route]]\nname = \"a\"\n", []string{"t.toml:9: route \"a\".name"}},
 		{"oneshot placeholder without var", "[transform.c]\nkind = \"oneshot\"\ncommand = [\"convert\"]\nargs = [\"{size}\"]\n[[route]]\n", []string{"t.toml:4: transform.c.args: placeholder {size}"}},
 		{"oneshot permissive var", "[transform.c]\nkind = \"oneshot\"\ncommand = [\"convert\"]\nargs = [\"{size}\"]\nvars = { size = \".*\" }\n[[route]]\n", []string{"t.toml:5: transform.c.vars.size"}},
 		{"oneshot program placeholder", "[transform.c]\nkind = \"oneshot\"\ncommand = [\"{prog}\"]\nvars = { prog = \"[a-z]+\" }\n[[route]]\n", []string{"t.toml:3: transform.c.command"}},
@@ -200,6 +200,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 			require.NoError(t, err, "encoded:\n%s", buf.String())
 			normalize := func(c *Config) {
 				c.File = ""
+				c.lines = nil
 				for _, r := range c.Route {
 					for _, cs := range [][]*Condition{r.Header, r.Query} {
 						for _, cond := range cs {
@@ -434,7 +435,7 @@ colour = 2
 	for _, e := range es {
 		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Key))
 	}
-	require.Equal(t, []string{"2 transform.x.timeout", "8 transform.y.colour", "12 route.0.keep_input", "19 route.colour"}, got, "%v", err)
+	require.Equal(t, []string{"2 transform.x.timeout", "8 transform.y.colour", "12 route \"a\".keep_input", "19 route \"b\".colour"}, got, "%v", err)
 }
 
 func TestKnownKey(t *testing.T) {

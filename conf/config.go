@@ -29,6 +29,10 @@ type Config struct {
 	// File is the name the configuration was read from ("(default)" for the
 	// embedded one, "(command line)" for quick mode); used in messages.
 	File string `toml:"-"`
+
+	// lines locates keys in the file for messages found after parsing
+	// (CheckPrograms, Warnings); nil when there is no file.
+	lines *keyLines
 }
 
 // Listener is one socket the FastCGI server accepts on.

@@ -114,6 +114,9 @@ func join(a, b string) string {
 // line returns the line of key or, failing that, of its closest enclosing
 // table; 0 when nothing is known.
 func (kl *keyLines) line(key string) int {
+	if kl == nil {
+		return 0
+	}
 	for k := key; k != ""; {
 		if n, ok := kl.exact[k]; ok {
 			return n
@@ -130,6 +133,9 @@ func (kl *keyLines) line(key string) int {
 // plainLine returns the line of the nth occurrence of an index-free key,
 // or of its closest enclosing key (a key inside an inline table).
 func (kl *keyLines) plainLine(key string, nth int) int {
+	if kl == nil {
+		return 0
+	}
 	ls := kl.plain[key]
 	for len(ls) == 0 {
 		i := strings.LastIndexByte(key, '.')
@@ -146,6 +152,42 @@ func (kl *keyLines) plainLine(key string, nth int) int {
 		return ls[len(ls)-1]
 	}
 	return 0
+}
+
+// firstLine returns the first line of a table or key, or of anything
+// beneath it ([transfrom.t] for "transfrom"); 0 when nothing is known.
+func (kl *keyLines) firstLine(key string) int {
+	if kl == nil {
+		return 0
+	}
+	first := 0
+	for k, ls := range kl.plain {
+		if k != key && !strings.HasPrefix(k, key+".") {
+			continue
+		}
+		for _, l := range ls {
+			if first == 0 || l < first {
+				first = l
+			}
+		}
+	}
+	return first
+}
+
+// elementAt returns the index of the element of the array of tables arr
+// ("route") that line falls in, or -1.
+func (kl *keyLines) elementAt(arr string, line int) int {
+	if kl == nil || line == 0 {
+		return -1
+	}
+	idx := -1
+	for i := 0; ; i++ {
+		l, ok := kl.exact[arr+"."+strconv.Itoa(i)]
+		if !ok || l > line {
+			return idx
+		}
+		idx = i
+	}
 }
 
 // keyEnd returns the index of the '=' ending the key, outside quotes.

@@ -1,13 +1,19 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"mime"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -20,6 +26,25 @@ func (c *Config) validate(lines *keyLines) Errors {
 	var errs Errors
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, &Error{File: c.File, Line: lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	// unknown reports a reference to a table that does not exist (table
+	// "transform", name "t"), with the declared name probably meant.
+	unknown := func(key, table, name, what string) {
+		msg := fmt.Sprintf("unknown %s %q", what, name)
+		var names []string
+		if table == "transform" {
+			names = sortedKeys(c.Transform)
+		} else {
+			names = sortedKeys(c.Upstream)
+		}
+		if s := suggest(name, names); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		} else if table == "transform" {
+			msg += fmt.Sprintf(" (declare [transform.%s])", name)
+		} else {
+			msg += fmt.Sprintf(" (declare [upstream.%s], or use \"body\", \"data\" or \"request\")", name)
+		}
+		errs = append(errs, &Error{File: c.File, Line: lines.line(key), Key: key, Msg: msg, ref: table + "." + name})
 	}
 
 	for i, l := range c.Listen {
@@ -103,7 +128,7 @@ func (c *Config) validate(lines *keyLines) Errors {
 			bad(k+".name", "route name %q is used twice; names label access-log lines and must be unique", r.Name)
 		}
 		names[r.Name] = true
-		c.validateRoute(r, k, bad)
+		c.validateRoute(r, k, bad, unknown)
 	}
 	return errs
 }
@@ -242,7 +267,7 @@ func validateUpstream(u *Upstream, k string, bad func(string, string, ...any)) {
 var methodRE = regexp.MustCompile(`^[A-Z][A-Z0-9_-]*$`)
 var paramRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
-func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...any)) {
+func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...any), unknown func(key, table, name, what string)) {
 	switch r.Role {
 	case RoleResponder, RoleAuthorizer, RoleFilter, RoleAny:
 	default:
@@ -310,7 +335,7 @@ func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...a
 	default:
 		u, ok := c.Upstream[r.Source]
 		if !ok {
-			bad(k+".source", "unknown upstream %q (declare [upstream.%s], or use \"body\", \"data\" or \"request\")", r.Source, r.Source)
+			unknown(k+".source", "upstream", r.Source, "upstream")
 		} else if u.Kind == UpstreamData && r.Role != RoleFilter && r.Role != RoleAny {
 			bad(k+".source", "upstream %q is FILTER data, which exists only for role = \"filter\"", r.Source)
 		}
@@ -328,7 +353,7 @@ func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...a
 	}
 	for _, name := range r.Transform {
 		if _, ok := c.Transform[name]; !ok {
-			bad(k+".transform", "unknown transform %q (declare [transform.%s])", name, name)
+			unknown(k+".transform", "transform", name, "transform")
 		}
 	}
 	switch r.Fail {
@@ -425,4 +450,223 @@ func aboveZero(bad func(string, string, ...any), key string, d Duration) {
 	if d <= 0 {
 		bad(key, "must be above zero (it cannot be switched off), got %q", d.Std().String())
 	}
+}
+
+// CheckPrograms looks on this machine for what the transforms will run:
+// each program (in PATH when its name is relative), and each argument that
+// names a file the program would open (a script), so that `-t` finds a
+// missing renderer before a deployment does. Validation cannot: it reads
+// the file only.
+//
+// An argument is taken for a file when it is an absolute path without
+// blanks, starts with ./ or ../, or ends in a script's extension (.js,
+// .py, ...); a relative one is looked up from the transform's dir, else
+// from the bridge's working directory, as the program would. Arguments
+// with {placeholders} are filled per request and are not checked.
+func (c *Config) CheckPrograms() Errors {
+	var errs Errors
+	for _, name := range sortedKeys(c.Transform) {
+		t := c.Transform[name]
+		key := "transform." + name + ".command"
+		bad := func(format string, args ...any) {
+			errs = append(errs, &Error{File: c.File, Line: c.lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+		}
+		argv, err := ResolveCommand(t.Command)
+		if err != nil || len(argv) == 0 {
+			if err != nil {
+				bad("%v", err)
+			}
+			continue
+		}
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			bad("%s", programReason(argv[0], err))
+			continue
+		}
+		if t.Command[0] == SelfCommand {
+			continue // the binary's own subcommands take names, not files
+		}
+		args := argv[1:]
+		if t.Kind == KindOneShot {
+			args = append(append([]string(nil), args...), t.Args...)
+		}
+		for _, a := range args {
+			p, ok := fileArgument(a)
+			if !ok {
+				continue
+			}
+			if !filepath.IsAbs(p) && t.Dir != "" {
+				p = filepath.Join(t.Dir, p)
+			}
+			if _, err := os.Stat(p); err != nil {
+				bad("%q: %s (%s would fail to open it)", a, statReason(err), filepath.Base(argv[0]))
+			}
+		}
+	}
+	return errs
+}
+
+var scriptExt = map[string]bool{
+	".js": true, ".mjs": true, ".cjs": true, ".ts": true, ".py": true, ".rb": true, ".pl": true,
+	".php": true, ".sh": true, ".lua": true, ".jar": true, ".tcl": true, ".r": true,
+}
+
+// fileArgument reports whether a command argument names a file, and which.
+func fileArgument(a string) (string, bool) {
+	if a == "" || strings.ContainsAny(a, "{} \t\n") || strings.HasPrefix(a, "-") {
+		return "", false
+	}
+	switch {
+	case strings.HasPrefix(a, "/"), strings.HasPrefix(a, "./"), strings.HasPrefix(a, "../"):
+		return a, true
+	case !strings.Contains(a, ":") && !strings.Contains(a, "=") && scriptExt[strings.ToLower(filepath.Ext(a))]:
+		return a, true
+	}
+	return "", false
+}
+
+// programReason says why a program cannot be run, and what to do.
+func programReason(prog string, err error) string {
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		return fmt.Sprintf("program %q is not in the bridge's PATH (%s); install it or write its absolute path", prog, os.Getenv("PATH"))
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("program %q: permission denied: it is not executable, or a directory on the way is closed to the bridge's user", prog)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("program %q: no such file", prog)
+	}
+	return fmt.Sprintf("program %q: %v", prog, err)
+}
+
+func statReason(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file"
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied: a directory on the way is closed to the bridge's user"
+	}
+	return err.Error()
+}
+
+// Warnings returns the choices that are valid but risky or probably
+// mistaken: a socket every local user may write to, a TCP port open to any
+// address, an upstream serving the whole file system, timeouts a drain
+// would cut short, routes that can never match, tables nothing uses. The
+// bridge runs with them; `-t` and the start-up log say them.
+func (c *Config) Warnings() Errors {
+	var ws Errors
+	warn := func(key, format string, args ...any) {
+		ws = append(ws, &Error{File: c.File, Line: c.lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	for i, l := range c.Listen {
+		k := fmt.Sprintf("listen.%d", i)
+		network, address, err := ParseListenAddr(l.Addr)
+		if err != nil {
+			continue
+		}
+		if mode, err := ParseMode(l.Mode); err == nil && network == "unix" && mode&0o002 != 0 {
+			warn(k+".mode", "%q lets every local user send FastCGI requests to the bridge; use \"0660\" and give the socket the web server's group (group = \"www-data\")", l.Mode)
+		}
+		if network == "tcp" && !loopbackAddr(address) {
+			for _, a := range l.Allow {
+				if p, err := ParseAllow(a); err == nil && p.Bits() == 0 {
+					warn(k+".allow", "%q accepts FastCGI from any address on a port that is not loopback: anyone who reaches it can send requests the web server would refuse; list the web servers instead, unless a firewall does", a)
+					break
+				}
+			}
+		}
+	}
+	drain := c.Server.ShutdownTimeout
+	used := map[string]bool{}
+	for _, n := range sortedKeys(c.Transform) {
+		t := c.Transform[n]
+		if t.Timeout > drain && drain > 0 {
+			warn("transform."+n+".timeout", "%s is longer than server.shutdown_timeout (%s): a stop (TERM) cuts such requests short", t.Timeout.Std(), drain.Std())
+		}
+	}
+	for _, n := range sortedKeys(c.Upstream) {
+		if u := c.Upstream[n]; u.Kind == UpstreamFile && path.Clean(u.Root) == "/" {
+			warn("upstream."+n+".root", "\"/\" serves the whole file system (what the bridge's user may read); point it at the site's directory")
+		}
+	}
+	// A route without request conditions takes every request of its roles:
+	// the routes after it with no other role are never used.
+	var catchAll = map[string]string{} // role -> route name
+	for i, r := range c.Route {
+		k := fmt.Sprintf("route.%d", i)
+		roles := routeRoles(r.Role)
+		if by := shadowedBy(roles, catchAll); by != "" {
+			warn(k, "is never used: route %q before it takes every request of its role", by)
+		}
+		if r.Path == "" && r.Glob == "" && len(r.Method) == 0 && len(r.Header) == 0 && len(r.Query) == 0 {
+			for _, role := range roles {
+				if _, ok := catchAll[role]; !ok {
+					catchAll[role] = r.Name
+				}
+			}
+		}
+		if len(r.PassParams) > 0 && !r.SendRequestHeaders {
+			warn(k+".pass_params", "has no effect with send_request_headers = false")
+		}
+		if r.Timeout > drain && drain > 0 {
+			warn(k+".timeout", "%s is longer than server.shutdown_timeout (%s): a stop (TERM) cuts such requests short", r.Timeout.Std(), drain.Std())
+		}
+		for _, t := range r.Transform {
+			used["transform."+t] = true
+		}
+		used["upstream."+r.Source] = true
+	}
+	for _, n := range sortedKeys(c.Transform) {
+		if !used["transform."+n] {
+			warn("transform."+n, "no route uses it, so it is never started")
+		}
+	}
+	for _, n := range sortedKeys(c.Upstream) {
+		if !used["upstream."+n] {
+			warn("upstream."+n, "no route uses it as its source")
+		}
+	}
+	nameRoutes(ws, c.Route, c.namedRoutes())
+	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Line < ws[j].Line })
+	return ws
+}
+
+// namedRoutes says which routes have a name of their own, as opposed to
+// the "routeN" given to them.
+func (c *Config) namedRoutes() []bool {
+	named := make([]bool, len(c.Route))
+	for i, r := range c.Route {
+		named[i] = r.Name != fmt.Sprintf("route%d", i+1)
+	}
+	return named
+}
+
+func routeRoles(role string) []string {
+	if role == RoleAny {
+		return []string{RoleResponder, RoleFilter}
+	}
+	return []string{role}
+}
+
+func shadowedBy(roles []string, catchAll map[string]string) string {
+	by := ""
+	for _, role := range roles {
+		n, ok := catchAll[role]
+		if !ok {
+			return ""
+		}
+		by = n
+	}
+	return by
+}
+
+func loopbackAddr(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }

@@ -40,14 +40,17 @@ func readmeCommands(t *testing.T) []string {
 
 // TestReadmeCommands runs the README's first command as written (the
 // daemon on its embedded default) and serves requests with it; the second
-// must be the test command itself, which is not run again from here.
+// must be the test command itself (with the npm step the node tests need),
+// which is not run again from here.
 func TestReadmeCommands(t *testing.T) {
 	cmds := readmeCommands(t)
 	if len(cmds) != 2 {
 		t.Fatalf("README's first block should hold two commands, has %q", cmds)
 	}
-	if cmds[1] != "go test ./..." {
-		t.Errorf("README's second command is %q, want the test command `go test ./...`", cmds[1])
+	// The node tests skip until testdata/node has its modules, so the
+	// test command says how to get them first.
+	if want := "(cd testdata/node && npm ci) && go test ./..."; cmds[1] != want {
+		t.Errorf("README's second command is %q, want the test command %q", cmds[1], want)
 	}
 	testenv.Require(t, "go")
 	sh := testenv.Require(t, "sh")

@@ -53,6 +53,7 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	slog.SetDefault(logger)
 	defer startCPUProfile(stderr)()
 	d := &daemon{opts: o, cfg: cfg, log: logger, logs: logs, stderr: stderr}
+	logWarnings(logger, cfg)
 	d.hard, d.stopHard = context.WithCancel(context.Background())
 	defer d.stopHard()
 
@@ -156,7 +157,7 @@ func (d *daemon) logStarted(cfg *conf.Config, ls []net.Listener) {
 		addrs[i] = l.Addr().Network() + ":" + l.Addr().String()
 	}
 	d.log.Info("fcgi-bridge started",
-		"version", version, "pid", os.Getpid(), "config", cfg.File,
+		"version", buildVersion(), "pid", os.Getpid(), "config", cfg.File,
 		"listen", strings.Join(addrs, " "), "routes", describeRoutes(cfg))
 }
 
@@ -178,6 +179,14 @@ func (d *daemon) grace() time.Duration {
 		return g
 	}
 	return 30 * time.Second
+}
+
+// logWarnings logs what -t warns about, so that a configuration that was
+// never checked still says it.
+func logWarnings(log *slog.Logger, cfg *conf.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration warning", "warning", w.Error())
+	}
 }
 
 // reload builds a Bridge from the configuration read again and swaps it in:
@@ -207,6 +216,7 @@ func (d *daemon) reload() {
 	if lvl, err := conf.ParseLevel(cfg.Log.Level); err == nil { // checked by Load
 		d.logs.level.Set(lvl)
 	}
+	logWarnings(d.log, cfg)
 	old := d.handler.swap(b)
 	d.cfg = cfg
 	d.log.Info("configuration reloaded", "config", cfg.File, "routes", describeRoutes(cfg))

@@ -645,3 +645,20 @@ func socketInode(t *testing.T, fd uintptr) string {
 	}
 	return target
 }
+
+// A configuration that was never checked with -t still says its warnings:
+// the daemon logs them when it starts.
+func TestStartLogsWarnings(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "bridge.sock")
+	cfg := filepath.Join(dir, "bridge.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("[[listen]]\naddr = \"unix:%s\"\nmode = \"0666\"\n\n[[route]]\nname = \"all\"\n", sock)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := start(t, "-c", cfg)
+	if line, ok := d.log.WaitFor("configuration warning", 0); !ok || !strings.Contains(line, "listen.0.mode") {
+		t.Errorf("no warning about the world-writable socket at start-up: %q", line)
+	}
+	d.signal(syscall.SIGTERM)
+	d.wait(20 * time.Second)
+}

@@ -14,11 +14,11 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -58,12 +58,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "transform" {
 		return runTransform(args[1:], stdin, stdout, stderr)
 	}
-	o, err := parseFlags(args, stderr)
+	if len(args) > 0 && args[0] == "help" {
+		args = []string{"--help"}
+	}
+	var usage bytes.Buffer
+	o, err := parseFlags(args, &usage, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
+		// Asked for: the usage is the answer, so it goes where a pager or
+		// grep reads it.
+		stdout.Write(usage.Bytes())
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "fcgi-bridge: %v\n", err)
+		fmt.Fprintf(stderr, "fcgi-bridge: %v (fcgi-bridge --help lists the flags)\n", err)
 		return 2
 	}
 	if o.showVersion {
@@ -72,6 +79,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cfg, err := loadConfig(o)
 	if err == nil && o.test {
+		// Warnings do not fail the check; they are said before its verdict.
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "fcgi-bridge: warning: %v\n", w)
+		}
 		err = checkCommands(cfg)
 	}
 	if err != nil {
@@ -92,7 +103,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return serve(o, cfg, stderr)
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+// parseFlags parses the command line; the usage text, when pflag shows it
+// (for --help, or after a bad flag), goes to usage.
+func parseFlags(args []string, usage, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := pflag.NewFlagSet("fcgi-bridge", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -106,10 +119,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 0, "how long TERM waits for requests in flight (overrides server.shutdown_timeout)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n"+
+		fs.SetOutput(usage)
+		defer fs.SetOutput(stderr)
+		fmt.Fprintf(usage, "Usage:\n"+
 			"  fcgi-bridge [flags]                      serve (the embedded default without -c)\n"+
 			"  fcgi-bridge [flags] -- COMMAND [ARG...]  quick mode: every request through a pool of COMMAND\n"+
-			"  fcgi-bridge transform NAME               run a built-in sample transform (%s)\n\nFlags:\n",
+			"  fcgi-bridge transform NAME               run a built-in sample transform (%s)\n"+
+			"  fcgi-bridge help                         this text (also --help)\n\nFlags:\n",
 			strings.Join(sample.Names(), ", "))
 		fs.PrintDefaults()
 	}
@@ -200,19 +216,12 @@ func listenOverrides(specs []string) ([]*conf.Listener, error) {
 	return out, nil
 }
 
-// checkCommands finds the program of every transform, so that -t catches
-// a missing program before a deployment does.
+// checkCommands finds the program and scripts of every transform, so
+// that -t catches a missing one before a deployment does.
 func checkCommands(cfg *conf.Config) error {
 	var errs []error
-	for _, name := range sortedNames(cfg.Transform) {
-		t := cfg.Transform[name]
-		argv, err := conf.ResolveCommand(t.Command)
-		if err == nil && len(argv) > 0 {
-			_, err = exec.LookPath(argv[0])
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: transform.%s.command: %w", cfg.File, name, err))
-		}
+	for _, e := range cfg.CheckPrograms() {
+		errs = append(errs, e)
 	}
 	for i, l := range cfg.Listen {
 		if _, err := listen.ParseSpec(l.Addr); err != nil {
@@ -223,11 +232,12 @@ func checkCommands(cfg *conf.Config) error {
 }
 
 func runTransform(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+		transformUsage(stdout)
+		return 0
+	}
 	if len(args) != 1 {
-		fmt.Fprintln(stderr, "usage: fcgi-bridge transform NAME\n\nBuilt-in sample transforms (they speak the pipe protocol on stdin/stdout):")
-		for _, n := range sample.Names() {
-			fmt.Fprintf(stderr, "  %-10s %s\n", n, sample.Help(n))
-		}
+		transformUsage(stderr)
 		return 2
 	}
 	if err := sample.Run(args[0], stdin, stdout, stderr); err != nil {
@@ -237,12 +247,58 @@ func runTransform(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	return 0
 }
 
-func versionLine() string {
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "devel" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
+func transformUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: fcgi-bridge transform NAME\n\nBuilt-in sample transforms (they speak the pipe protocol on stdin/stdout):")
+	for _, n := range sample.Names() {
+		fmt.Fprintf(w, "  %-10s %s\n", n, sample.Help(n))
 	}
-	return fmt.Sprintf("fcgi-bridge %s (%s %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func versionLine() string {
+	return fmt.Sprintf("fcgi-bridge %s (%s %s/%s)", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// buildVersion is what this binary was built from; see versionOf.
+func buildVersion() string {
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(version, bi)
+}
+
+// versionOf names the build: the version given at link time (a release
+// build: -ldflags "-X main.version=v1.2.3"), else the module version `go
+// install …@v1.2.3` records, else the commit a build from a checkout was
+// made from (with "-dirty" when it had uncommitted changes), so that any
+// binary can be traced to its source.
+func versionOf(linked string, bi *debug.BuildInfo) string {
+	if linked != "" && linked != "devel" {
+		return linked
+	}
+	if bi == nil {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev string
+	var dirty bool
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "devel-" + rev
 }
 
 func sortedNames[V any](m map[string]V) []string {

@@ -25,7 +25,7 @@ type loadReport struct {
 	OK          int64          `json:"ok"`
 	Errors      int64          `json:"errors"`
 	Seconds     float64        `json:"seconds"`
-	RPS         float64        `json:"requests_per_second"`
+	RPS         float64        `json:"requests_per_second,omitempty"`
 	BytesIn     int64          `json:"response_bytes"`
 	Latency     latencyReport  `json:"latency_ms"`
 	Status      map[string]int `json:"status"`
@@ -153,7 +153,9 @@ func mergeStats(stats []*workerStats, elapsed time.Duration) *loadReport {
 	}
 	rep.OK = int64(len(all))
 	rep.Requests = rep.OK + rep.Errors
-	if elapsed > 0 {
+	// With no answer at all there is no throughput to speak of: failures
+	// come back fast and would pass for a high rate.
+	if elapsed > 0 && rep.OK > 0 {
 		rep.RPS = float64(rep.Requests) / elapsed.Seconds()
 	}
 	if len(all) > 0 {
@@ -194,7 +196,11 @@ func printReport(w io.Writer, r *loadReport) {
 	}
 	fmt.Fprintf(w, "target:      %s (concurrency %d, %s)\n", r.Address, r.Concurrency, mode)
 	fmt.Fprintf(w, "requests:    %d in %.3fs, %d ok, %d errors\n", r.Requests, r.Seconds, r.OK, r.Errors)
-	fmt.Fprintf(w, "throughput:  %.1f req/s, %.2f MB/s of response body\n", r.RPS, float64(r.BytesIn)/1e6/max(r.Seconds, 1e-9))
+	if r.OK > 0 {
+		fmt.Fprintf(w, "throughput:  %.1f req/s, %.2f MB/s of response body\n", r.RPS, float64(r.BytesIn)/1e6/max(r.Seconds, 1e-9))
+	} else if r.Requests > 0 {
+		fmt.Fprintf(w, "throughput:  none: every request failed\n")
+	}
 	if r.OK > 0 {
 		l := r.Latency
 		fmt.Fprintf(w, "latency:     min %s  mean %s  p50 %s  p90 %s  p99 %s  max %s\n",

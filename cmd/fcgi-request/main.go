@@ -71,12 +71,22 @@ func (o *options) loadMode() bool {
 	return o.requests > 1 || o.concurrency > 1 || o.duration > 0
 }
 
-func parseArgs(args []string, stderr io.Writer) (*options, error) {
+// parseArgs parses the command line. The usage goes to stdout when it was
+// asked for (--help), to stderr when the command line was wrong.
+func parseArgs(args []string, stdout, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := pflag.NewFlagSet("fcgi-request", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
+	var help bool
+	fs.BoolVarP(&help, "help", "h", false, "print this help and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, `usage: fcgi-request [flags] ADDRESS [URL]
+		out := stderr
+		if help {
+			out = stdout
+		}
+		fs.SetOutput(out)
+		defer fs.SetOutput(stderr)
+		fmt.Fprintf(out, `usage: fcgi-request [flags] ADDRESS [URL]
 
 ADDRESS is tcp:HOST:PORT, unix:PATH, HOST:PORT or a socket path.
 URL (http://host:port/path?query or /path?query) fills the CGI params
@@ -115,6 +125,10 @@ flags:
 	fs.BoolVar(&o.json, "json", false, "load mode: print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if help {
+		fs.Usage()
+		return nil, pflag.ErrHelp
 	}
 	rest := fs.Args()
 	if len(rest) < 1 || len(rest) > 2 {
@@ -187,7 +201,7 @@ func parseRole(s string, haveData bool) (fcgi.Role, error) {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	o, err := parseArgs(args, stderr)
+	o, err := parseArgs(args, stdout, stderr)
 	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK

@@ -244,3 +244,31 @@ func TestAgainstPHPFPM(t *testing.T) {
 	require.Equal(t, exitOK, code)
 	require.Contains(t, out, "FCGI_MPXS_CONNS=0")
 }
+
+// When no request got an answer there is no throughput: failures come back
+// fast and a req/s figure would read as a result.
+func TestLoadEveryRequestFailed(t *testing.T) {
+	code, out, _ := runCmd(t, "", "unix:/nonexistent/x.sock", "/", "-n", "5")
+	require.Equal(t, exitError, code)
+	require.NotContains(t, out, "req/s", out)
+	require.Contains(t, out, "every request failed", out)
+	require.Contains(t, out, "connect: 5", out)
+
+	code, out, _ = runCmd(t, "", "unix:/nonexistent/x.sock", "/", "-n", "5", "--json")
+	require.Equal(t, exitError, code)
+	require.NotContains(t, out, "requests_per_second", out)
+}
+
+func TestHelpToStdout(t *testing.T) {
+	for _, arg := range []string{"--help", "-h"} {
+		code, out, errOut := runCmd(t, "", arg)
+		require.Equal(t, exitOK, code, arg)
+		require.Contains(t, out, "usage: fcgi-request", arg)
+		require.Contains(t, out, "--concurrency", arg)
+		require.Empty(t, errOut, arg)
+	}
+	code, out, errOut := runCmd(t, "")
+	require.Equal(t, exitUsage, code)
+	require.Empty(t, out)
+	require.Contains(t, errOut, "usage: fcgi-request")
+}
