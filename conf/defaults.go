@@ -4,7 +4,7 @@ import "time"
 
 // Every default lives in this file. Parse starts each table from these values
 // and lets the TOML overwrite only the keys it sets, so a key that is absent
-// always means exactly the value written here. The README's configuration reference repeats them for
+// always means exactly the value written here. docs/configuration.md repeats them for
 // users; keep the two in step.
 
 // DefaultListenAddr is used when a configuration declares no [[listen]]:

@@ -78,9 +78,20 @@ func TestMakeInstall(t *testing.T) {
 		"usr/local/share/doc/fcgi-bridge/deploy.md",
 		"usr/local/share/doc/fcgi-bridge/examples/nginx.conf",
 		"usr/local/share/doc/fcgi-bridge/examples/apache-example.conf",
+		"usr/local/share/man/man8/fcgi-bridge.8",
 	} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Errorf("make install did not install /%s", f)
+		}
+	}
+	// The Makefile stamps the build with git describe, so --version names
+	// the commit (or tag) the installed binary came from, never "devel".
+	if git, err := exec.LookPath("git"); err == nil {
+		if want, err := exec.Command(git, "-C", "..", "describe", "--tags", "--always", "--dirty").Output(); err == nil {
+			got, err := exec.Command(filepath.Join(root, "usr/local/bin/fcgi-bridge"), "--version").CombinedOutput()
+			if err != nil || !strings.Contains(string(got), strings.TrimSpace(string(want))) {
+				t.Errorf("installed fcgi-bridge --version = %q (%v), want it to name %s", got, err, strings.TrimSpace(string(want)))
+			}
 		}
 	}
 	for _, u := range []string{"fcgi-bridge.service", "fcgi-bridge.socket"} {
