@@ -18,6 +18,7 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/bridge"
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/sdnotify"
 	"github.com/fcgi-bridge/fcgi-bridge/listen"
 )
 
@@ -31,6 +32,7 @@ type daemon struct {
 	stderr  io.Writer
 	srv     *fcgi.Server
 	handler *swapHandler
+	notify  *sdnotify.Notifier // nil unless systemd set NOTIFY_SOCKET
 
 	// hard ends when the daemon must stop at once (a second signal): every
 	// drain still waiting gives up and the transform processes are killed.
@@ -62,6 +64,17 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 
+	// systemd's variables are read, and removed from the environment, before
+	// any transform starts, so that none reports in the bridge's name.
+	watchdog, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		logger.Warn("systemd watchdog not kept", "err", err)
+	}
+	if d.notify, err = sdnotify.New(); err != nil {
+		logger.Warn("cannot tell systemd the service state", "err", err)
+	}
+	defer d.notify.Close()
+
 	// Take the sockets systemd passed, if any, before a transform starts:
 	// it marks them close-on-exec and clears LISTEN_*, so no transform
 	// inherits them, even when the configuration does not use them.
@@ -90,13 +103,34 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 		go func() { serveErr <- d.srv.Serve(l) }()
 	}
 	d.logStarted(cfg, listeners)
+	// Every listener is open and bridge.New has started each pool's min
+	// processes, so requests are served from here on.
+	d.sdnotify(d.notify.Ready(summary(cfg)))
+
+	var watchdogTick <-chan time.Time
+	if watchdog > 0 && d.notify != nil {
+		// Sent from the loop that handles signals, so a daemon stuck there
+		// stops feeding the watchdog and systemd restarts it.
+		t := time.NewTicker(watchdog)
+		defer t.Stop()
+		watchdogTick = t.C
+		d.sdnotify(d.notify.Watchdog())
+	}
 
 	for {
 		select {
+		case <-watchdogTick:
+			d.sdnotify(d.notify.Watchdog())
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				d.reload()
+				d.sdnotify(d.notify.Reloading("reloading " + d.cfg.File))
+				if err := d.reload(); err != nil {
+					// Still serving: systemd must leave the reloading state.
+					d.sdnotify(d.notify.Ready("reload refused, serving the previous configuration: " + err.Error()))
+				} else {
+					d.sdnotify(d.notify.Ready(summary(d.cfg)))
+				}
 			case syscall.SIGUSR1:
 				d.reopenLog()
 			default:
@@ -105,6 +139,7 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 		case err := <-serveErr:
 			if !errors.Is(err, fcgi.ErrServerClosed) {
 				d.log.Error("a listener failed; stopping", "err", err)
+				d.sdnotify(d.notify.Stopping("a listener failed: " + err.Error()))
 				d.drain()
 				return 1
 			}
@@ -183,17 +218,17 @@ func (d *daemon) grace() time.Duration {
 // reload builds a Bridge from the configuration read again and swaps it in:
 // new requests go to it at once, the old one finishes its requests and then
 // stops its transforms. Any error leaves the running configuration in place.
-func (d *daemon) reload() {
+func (d *daemon) reload() error {
 	d.log.Info("reloading the configuration (SIGHUP)", "config", d.cfg.File)
 	cfg, err := loadConfig(d.opts)
 	if err != nil {
 		d.log.Error("reload failed; still serving the previous configuration", "err", err)
-		return
+		return err
 	}
 	b, err := bridge.New(cfg, bridge.WithLogger(d.log))
 	if err != nil {
 		d.log.Error("reload failed; still serving the previous configuration", "err", err)
-		return
+		return err
 	}
 	if !reflect.DeepEqual(listenAddrs(cfg), listenAddrs(d.cfg)) {
 		d.log.Warn("listener changes take effect on restart; still listening on the previous addresses")
@@ -222,6 +257,7 @@ func (d *daemon) reload() {
 		}
 		d.log.Info("previous configuration drained and closed")
 	}()
+	return nil
 }
 
 func listenAddrs(cfg *conf.Config) []conf.Listener {
@@ -249,6 +285,7 @@ func (d *daemon) reopenLog() {
 // A second TERM, QUIT or INT stops at once. HUP and USR1 are ignored here.
 func (d *daemon) shutdown(first os.Signal, sigs <-chan os.Signal) int {
 	grace := d.grace()
+	d.sdnotify(d.notify.Stopping("stopping on " + first.String() + ", draining requests in flight"))
 	d.log.Info("stopping: draining requests in flight (send the signal again to stop at once)", "signal", first.String(), "grace", grace.String())
 	done := make(chan bool, 1)
 	go func() { done <- d.drain() }()
