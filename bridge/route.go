@@ -11,6 +11,7 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
 	"github.com/fcgi-bridge/fcgi-bridge/source"
 )
 
@@ -35,6 +36,8 @@ type route struct {
 	// bodySource: the content is the request body itself (source "body"
 	// or an upstream of kind "body"), so a spooled body is the content.
 	bodySource bool
+	// stats counts the route's requests; kept across reloads by name.
+	stats *metrics.Route
 }
 
 func newRoute(rc *conf.Route, src source.Source, transforms map[string]filter.Transform) (*route, error) {

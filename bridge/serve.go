@@ -11,6 +11,7 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
 	"github.com/fcgi-bridge/fcgi-bridge/source"
 )
 
@@ -29,6 +30,11 @@ type exchange struct {
 	err       error
 	// requestInput: the content is the request's own body or data.
 	requestInput bool
+	// stats is the route's counters; fallback and attempts what the
+	// chain did (see applied).
+	stats    *metrics.Route
+	fallback bool
+	attempts int
 }
 
 // ServeFCGI implements fcgi.Handler.
@@ -51,7 +57,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 
 	x := &exchange{start: time.Now(), role: r.Role, method: r.Params["REQUEST_METHOD"], uri: source.RequestURI(r.Params)}
-	defer b.logAccess(x)
+	defer b.finish(x)
 	ctx := r.Context()
 
 	v := newRequestView(r)
@@ -66,6 +72,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		// No route: an authorizer that nobody configured denies (fail
 		// closed); other roles get 404 so a misrouted location is obvious.
 		x.route = "-"
+		x.stats = b.noRoute
 		status := http.StatusNotFound
 		if r.Role == fcgi.RoleAuthorizer {
 			status = http.StatusForbidden
@@ -76,6 +83,11 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 	x.route = rt.cfg.Name
 	x.requestInput = rt.requestInput
+	x.stats = rt.stats
+	if rt.cfg.Kind != "" {
+		b.serveBuiltin(w, r, x, rt)
+		return
+	}
 
 	req := &source.Request{
 		Role:          r.Role,
@@ -142,6 +154,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	} else {
 		out, err = filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params), p)
 	}
+	x.attempts, x.fallback = done.attempts, err == nil && !done.ok
 	if err != nil {
 		x.transform = time.Since(t0)
 		b.fail(ctx, w, x, err)
@@ -164,6 +177,7 @@ func (b *Bridge) authorize(ctx context.Context, w fcgi.ResponseWriter, x *exchan
 	runCtx, done := withApplied(ctx)
 	out, err := filter.Run(runCtx, rt.chain, msg, rt.requestInfo(params), b.policy(rt))
 	x.transform = time.Since(t0)
+	x.attempts = done.attempts
 	if err != nil {
 		b.fail(ctx, w, x, err)
 		return

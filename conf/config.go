@@ -228,6 +228,12 @@ type Route struct {
 	Timeout            Duration `toml:"timeout"`
 	SendRequestHeaders bool     `toml:"send_request_headers"`
 	PassParams         []string `toml:"pass_params"`
+
+	// Kind "" is a route served through its source and transforms; the
+	// other kinds are answered by the bridge itself (status.go).
+	Kind string `toml:"kind,omitempty"`
+	// Format is a status route's default format; ?format= overrides it.
+	Format string `toml:"format,omitempty"`
 }
 
 // Condition tests one request header (by HTTP name, e.g. "Accept") or one

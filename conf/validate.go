@@ -243,6 +243,13 @@ var methodRE = regexp.MustCompile(`^[A-Z][A-Z0-9_-]*$`)
 var paramRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...any)) {
+	if r.Kind != "" {
+		validateBuiltinRoute(r, k, bad)
+		return
+	}
+	if r.Format != "" {
+		bad(k+".format", "only a route of kind = \"status\" has a format")
+	}
 	switch r.Role {
 	case RoleResponder, RoleAuthorizer, RoleFilter, RoleAny:
 	default:

@@ -18,6 +18,7 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/bridge"
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/sdnotify"
 	"github.com/fcgi-bridge/fcgi-bridge/listen"
 )
@@ -33,6 +34,7 @@ type daemon struct {
 	srv     *fcgi.Server
 	handler *swapHandler
 	notify  *sdnotify.Notifier // nil unless systemd set NOTIFY_SOCKET
+	metrics *metrics.Registry  // outlives reloads
 
 	// hard ends when the daemon must stop at once (a second signal): every
 	// drain still waiting gives up and the transform processes are killed.
@@ -54,7 +56,7 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	// Packages that log without being handed a logger use the default.
 	slog.SetDefault(logger)
 	defer startCPUProfile(stderr)()
-	d := &daemon{opts: o, cfg: cfg, log: logger, logs: logs, stderr: stderr}
+	d := &daemon{opts: o, cfg: cfg, log: logger, logs: logs, stderr: stderr, metrics: metrics.NewRegistry(version)}
 	d.hard, d.stopHard = context.WithCancel(context.Background())
 	defer d.stopHard()
 
@@ -88,13 +90,14 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	if err != nil {
 		return d.fatal("start", err)
 	}
-	b, err := bridge.New(cfg, bridge.WithLogger(logger))
+	b, err := bridge.New(cfg, bridge.WithLogger(logger), bridge.WithMetrics(d.metrics))
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
 		}
 		return d.fatal("start", err)
 	}
+	d.metrics.SetConfig(configInfo(cfg))
 	d.handler = newSwapHandler(b)
 	d.srv = &fcgi.Server{Handler: d.handler, Limits: bridge.ServerLimits(cfg.Server), Logger: logger}
 
@@ -117,15 +120,26 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 		d.sdnotify(d.notify.Watchdog())
 	}
 
+	var statusTick <-chan time.Time
+	if d.notify != nil {
+		t := time.NewTicker(statusInterval)
+		defer t.Stop()
+		statusTick = t.C
+	}
+
 	for {
 		select {
+		case <-statusTick:
+			d.sdnotify(d.notify.Status(d.statusLine()))
 		case <-watchdogTick:
 			d.sdnotify(d.notify.Watchdog())
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
 				d.sdnotify(d.notify.Reloading("reloading " + d.cfg.File))
-				if err := d.reload(); err != nil {
+				err := d.reload()
+				d.metrics.Reloaded(err)
+				if err != nil {
 					// Still serving: systemd must leave the reloading state.
 					d.sdnotify(d.notify.Ready("reload refused, serving the previous configuration: " + err.Error()))
 				} else {
@@ -164,12 +178,14 @@ func (d *daemon) openListeners(cfg *conf.Config) ([]net.Listener, error) {
 		if err != nil {
 			mode = 0
 		}
+		counts := d.metrics.Listener(lc.Addr)
 		l, err := listen.Open(lc.Addr, listen.Options{
-			Mode:   os.FileMode(mode),
-			Owner:  lc.Owner,
-			Group:  lc.Group,
-			Allow:  lc.Allow,
-			Logger: d.log,
+			Mode:    os.FileMode(mode),
+			Owner:   lc.Owner,
+			Group:   lc.Group,
+			Allow:   lc.Allow,
+			Logger:  d.log,
+			Refused: counts.Refused,
 		})
 		if err != nil {
 			for _, o := range ls {
@@ -177,7 +193,7 @@ func (d *daemon) openListeners(cfg *conf.Config) ([]net.Listener, error) {
 			}
 			return nil, err
 		}
-		ls = append(ls, l)
+		ls = append(ls, metrics.CountListener(l, counts))
 	}
 	if len(ls) == 0 {
 		return nil, errors.New("the configuration has no [[listen]] address")
@@ -225,7 +241,7 @@ func (d *daemon) reload() error {
 		d.log.Error("reload failed; still serving the previous configuration", "err", err)
 		return err
 	}
-	b, err := bridge.New(cfg, bridge.WithLogger(d.log))
+	b, err := bridge.New(cfg, bridge.WithLogger(d.log), bridge.WithMetrics(d.metrics))
 	if err != nil {
 		d.log.Error("reload failed; still serving the previous configuration", "err", err)
 		return err
@@ -244,6 +260,7 @@ func (d *daemon) reload() error {
 	}
 	old := d.handler.swap(b)
 	d.cfg = cfg
+	d.metrics.SetConfig(configInfo(cfg))
 	d.log.Info("configuration reloaded", "config", cfg.File, "routes", describeRoutes(cfg))
 
 	d.retiring.Add(1)
