@@ -165,6 +165,9 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 		// cost allocations on every transformed request.
 		rt.policy.Logger = b.log.With("route", rc.Name)
 		rt.stats = b.metrics.Route(rc.Name)
+		if rt.slow = rc.Slow.Std(); rt.slow == 0 {
+			rt.slow = cfg.Log.Slow.Std()
+		}
 		b.routes = append(b.routes, rt)
 		if rt.role == 0 {
 			b.roles[fcgi.RoleResponder], b.roles[fcgi.RoleFilter] = true, true

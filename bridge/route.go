@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
@@ -38,6 +39,8 @@ type route struct {
 	bodySource bool
 	// stats counts the route's requests; kept across reloads by name.
 	stats *metrics.Route
+	// slow is the slow-request threshold: the route's, else log.slow.
+	slow time.Duration
 }
 
 func newRoute(rc *conf.Route, src source.Source, transforms map[string]filter.Transform) (*route, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
+	"github.com/fcgi-bridge/fcgi-bridge/pool"
 	"github.com/fcgi-bridge/fcgi-bridge/source"
 )
 
@@ -35,6 +36,15 @@ type exchange struct {
 	stats    *metrics.Route
 	fallback bool
 	attempts int
+	// Where the time went, for the slow-request log (slow.go); only
+	// measured when slow is set.
+	slow     time.Duration
+	pools    string // the route's transforms
+	queue    pool.WaitTrace
+	bodyRead time.Duration // spooling the request body
+	upstream time.Duration // the source, until its response head
+	head     time.Duration // the chain, until its response head
+	write    time.Duration // the response, head to the end of the body
 }
 
 // ServeFCGI implements fcgi.Handler.
@@ -84,6 +94,10 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	x.route = rt.cfg.Name
 	x.requestInput = rt.requestInput
 	x.stats = rt.stats
+	if x.slow = rt.slow; x.slow > 0 {
+		ctx = pool.WithWaitTrace(ctx, &x.queue)
+		x.pools = chainNames(rt.cfg.Transform)
+	}
 	if rt.cfg.Kind != "" {
 		b.serveBuiltin(w, r, x, rt)
 		return
@@ -104,7 +118,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 	var spooled *source.Spooled
 	if rt.bufferBody && r.Stdin != nil {
+		ts := time.Now()
 		sp, err := source.Spool(ctx, req.Stdin, declaredLength(r), b.spool)
+		x.bodyRead = time.Since(ts)
 		if err != nil {
 			b.fail(ctx, w, x, err)
 			return
@@ -119,7 +135,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 			spooled = sp
 		}
 	}
+	tf := time.Now()
 	msg, err := rt.source.Fetch(ctx, req)
+	x.upstream = time.Since(tf)
 	if err != nil {
 		b.fail(ctx, w, x, err)
 		return
@@ -142,7 +160,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 				msg.Header.Set("Content-Type", rt.cfg.ContentType)
 			}
 		}
+		tw := time.Now()
 		b.send(ctx, w, x, msg, head)
+		x.write = time.Since(tw)
 		return
 	}
 
@@ -154,6 +174,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	} else {
 		out, err = filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params), p)
 	}
+	x.head = time.Since(t0)
 	x.attempts, x.fallback = done.attempts, err == nil && !done.ok
 	if err != nil {
 		x.transform = time.Since(t0)
@@ -164,7 +185,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	if done.ok && rt.cfg.ContentType != "" && filter.BodyAllowed(out.Status) {
 		out.Header.Set("Content-Type", rt.cfg.ContentType)
 	}
+	tw := time.Now()
 	b.send(ctx, w, x, out, false)
+	x.write = time.Since(tw)
 	x.transform = time.Since(t0)
 }
 

@@ -102,5 +102,6 @@ func (b *Bridge) finish(x *exchange) {
 			x.stats.Retry()
 		}
 	}
+	b.logSlow(x)
 	b.logAccess(x)
 }

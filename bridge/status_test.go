@@ -49,9 +49,14 @@ kind = "ready"
 // server and returns the bridge and a client.
 func statusBridge(t *testing.T, cfgText string) (*Bridge, *fcgi.Client) {
 	t.Helper()
+	return statusBridgeLog(t, cfgText, slog.New(slog.DiscardHandler))
+}
+
+func statusBridgeLog(t *testing.T, cfgText string, logger *slog.Logger) (*Bridge, *fcgi.Client) {
+	t.Helper()
 	cfg, err := conf.Parse("test.toml", []byte(cfgText+statusRoutes))
 	require.NoError(t, err)
-	b, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), WithMetrics(metrics.NewRegistry("test")))
+	b, err := New(cfg, WithLogger(logger), WithMetrics(metrics.NewRegistry("test")))
 	require.NoError(t, err)
 	sock := filepath.Join(t.TempDir(), "bridge.sock")
 	l, err := net.Listen("unix", sock)

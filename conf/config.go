@@ -96,6 +96,9 @@ type Log struct {
 	Format string `toml:"format"` // text, json
 	Access bool   `toml:"access"` // one line per request
 	File   string `toml:"file"`   // "" = stderr
+	// Slow logs one line for each request that took at least this long,
+	// saying where the time went; 0 = off. A route's slow overrides it.
+	Slow Duration `toml:"slow"`
 }
 
 // Transform kinds.
@@ -234,6 +237,8 @@ type Route struct {
 	Kind string `toml:"kind,omitempty"`
 	// Format is a status route's default format; ?format= overrides it.
 	Format string `toml:"format,omitempty"`
+	// Slow is this route's slow-request threshold; 0 = log.slow.
+	Slow Duration `toml:"slow"`
 }
 
 // Condition tests one request header (by HTTP name, e.g. "Accept") or one

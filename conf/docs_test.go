@@ -24,6 +24,18 @@ func TestEveryKeyDocumented(t *testing.T) {
 	if end := strings.Index(text[3:], "\n## "); end >= 0 {
 		text = text[:end+3]
 	}
+	// The operations keys (status routes, slow log, includes) are documented
+	// with the rest of operations, in docs/operations.md.
+	ops, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
+	require.NoError(t, err)
+	opsKeys := string(ops)
+	start = strings.Index(opsKeys, "\n## Configuration keys\n")
+	require.GreaterOrEqual(t, start, 0, "docs/operations.md has no section \"## Configuration keys\"")
+	opsKeys = opsKeys[start+1:]
+	if end := strings.Index(opsKeys[3:], "\n## "); end >= 0 {
+		opsKeys = opsKeys[:end+3]
+	}
+	text += opsKeys
 	for _, v := range []any{Listener{}, Server{}, Log{}, Transform{}, Upstream{}, Route{}, Condition{}} {
 		typ := reflect.TypeOf(v)
 		for i := 0; i < typ.NumField(); i++ {
