@@ -19,6 +19,10 @@ import (
 
 // Config is the whole configuration. Treat it as read-only once returned.
 type Config struct {
+	// Include names further files (glob patterns, relative to this file's
+	// directory) holding [transform.*], [upstream.*] and [[route]] tables.
+	// Loading merges them in; -T prints the merged result without it.
+	Include   []string              `toml:"include,omitempty"`
 	Listen    []*Listener           `toml:"listen"`
 	Server    Server                `toml:"server"`
 	Log       Log                   `toml:"log"`
@@ -29,6 +33,10 @@ type Config struct {
 	// File is the name the configuration was read from ("(default)" for the
 	// embedded one, "(command line)" for quick mode); used in messages.
 	File string `toml:"-"`
+
+	// from records which file each included table came from; nil without
+	// includes.
+	from *origins
 }
 
 // Listener is one socket the FastCGI server accepts on.

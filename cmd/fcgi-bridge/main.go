@@ -81,6 +81,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch {
 	case o.test:
 		fmt.Fprintf(stdout, "fcgi-bridge: configuration %s is valid\n", cfg.File)
+		for _, inc := range cfg.Included() {
+			fmt.Fprintf(stdout, "  included %s\n", inc)
+		}
 		return 0
 	case o.dump:
 		if err := cfg.Encode(stdout); err != nil {
@@ -211,7 +214,7 @@ func checkCommands(cfg *conf.Config) error {
 			_, err = exec.LookPath(argv[0])
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: transform.%s.command: %w", cfg.File, name, err))
+			errs = append(errs, fmt.Errorf("%s: transform.%s.command: %w", cfg.FileOf("transform."+name), name, err))
 		}
 	}
 	for i, l := range cfg.Listen {
