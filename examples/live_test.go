@@ -114,7 +114,14 @@ func workerGroup() (userName, groupName string, gid int) {
 // socket and TCP port, and gives the socket the workers' group.
 func (s *site) startBridge(t *testing.T) *lockedLog {
 	t.Helper()
-	cmd := exec.Command(bridgeBinary(t), "--listen", "unix:"+s.sock, "--listen", "tcp:127.0.0.1:"+s.tcpPort)
+	return s.runBridge(t, "--listen", "unix:"+s.sock, "--listen", "tcp:127.0.0.1:"+s.tcpPort)
+}
+
+// runBridge runs fcgi-bridge with args, which must make it listen on the
+// site's unix socket, and gives the socket the workers' group.
+func (s *site) runBridge(t *testing.T, args ...string) *lockedLog {
+	t.Helper()
+	cmd := exec.Command(bridgeBinary(t), args...)
 	log := &lockedLog{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

@@ -7,10 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -62,23 +60,7 @@ func (s *site) startStatusBridge(t *testing.T) {
 	t.Helper()
 	cfg := filepath.Join(s.dir, "bridge.toml")
 	writeFile(t, cfg, fmt.Sprintf("[[listen]]\naddr = \"unix:%s\"\n", s.sock)+statusRoutes)
-	cmd := exec.Command(bridgeBinary(t), "-c", cfg)
-	log := &lockedLog{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("bridge log:\n%s", log)
-		}
-	})
-	waitDial(t, "unix", s.sock)
-	if _, _, gid := workerGroup(); gid >= 0 && os.Geteuid() == 0 {
-		os.Chown(s.sock, -1, gid)
-	}
+	s.runBridge(t, "-c", cfg)
 }
 
 // fetchFrom GETs url with the client's address set to from.
