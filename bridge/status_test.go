@@ -110,12 +110,27 @@ func mustGet(t *testing.T, c *fcgi.Client, uri string) answer {
 
 func scrape(t *testing.T, c *fcgi.Client) map[string]float64 {
 	t.Helper()
-	a := mustGet(t, c, "/metrics")
-	require.Equal(t, 200, a.status)
-	require.Equal(t, "text/plain; version=0.0.4; charset=utf-8", a.ctype)
-	m, err := metrics.ParseText(a.body)
-	require.NoError(t, err, a.body)
+	m, err := tryScrape(c)
+	require.NoError(t, err)
 	return m
+}
+
+// tryScrape is scrape for other goroutines than the test's (Eventually).
+func tryScrape(c *fcgi.Client) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := get(ctx, c, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	if a.status != 200 || a.ctype != "text/plain; version=0.0.4; charset=utf-8" {
+		return nil, fmt.Errorf("metrics answer %d %q", a.status, a.ctype)
+	}
+	m, err := metrics.ParseText(a.body)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, a.body)
+	}
+	return m, nil
 }
 
 // TestStatusAnswersWhileSaturated fills the only process of the only pool
@@ -191,7 +206,8 @@ transform = ["busy"]
 	<-hung
 	// The hanging request is counted once its handler returns.
 	require.Eventually(t, func() bool {
-		return scrape(t, c)[`fcgi_bridge_route_request_duration_seconds_count{route="app"}`] == float64(refused.Load()+1)
+		m, err := tryScrape(c)
+		return err == nil && m[`fcgi_bridge_route_request_duration_seconds_count{route="app"}`] == float64(refused.Load()+1)
 	}, 10*time.Second, 10*time.Millisecond)
 	m := scrape(t, c)
 	n := float64(refused.Load())

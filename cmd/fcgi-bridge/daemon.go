@@ -137,9 +137,7 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 			switch sig {
 			case syscall.SIGHUP:
 				d.sdnotify(d.notify.Reloading("reloading " + d.cfg.File))
-				err := d.reload()
-				d.metrics.Reloaded(err)
-				if err != nil {
+				if err := d.reload(); err != nil {
 					// Still serving: systemd must leave the reloading state.
 					d.sdnotify(d.notify.Ready("reload refused, serving the previous configuration: " + err.Error()))
 				} else {
@@ -238,11 +236,13 @@ func (d *daemon) reload() error {
 	d.log.Info("reloading the configuration (SIGHUP)", "config", d.cfg.File)
 	cfg, err := loadConfig(d.opts)
 	if err != nil {
+		d.metrics.Reloaded(err)
 		d.log.Error("reload failed; still serving the previous configuration", "err", err)
 		return err
 	}
 	b, err := bridge.New(cfg, bridge.WithLogger(d.log), bridge.WithMetrics(d.metrics))
 	if err != nil {
+		d.metrics.Reloaded(err)
 		d.log.Error("reload failed; still serving the previous configuration", "err", err)
 		return err
 	}
@@ -261,6 +261,8 @@ func (d *daemon) reload() error {
 	old := d.handler.swap(b)
 	d.cfg = cfg
 	d.metrics.SetConfig(configInfo(cfg))
+	// Recorded before the line is logged: whoever sees the line sees the count.
+	d.metrics.Reloaded(nil)
 	d.log.Info("configuration reloaded", "config", cfg.File, "routes", describeRoutes(cfg))
 
 	d.retiring.Add(1)
