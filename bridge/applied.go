@@ -13,6 +13,8 @@ import (
 type applied struct {
 	ok  bool
 	pid int
+	// attempts counts the runs of the chain: more than one means a retry.
+	attempts int
 }
 
 type appliedKey struct{}
@@ -21,12 +23,14 @@ type appliedKey struct{}
 type markTransform struct{ filter.Transform }
 
 func (m markTransform) Apply(ctx context.Context, in *filter.Message, req *filter.RequestInfo) (*filter.Message, error) {
+	a, _ := ctx.Value(appliedKey{}).(*applied)
+	if a != nil {
+		a.attempts++
+	}
 	out, err := m.Transform.Apply(ctx, in, req)
-	if err == nil {
-		if a, ok := ctx.Value(appliedKey{}).(*applied); ok {
-			a.ok = true
-			a.pid = pidOf(out.Body)
-		}
+	if err == nil && a != nil {
+		a.ok = true
+		a.pid = pidOf(out.Body)
 	}
 	return out, err
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
 	"github.com/fcgi-bridge/fcgi-bridge/pool"
 	"github.com/fcgi-bridge/fcgi-bridge/source"
 )
@@ -38,6 +39,8 @@ type Bridge struct {
 	spool      source.SpoolConfig
 
 	routes  []*route
+	noRoute *metrics.Route // requests no route matched
+	metrics *metrics.Registry
 	roles   map[fcgi.Role]bool
 	pools   []*pool.Pool
 	sources []source.Source
@@ -57,11 +60,16 @@ type Option func(*options)
 type options struct {
 	logger  *slog.Logger
 	sources map[string]source.Source
+	metrics *metrics.Registry
 }
 
 // WithLogger sets the logger for access lines, failures and the pools
 // (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMetrics counts requests in r, which the daemon keeps across reloads
+// (default: a registry of the Bridge's own).
+func WithMetrics(r *metrics.Registry) Option { return func(o *options) { o.metrics = r } }
 
 // WithSource replaces the source a route names (an upstream or a built-in
 // name) by s; for tests and embedding.
@@ -95,6 +103,11 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 			Max:    int64(cfg.Server.MaxBody),
 		},
 	}
+	b.metrics = o.metrics
+	if b.metrics == nil {
+		b.metrics = metrics.NewRegistry("")
+	}
+	b.noRoute = b.metrics.Route("-")
 	ok := false
 	defer func() {
 		if !ok {
@@ -151,6 +164,10 @@ func New(cfg *conf.Config, opts ...Option) (*Bridge, error) {
 		// Made once: With formats the attribute into a new handler, which
 		// cost allocations on every transformed request.
 		rt.policy.Logger = b.log.With("route", rc.Name)
+		rt.stats = b.metrics.Route(rc.Name)
+		if rt.slow = rc.Slow.Std(); rt.slow == 0 {
+			rt.slow = cfg.Log.Slow.Std()
+		}
 		b.routes = append(b.routes, rt)
 		if rt.role == 0 {
 			b.roles[fcgi.RoleResponder], b.roles[fcgi.RoleFilter] = true, true

@@ -7,10 +7,12 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
 	"github.com/fcgi-bridge/fcgi-bridge/source"
 )
 
@@ -35,6 +37,10 @@ type route struct {
 	// bodySource: the content is the request body itself (source "body"
 	// or an upstream of kind "body"), so a spooled body is the content.
 	bodySource bool
+	// stats counts the route's requests; kept across reloads by name.
+	stats *metrics.Route
+	// slow is the slow-request threshold: the route's, else log.slow.
+	slow time.Duration
 }
 
 func newRoute(rc *conf.Route, src source.Source, transforms map[string]filter.Transform) (*route, error) {

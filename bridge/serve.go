@@ -11,6 +11,8 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
+	"github.com/fcgi-bridge/fcgi-bridge/pool"
 	"github.com/fcgi-bridge/fcgi-bridge/source"
 )
 
@@ -29,6 +31,20 @@ type exchange struct {
 	err       error
 	// requestInput: the content is the request's own body or data.
 	requestInput bool
+	// stats is the route's counters; fallback and attempts what the
+	// chain did (see applied).
+	stats    *metrics.Route
+	fallback bool
+	attempts int
+	// Where the time went, for the slow-request log (slow.go); only
+	// measured when slow is set.
+	slow     time.Duration
+	pools    string // the route's transforms
+	queue    pool.WaitTrace
+	bodyRead time.Duration // spooling the request body
+	upstream time.Duration // the source, until its response head
+	head     time.Duration // the chain, until its response head
+	write    time.Duration // the response, head to the end of the body
 }
 
 // ServeFCGI implements fcgi.Handler.
@@ -51,7 +67,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 
 	x := &exchange{start: time.Now(), role: r.Role, method: r.Params["REQUEST_METHOD"], uri: source.RequestURI(r.Params)}
-	defer b.logAccess(x)
+	defer b.finish(x)
 	ctx := r.Context()
 
 	v := newRequestView(r)
@@ -66,6 +82,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		// No route: an authorizer that nobody configured denies (fail
 		// closed); other roles get 404 so a misrouted location is obvious.
 		x.route = "-"
+		x.stats = b.noRoute
 		status := http.StatusNotFound
 		if r.Role == fcgi.RoleAuthorizer {
 			status = http.StatusForbidden
@@ -76,6 +93,15 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 	x.route = rt.cfg.Name
 	x.requestInput = rt.requestInput
+	x.stats = rt.stats
+	if x.slow = rt.slow; x.slow > 0 {
+		ctx = pool.WithWaitTrace(ctx, &x.queue)
+		x.pools = chainNames(rt.cfg.Transform)
+	}
+	if rt.cfg.Kind != "" {
+		b.serveBuiltin(w, r, x, rt)
+		return
+	}
 
 	req := &source.Request{
 		Role:          r.Role,
@@ -92,7 +118,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 	var spooled *source.Spooled
 	if rt.bufferBody && r.Stdin != nil {
+		ts := time.Now()
 		sp, err := source.Spool(ctx, req.Stdin, declaredLength(r), b.spool)
+		x.bodyRead = time.Since(ts)
 		if err != nil {
 			b.fail(ctx, w, x, err)
 			return
@@ -107,7 +135,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 			spooled = sp
 		}
 	}
+	tf := time.Now()
 	msg, err := rt.source.Fetch(ctx, req)
+	x.upstream = time.Since(tf)
 	if err != nil {
 		b.fail(ctx, w, x, err)
 		return
@@ -130,7 +160,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 				msg.Header.Set("Content-Type", rt.cfg.ContentType)
 			}
 		}
+		tw := time.Now()
 		b.send(ctx, w, x, msg, head)
+		x.write = time.Since(tw)
 		return
 	}
 
@@ -142,6 +174,8 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	} else {
 		out, err = filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params), p)
 	}
+	x.head = time.Since(t0)
+	x.attempts, x.fallback = done.attempts, err == nil && !done.ok
 	if err != nil {
 		x.transform = time.Since(t0)
 		b.fail(ctx, w, x, err)
@@ -151,7 +185,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	if done.ok && rt.cfg.ContentType != "" && filter.BodyAllowed(out.Status) {
 		out.Header.Set("Content-Type", rt.cfg.ContentType)
 	}
+	tw := time.Now()
 	b.send(ctx, w, x, out, false)
+	x.write = time.Since(tw)
 	x.transform = time.Since(t0)
 }
 
@@ -164,6 +200,7 @@ func (b *Bridge) authorize(ctx context.Context, w fcgi.ResponseWriter, x *exchan
 	runCtx, done := withApplied(ctx)
 	out, err := filter.Run(runCtx, rt.chain, msg, rt.requestInfo(params), b.policy(rt))
 	x.transform = time.Since(t0)
+	x.attempts = done.attempts
 	if err != nil {
 		b.fail(ctx, w, x, err)
 		return

@@ -19,6 +19,10 @@ import (
 
 // Config is the whole configuration. Treat it as read-only once returned.
 type Config struct {
+	// Include names further files (glob patterns, relative to this file's
+	// directory) holding [transform.*], [upstream.*] and [[route]] tables.
+	// Loading merges them in; -T prints the merged result without it.
+	Include   []string              `toml:"include,omitempty"`
 	Listen    []*Listener           `toml:"listen"`
 	Server    Server                `toml:"server"`
 	Log       Log                   `toml:"log"`
@@ -33,6 +37,9 @@ type Config struct {
 	// lines locates keys in the file for messages found after parsing
 	// (CheckPrograms, Warnings); nil when there is no file.
 	lines *keyLines
+	// from records which file each included table came from; nil without
+	// includes.
+	from *origins
 }
 
 // Listener is one socket the FastCGI server accepts on.
@@ -100,6 +107,9 @@ type Log struct {
 	Format string `toml:"format"` // text, json
 	Access bool   `toml:"access"` // one line per request
 	File   string `toml:"file"`   // "" = stderr
+	// Slow logs one line for each request that took at least this long,
+	// saying where the time went; 0 = off. A route's slow overrides it.
+	Slow Duration `toml:"slow"`
 }
 
 // Transform kinds.
@@ -232,6 +242,14 @@ type Route struct {
 	Timeout            Duration `toml:"timeout"`
 	SendRequestHeaders bool     `toml:"send_request_headers"`
 	PassParams         []string `toml:"pass_params"`
+
+	// Kind "" is a route served through its source and transforms; the
+	// other kinds are answered by the bridge itself (status.go).
+	Kind string `toml:"kind,omitempty"`
+	// Format is a status route's default format; ?format= overrides it.
+	Format string `toml:"format,omitempty"`
+	// Slow is this route's slow-request threshold; 0 = log.slow.
+	Slow Duration `toml:"slow"`
 }
 
 // Condition tests one request header (by HTTP name, e.g. "Accept") or one

@@ -90,6 +90,9 @@ func defaultLog() Log {
 		Format: "text", // readable in a terminal and in journald; json for collectors
 		Access: true,   // one line per request is what people look for first
 		File:   "",     // stderr: systemd/journald collects it without setup
+		// No slow-request log until an operator says what slow means for
+		// the site: a renderer and an image converter differ by 100x.
+		Slow: 0,
 	}
 }
 

@@ -23,6 +23,11 @@ func (c *Config) Encode(w io.Writer) error {
 	if len(out.Upstream) == 0 {
 		out.Upstream = nil
 	}
+	// The included tables are printed merged in, so the output stands alone.
+	out.Include = nil
+	if c.from != nil {
+		return c.encodeWithOrigins(w, &out)
+	}
 	if err := enc.Encode(&out); err != nil {
 		return fmt.Errorf("encode configuration: %w", err)
 	}

@@ -92,6 +92,7 @@ func Load(path string) (*Config, error) {
 // transforms, upstreams, routes) as Primitives, so each can be decoded on
 // top of its defaults.
 type rawConfig struct {
+	Include   []string                  `toml:"include"`
 	Listen    []toml.Primitive          `toml:"listen"`
 	Server    Server                    `toml:"server"`
 	Log       Log                       `toml:"log"`
@@ -102,7 +103,36 @@ type rawConfig struct {
 
 // Parse parses and validates a configuration; name is used in messages.
 // The error, if any, is Errors (every problem found) with file:line and key.
+// Files named by its include key are read relative to name's directory
+// (include.go).
 func Parse(name string, data []byte) (*Config, error) {
+	d, err := decode(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.c.Include) > 0 {
+		return parseIncludes(d)
+	}
+	return d.finish(nil)
+}
+
+// decoded is one file as read, before the defaults that depend on the
+// whole configuration and before validation.
+type decoded struct {
+	c      *Config
+	lines  *keyLines
+	md     toml.MetaData
+	errs   Errors
+	failed []string // keys whose decoding failed: their values are not checked
+	// misspelt names the tables reported as misspelt, so that references
+	// into them are not reported again as unknown names.
+	misspelt map[string]bool
+	rank     map[string]int // file order for errors, with includes; the main file is 0
+}
+
+// decode reads one file. Its error is a syntax error, which stops the
+// reading; every other problem is kept in errs.
+func decode(name string, data []byte) (*decoded, error) {
 	lines := scanKeyLines(data)
 	raw := rawConfig{Server: defaultServer(), Log: defaultLog()}
 	md, err := toml.Decode(string(data), &raw)
@@ -110,6 +140,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, Errors{tomlError(name, lines, data, err, "")}
 	}
 	c := &Config{
+		Include:   raw.Include,
 		Server:    raw.Server,
 		Log:       raw.Log,
 		Transform: map[string]*Transform{},
@@ -141,14 +172,6 @@ func Parse(name string, data []byte) (*Config, error) {
 		e.Msg = friendlyTypeError(e.Key, e.Msg, data)
 		errs = append(errs, e)
 		silenced = append(silenced, key)
-	}
-	under := func(key string, prefixes ...string) bool {
-		for _, p := range prefixes {
-			if key == p || strings.HasPrefix(key, p+".") {
-				return true
-			}
-		}
-		return false
 	}
 	for i, p := range raw.Listen {
 		l := defaultListener()
@@ -245,6 +268,14 @@ func Parse(name string, data []byte) (*Config, error) {
 			}
 		}
 	}
+	return &decoded{c: c, lines: lines, md: md, errs: errs, failed: failed, misspelt: misspelt}, nil
+}
+
+// finish fills the defaults that depend on the whole configuration,
+// validates it and returns it, or every problem found. remap, when set,
+// moves a validation error to the file and key it came from (include.go).
+func (d *decoded) finish(remap func(*Error)) (*Config, error) {
+	c, errs, failed := d.c, d.errs, d.failed
 	if len(c.Listen) == 0 {
 		l := defaultListener()
 		l.Addr = DefaultListenAddr
@@ -258,17 +289,36 @@ func Parse(name string, data []byte) (*Config, error) {
 			r.Name = fmt.Sprintf("route%d", i+1)
 		}
 	}
-	for _, e := range c.validate(lines) {
-		if !under(e.Key, failed...) && !misspelt[e.ref] {
+	for _, e := range c.validate(d.lines) {
+		if !under(e.Key, failed...) && !d.misspelt[e.ref] {
+			if remap != nil {
+				remap(e)
+			}
 			errs = append(errs, e)
 		}
 	}
 	nameRoutes(errs, c.Route, c.namedRoutes())
 	if len(errs) > 0 {
-		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		// The main file first, then the included ones in order.
+		sort.SliceStable(errs, func(i, j int) bool {
+			if ri, rj := d.rank[errs[i].File], d.rank[errs[j].File]; ri != rj {
+				return ri < rj
+			}
+			return errs[i].Line < errs[j].Line
+		})
 		return nil, errs
 	}
 	return c, nil
+}
+
+// under reports whether key is one of prefixes or inside one.
+func under(key string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if key == p || strings.HasPrefix(key, p+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // tomlError turns a decoding error into an Error with the best position known.
@@ -450,7 +500,13 @@ func unknownTopLevel(file string, lines *keyLines, md toml.MetaData, k toml.Key)
 			e.Msg += fmt.Sprintf("; did you mean %s?", guess)
 		}
 	case guess == "":
-		e.Msg = fmt.Sprintf("unknown table (the configuration has %s)", strings.Join(names, ", "))
+		var tables []string
+		for _, n := range names {
+			if k := tops[n].Kind(); k == reflect.Struct || k == reflect.Map || k == reflect.Slice && tops[n].Elem().Kind() != reflect.String {
+				tables = append(tables, n)
+			}
+		}
+		e.Msg = fmt.Sprintf("unknown table (the configuration has %s)", strings.Join(tables, ", "))
 	case tops[guess].Kind() == reflect.Slice:
 		e.Msg = fmt.Sprintf("unknown table; did you mean [[%s]]?", meant)
 	default:

@@ -268,6 +268,13 @@ var methodRE = regexp.MustCompile(`^[A-Z][A-Z0-9_-]*$`)
 var paramRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 func (c *Config) validateRoute(r *Route, k string, bad func(string, string, ...any), unknown func(key, table, name, what string)) {
+	if r.Kind != "" {
+		validateBuiltinRoute(r, k, bad)
+		return
+	}
+	if r.Format != "" {
+		bad(k+".format", "only a route of kind = \"status\" has a format")
+	}
 	switch r.Role {
 	case RoleResponder, RoleAuthorizer, RoleFilter, RoleAny:
 	default:
@@ -469,7 +476,7 @@ func (c *Config) CheckPrograms() Errors {
 		t := c.Transform[name]
 		key := "transform." + name + ".command"
 		bad := func(format string, args ...any) {
-			errs = append(errs, &Error{File: c.File, Line: c.lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+			errs = append(errs, c.errorAt(key, fmt.Sprintf(format, args...)))
 		}
 		argv, err := ResolveCommand(t.Command)
 		if err != nil || len(argv) == 0 {
@@ -555,7 +562,7 @@ func statReason(err error) string {
 func (c *Config) Warnings() Errors {
 	var ws Errors
 	warn := func(key, format string, args ...any) {
-		ws = append(ws, &Error{File: c.File, Line: c.lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+		ws = append(ws, c.errorAt(key, fmt.Sprintf(format, args...)))
 	}
 	for i, l := range c.Listen {
 		k := fmt.Sprintf("listen.%d", i)
@@ -669,4 +676,14 @@ func loopbackAddr(hostport string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.IsLoopback()
+}
+
+// errorAt is a message about key found after parsing, placed in the file
+// and on the line the key was written, an included file's included.
+func (c *Config) errorAt(key, msg string) *Error {
+	e := &Error{File: c.File, Line: c.lines.line(key), Key: key, Msg: msg}
+	if c.from != nil {
+		c.from.remap(e)
+	}
+	return e
 }

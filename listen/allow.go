@@ -63,7 +63,7 @@ func guard(l net.Listener, allow *AllowList, opts Options) net.Listener {
 	if allow == nil && opts.ForceExposed {
 		return l
 	}
-	return &guardedListener{Listener: l, allow: allow, log: opts.logger()}
+	return &guardedListener{Listener: l, allow: allow, log: opts.logger(), counted: opts.Refused}
 }
 
 // guardedListener filters clients by address. Refusals are logged one line
@@ -74,6 +74,7 @@ type guardedListener struct {
 	allow   *AllowList
 	log     *slog.Logger
 	refused atomic.Int64
+	counted func() // Options.Refused
 }
 
 const maxRefusalLogs = 100
@@ -87,6 +88,9 @@ func (g *guardedListener) Accept() (net.Conn, error) {
 		if g.permits(c.RemoteAddr()) {
 			g.refused.Store(0)
 			return c, nil
+		}
+		if g.counted != nil {
+			g.counted()
 		}
 		n := g.refused.Add(1)
 		if n <= maxRefusalLogs {

@@ -55,6 +55,9 @@ type Options struct {
 	ForceExposed bool
 	// Logger receives one line per refused connection; nil means slog.Default().
 	Logger *slog.Logger
+	// Refused, when set, is called for each connection closed because its
+	// address is not in the allow list (for the daemon's metrics).
+	Refused func()
 }
 
 // Spec is a parsed listener spec.

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -144,7 +145,8 @@ func TestTCPAllowListRefuses(t *testing.T) {
 		{[]string{"10.0.0.0/8"}, false},
 	} {
 		logs.Reset()
-		l, err := Open("tcp:127.0.0.1:0", Options{Allow: tc.allow, Logger: logger})
+		var refused atomic.Int64
+		l, err := Open("tcp:127.0.0.1:0", Options{Allow: tc.allow, Logger: logger, Refused: func() { refused.Add(1) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,6 +178,11 @@ func TestTCPAllowListRefuses(t *testing.T) {
 			if !strings.Contains(logs.String(), "refused FastCGI connection") || !strings.Contains(logs.String(), "client=127.0.0.1:") {
 				t.Errorf("allow %v: log does not name the refused client: %q", tc.allow, logs.String())
 			}
+		}
+		// The refusal is counted before the connection is closed, which the
+		// client has seen by now.
+		if want := map[bool]int64{true: 0, false: 1}[tc.ok]; refused.Load() != want {
+			t.Errorf("allow %v: Refused called %d times, want %d", tc.allow, refused.Load(), want)
 		}
 		c.Close()
 		l.Close()

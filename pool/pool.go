@@ -142,6 +142,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Process, error) {
 	w := &waiter{ch: make(chan waitResult, 1)}
 	w.elem = p.waiters.PushBack(w)
 	p.mu.Unlock()
+	defer traceWait(ctx, now)
 
 	timer := time.NewTimer(p.cfg.QueueTimeout)
 	defer timer.Stop()

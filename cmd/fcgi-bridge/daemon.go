@@ -18,6 +18,8 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/bridge"
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/sdnotify"
 	"github.com/fcgi-bridge/fcgi-bridge/listen"
 )
 
@@ -31,6 +33,8 @@ type daemon struct {
 	stderr  io.Writer
 	srv     *fcgi.Server
 	handler *swapHandler
+	notify  *sdnotify.Notifier // nil unless systemd set NOTIFY_SOCKET
+	metrics *metrics.Registry  // outlives reloads
 
 	// hard ends when the daemon must stop at once (a second signal): every
 	// drain still waiting gives up and the transform processes are killed.
@@ -52,7 +56,7 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	// Packages that log without being handed a logger use the default.
 	slog.SetDefault(logger)
 	defer startCPUProfile(stderr)()
-	d := &daemon{opts: o, cfg: cfg, log: logger, logs: logs, stderr: stderr}
+	d := &daemon{opts: o, cfg: cfg, log: logger, logs: logs, stderr: stderr, metrics: metrics.NewRegistry(version)}
 	logWarnings(logger, cfg)
 	d.hard, d.stopHard = context.WithCancel(context.Background())
 	defer d.stopHard()
@@ -62,6 +66,17 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
+
+	// systemd's variables are read, and removed from the environment, before
+	// any transform starts, so that none reports in the bridge's name.
+	watchdog, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		logger.Warn("systemd watchdog not kept", "err", err)
+	}
+	if d.notify, err = sdnotify.New(); err != nil {
+		logger.Warn("cannot tell systemd the service state", "err", err)
+	}
+	defer d.notify.Close()
 
 	// Take the sockets systemd passed, if any, before a transform starts:
 	// it marks them close-on-exec and clears LISTEN_*, so no transform
@@ -76,13 +91,14 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 	if err != nil {
 		return d.fatal("start", err)
 	}
-	b, err := bridge.New(cfg, bridge.WithLogger(logger))
+	b, err := bridge.New(cfg, bridge.WithLogger(logger), bridge.WithMetrics(d.metrics))
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
 		}
 		return d.fatal("start", err)
 	}
+	d.metrics.SetConfig(configInfo(cfg))
 	d.handler = newSwapHandler(b)
 	d.srv = &fcgi.Server{Handler: d.handler, Limits: bridge.ServerLimits(cfg.Server), Logger: logger}
 
@@ -91,13 +107,43 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 		go func() { serveErr <- d.srv.Serve(l) }()
 	}
 	d.logStarted(cfg, listeners)
+	// Every listener is open and bridge.New has started each pool's min
+	// processes, so requests are served from here on.
+	d.sdnotify(d.notify.Ready(summary(cfg)))
+
+	var watchdogTick <-chan time.Time
+	if watchdog > 0 && d.notify != nil {
+		// Sent from the loop that handles signals, so a daemon stuck there
+		// stops feeding the watchdog and systemd restarts it.
+		t := time.NewTicker(watchdog)
+		defer t.Stop()
+		watchdogTick = t.C
+		d.sdnotify(d.notify.Watchdog())
+	}
+
+	var statusTick <-chan time.Time
+	if d.notify != nil {
+		t := time.NewTicker(statusInterval)
+		defer t.Stop()
+		statusTick = t.C
+	}
 
 	for {
 		select {
+		case <-statusTick:
+			d.sdnotify(d.notify.Status(d.statusLine()))
+		case <-watchdogTick:
+			d.sdnotify(d.notify.Watchdog())
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				d.reload()
+				d.sdnotify(d.notify.Reloading("reloading " + d.cfg.File))
+				if err := d.reload(); err != nil {
+					// Still serving: systemd must leave the reloading state.
+					d.sdnotify(d.notify.Ready("reload refused, serving the previous configuration: " + err.Error()))
+				} else {
+					d.sdnotify(d.notify.Ready(summary(d.cfg)))
+				}
 			case syscall.SIGUSR1:
 				d.reopenLog()
 			default:
@@ -106,6 +152,7 @@ func serve(o *options, cfg *conf.Config, stderr io.Writer) int {
 		case err := <-serveErr:
 			if !errors.Is(err, fcgi.ErrServerClosed) {
 				d.log.Error("a listener failed; stopping", "err", err)
+				d.sdnotify(d.notify.Stopping("a listener failed: " + err.Error()))
 				d.drain()
 				return 1
 			}
@@ -130,12 +177,14 @@ func (d *daemon) openListeners(cfg *conf.Config) ([]net.Listener, error) {
 		if err != nil {
 			mode = 0
 		}
+		counts := d.metrics.Listener(lc.Addr)
 		l, err := listen.Open(lc.Addr, listen.Options{
-			Mode:   os.FileMode(mode),
-			Owner:  lc.Owner,
-			Group:  lc.Group,
-			Allow:  lc.Allow,
-			Logger: d.log,
+			Mode:    os.FileMode(mode),
+			Owner:   lc.Owner,
+			Group:   lc.Group,
+			Allow:   lc.Allow,
+			Logger:  d.log,
+			Refused: counts.Refused,
 		})
 		if err != nil {
 			for _, o := range ls {
@@ -143,7 +192,7 @@ func (d *daemon) openListeners(cfg *conf.Config) ([]net.Listener, error) {
 			}
 			return nil, err
 		}
-		ls = append(ls, l)
+		ls = append(ls, metrics.CountListener(l, counts))
 	}
 	if len(ls) == 0 {
 		return nil, errors.New("the configuration has no [[listen]] address")
@@ -192,17 +241,19 @@ func logWarnings(log *slog.Logger, cfg *conf.Config) {
 // reload builds a Bridge from the configuration read again and swaps it in:
 // new requests go to it at once, the old one finishes its requests and then
 // stops its transforms. Any error leaves the running configuration in place.
-func (d *daemon) reload() {
+func (d *daemon) reload() error {
 	d.log.Info("reloading the configuration (SIGHUP)", "config", d.cfg.File)
 	cfg, err := loadConfig(d.opts)
 	if err != nil {
+		d.metrics.Reloaded(err)
 		d.log.Error("reload failed; still serving the previous configuration", "err", err)
-		return
+		return err
 	}
-	b, err := bridge.New(cfg, bridge.WithLogger(d.log))
+	b, err := bridge.New(cfg, bridge.WithLogger(d.log), bridge.WithMetrics(d.metrics))
 	if err != nil {
+		d.metrics.Reloaded(err)
 		d.log.Error("reload failed; still serving the previous configuration", "err", err)
-		return
+		return err
 	}
 	if !reflect.DeepEqual(listenAddrs(cfg), listenAddrs(d.cfg)) {
 		d.log.Warn("listener changes take effect on restart; still listening on the previous addresses")
@@ -219,6 +270,9 @@ func (d *daemon) reload() {
 	logWarnings(d.log, cfg)
 	old := d.handler.swap(b)
 	d.cfg = cfg
+	d.metrics.SetConfig(configInfo(cfg))
+	// Recorded before the line is logged: whoever sees the line sees the count.
+	d.metrics.Reloaded(nil)
 	d.log.Info("configuration reloaded", "config", cfg.File, "routes", describeRoutes(cfg))
 
 	d.retiring.Add(1)
@@ -232,6 +286,7 @@ func (d *daemon) reload() {
 		}
 		d.log.Info("previous configuration drained and closed")
 	}()
+	return nil
 }
 
 func listenAddrs(cfg *conf.Config) []conf.Listener {
@@ -259,6 +314,7 @@ func (d *daemon) reopenLog() {
 // A second TERM, QUIT or INT stops at once. HUP and USR1 are ignored here.
 func (d *daemon) shutdown(first os.Signal, sigs <-chan os.Signal) int {
 	grace := d.grace()
+	d.sdnotify(d.notify.Stopping("stopping on " + first.String() + ", draining requests in flight"))
 	d.log.Info("stopping: draining requests in flight (send the signal again to stop at once)", "signal", first.String(), "grace", grace.String())
 	done := make(chan bool, 1)
 	go func() { done <- d.drain() }()

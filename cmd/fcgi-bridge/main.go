@@ -92,6 +92,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch {
 	case o.test:
 		fmt.Fprintf(stdout, "fcgi-bridge: configuration %s is valid\n", cfg.File)
+		for _, inc := range cfg.Included() {
+			fmt.Fprintf(stdout, "  included %s\n", inc)
+		}
 		return 0
 	case o.dump:
 		if err := cfg.Encode(stdout); err != nil {
