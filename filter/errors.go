@@ -60,6 +60,15 @@ type Error struct {
 	Status     int      // 400, 499, 502, 503 or 504
 	StderrTail []string // the process's last stderr lines, oldest first
 	Err        error
+
+	// What a person debugging the transform needs beyond the sentence (see
+	// Diagnose): the phase when the kind alone does not say it, how the
+	// process ended, the reply bytes that followed a protocol fault, and
+	// the common mistake recognised in the reply.
+	Phase   Phase
+	Exit    string // "exit status 1", "signal: killed"; "" when unknown
+	Output  []byte // for a protocol error: reply bytes after the offending line
+	Mistake Mistake
 }
 
 func newError(transform string, pid int, kind Kind, err error) *Error {
@@ -91,6 +100,9 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		b.WriteString(": " + e.Err.Error())
 	}
+	if m := e.mistake(); m != NoMistake {
+		fmt.Fprintf(&b, " (%s: %s)", m, m.Hint())
+	}
 	if tail := pool.StderrSummary(e.StderrTail); len(tail) > 0 {
 		fmt.Fprintf(&b, "; its stderr ended with %q", strings.Join(tail, " | "))
 	}
@@ -111,6 +123,8 @@ type ProtocolError struct {
 	// Err is io.ErrUnexpectedEOF when the reply just stopped, which usually
 	// means the process died.
 	Err error
+	// Mistake names the common transform bug this fault looks like.
+	Mistake Mistake
 }
 
 func (e *ProtocolError) Error() string {
@@ -125,6 +139,12 @@ func (e *ProtocolError) Error() string {
 }
 
 func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// as records the mistake the fault looks like.
+func (e *ProtocolError) as(m Mistake) *ProtocolError {
+	e.Mistake = m
+	return e
+}
 
 func protoErr(line int, offset int64, want string, got []byte, err error) *ProtocolError {
 	if len(got) > 80 {

@@ -64,11 +64,14 @@ type exchange struct {
 
 	// readMu is held by Read, WriteTo and the teardown in Close, which may
 	// run on another goroutine.
-	readMu    sync.Mutex
-	br        *bufio.Reader
-	body      *bodyReader
-	retire    bool // Connection: close
-	complete  atomic.Bool
+	readMu   sync.Mutex
+	br       *bufio.Reader
+	body     *bodyReader
+	retire   bool // Connection: close
+	complete atomic.Bool
+	// mistake is found by finish in a reply that was served all the same
+	// (longer than its Content-Length, sent before the message was read).
+	mistake   Mistake
 	err       error // sticky, an *Error
 	closeOnce sync.Once
 }
@@ -282,7 +285,7 @@ func (x *exchange) spliceOutLocked(dst *os.File, n int64) (int64, bool, error) {
 			// transform's.
 			cause := ie.err
 			if errors.Is(cause, errShortInput) {
-				cause = protoErr(0, b.offset, fmt.Sprintf("%d more body bytes (Content-Length)", b.remain), nil, io.ErrUnexpectedEOF)
+				cause = shortBody(b.offset, b.remain)
 			}
 			x.err = x.fail(cause)
 			b.err = x.err
@@ -332,6 +335,9 @@ func (x *exchange) finish(reusable bool) {
 	defer x.readMu.Unlock()
 	if x.br != nil && x.br.Buffered() > 0 {
 		reusable = false // output beyond the reply: the stream is out of step
+		if x.complete.Load() && x.body != nil && x.body.framing == framingSized {
+			x.mistake = BodyLong
+		}
 	}
 	if reusable {
 		// The reply is complete, so a well-behaved transform has read the
@@ -345,6 +351,7 @@ func (x *exchange) finish(reusable bool) {
 			case <-x.writeDone:
 			case <-t.C:
 				reusable = false
+				x.mistake = ReplyBeforeRead
 				x.proc.Kill()
 			}
 			t.Stop()
@@ -353,12 +360,18 @@ func (x *exchange) finish(reusable bool) {
 	x.closeInput()
 	<-x.writeDone
 	if x.writeErr != nil {
+		if reusable && x.writeFailed() {
+			// A complete reply, and the process stopped reading (it exited
+			// or closed stdin) before the message was all written.
+			x.mistake = ReplyBeforeRead
+		}
 		reusable = false
 	}
 	if reusable && unreadInput(x.proc.Stdin()) {
 		// The transform answered without reading all of its message: the
 		// rest would be taken for the start of the next client's message.
 		reusable = false
+		x.mistake = ReplyBeforeRead
 		x.proc.Kill()
 	}
 	x.release(reusable)
@@ -399,9 +412,16 @@ func (x *exchange) fail(err error) *Error {
 			if x.timeout == 0 || x.ctx.Err() != nil {
 				what = "the request's deadline passed"
 			}
+			cause := errors.New(what)
+			var pe *ProtocolError
+			if errors.As(err, &pe) && pe.Mistake != NoMistake {
+				// Where the reply stopped tells why: a body short of its
+				// Content-Length, a head without its blank line.
+				cause = fmt.Errorf("%s, the reply stopped at %w", what, pe)
+			}
 			// Killed: wait for the reap, so that its stderr is all read.
 			x.waitDone()
-			return x.withTail(newError(x.name, pid, Timeout, errors.New(what)), false)
+			return x.withTail(newError(x.name, pid, Timeout, cause), true)
 		case Canceled:
 			return newError(x.name, pid, Canceled, x.ctx.Err())
 		case Input:
@@ -421,9 +441,30 @@ func (x *exchange) fail(err error) *Error {
 	}
 	var pe *ProtocolError
 	if errors.As(err, &pe) && pe.Err == nil {
-		return x.withTail(newError(x.name, pid, Protocol, err), false)
+		e := newError(x.name, pid, Protocol, err)
+		if x.br != nil && pe.Line > 0 {
+			e.Output, _ = x.br.Peek(min(x.br.Buffered(), outputPeek))
+			e.Output = append([]byte(nil), e.Output...)
+		}
+		return x.withTail(e, false)
 	}
-	return x.withTail(newError(x.name, pid, Crash, err), true)
+	e := newError(x.name, pid, Crash, err)
+	if x.body == nil && x.writeFailed() {
+		e.Phase = PhaseWrite
+	}
+	return x.withTail(e, true)
+}
+
+// writeFailed reports whether writing the message has already failed for a
+// reason other than the input (typically EPIPE: the process is gone).
+func (x *exchange) writeFailed() bool {
+	select {
+	case <-x.writeDone:
+		var ie *inputError
+		return x.writeErr != nil && !errors.As(x.writeErr, &ie)
+	default:
+		return false
+	}
 }
 
 // withTail adds the stderr tail and, for a crash, how the process ended;
@@ -435,9 +476,18 @@ func (x *exchange) withTail(e *Error, crashed bool) *Error {
 		if ex, ok := x.proc.(interface{ Exited() string }); ok {
 			if how := ex.Exited(); how != "" {
 				e.Err = fmt.Errorf("%w (process: %s)", e.Err, how)
+				e.Exit = how
 			}
 		}
 	}
 	e.StderrTail = x.proc.StderrTail()
 	return e
+}
+
+// servedMistake reports a mistake found in a reply that was served all the
+// same, once the exchange has ended (after Close); NoMistake otherwise.
+func (x *exchange) servedMistake() (Mistake, int) {
+	x.readMu.Lock()
+	defer x.readMu.Unlock()
+	return x.mistake, x.proc.Pid()
 }
