@@ -139,3 +139,31 @@ func TestDiagnoseOther(t *testing.T) {
 	require.Equal(t, PhaseQueue, d.Phase)
 	require.Equal(t, 503, d.Status)
 }
+
+// A transform that reads each message and then crashes is reported as a
+// crash (502) on every request, never as a start failure (503), and each
+// process's stderr is logged once at warn, by the failure line, not again
+// by the pool.
+func TestCrashEveryRequest(t *testing.T) {
+	var logs logBuffer
+	p := newModePool(t, testtransform.CrashAfterRead, func(c *pool.Config) { c.Min, c.Logger = 1, logs.logger() })
+	tr := NewPooled("t", p, 0)
+	pids := map[int]bool{}
+	for i := range 4 {
+		_, err := Run(context.Background(), tr, textMessage("abc"), nil, Policy{Retry: true, KeepInput: 1 << 10, Logger: logs.logger()})
+		var e *Error
+		require.True(t, errors.As(err, &e), "request %d: %v", i, err)
+		require.Equal(t, Crash, e.Kind, "request %d: %v", i, e)
+		require.Equal(t, 502, e.Status)
+		pids[e.Pid] = true
+	}
+	var warned int
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "level=WARN") {
+			warned += strings.Count(l, "exiting with status 3")
+		}
+	}
+	// Two processes per request: the first attempt and the retry.
+	require.Len(t, pids, 4)
+	require.Equal(t, 8, warned, "one warn quote of the stderr per crashed process\n%s", logs.String())
+}

@@ -90,7 +90,11 @@ var kindPhrases = map[Kind]string{
 
 // Error reads as one sentence: which transform, which process, what
 // happened, why, and the last stderr lines.
-func (e *Error) Error() string {
+func (e *Error) Error() string { return e.sentence(true) }
+
+// sentence is Error's text, with or without the quote of the stderr tail
+// (left out where the whole tail is logged beside it).
+func (e *Error) sentence(withStderr bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "transform %q", e.Transform)
 	if e.Pid > 0 {
@@ -103,7 +107,7 @@ func (e *Error) Error() string {
 	if m := e.mistake(); m != NoMistake {
 		fmt.Fprintf(&b, " (%s: %s)", m, m.Hint())
 	}
-	if tail := pool.StderrSummary(e.StderrTail); len(tail) > 0 {
+	if tail := pool.StderrSummary(e.StderrTail); withStderr && len(tail) > 0 {
 		fmt.Fprintf(&b, "; its stderr ended with %q", strings.Join(tail, " | "))
 	}
 	return b.String()

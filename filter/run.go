@@ -119,7 +119,9 @@ func failOpenKind(k Kind) bool {
 }
 
 func logFailure(log *slog.Logger, e *Error, action string, attempt int) {
-	attrs := []any{"transform", e.Transform, "pid", e.Pid, "kind", e.Kind.String(), "status", e.Status, "action", action, "attempt", attempt, "err", e.Error()}
+	// The stderr tail is logged once, whole, here; the pool does not quote
+	// it again for a process that died while leased.
+	attrs := []any{"transform", e.Transform, "pid", e.Pid, "kind", e.Kind.String(), "status", e.Status, "action", action, "attempt", attempt, "err", e.sentence(false)}
 	if len(e.StderrTail) > 0 {
 		attrs = append(attrs, "stderr", strings.Join(e.StderrTail, "\n"))
 	}
