@@ -71,6 +71,10 @@ type Server struct {
 	SpoolDir    string `toml:"spool_dir"`
 	SpoolMemory Size   `toml:"spool_memory"`
 	MaxBody     Size   `toml:"max_body"`
+
+	// Debug turns developer mode on for every route that does not set its
+	// own debug (see debug.go).
+	Debug bool `toml:"debug"`
 }
 
 // ParseLevel reads a log level: debug, info, warn (or warning) or error, in
@@ -228,6 +232,8 @@ type Route struct {
 	Timeout            Duration `toml:"timeout"`
 	SendRequestHeaders bool     `toml:"send_request_headers"`
 	PassParams         []string `toml:"pass_params"`
+	// Debug: developer mode for this route; unset takes server.debug.
+	Debug *bool `toml:"debug"`
 }
 
 // Condition tests one request header (by HTTP name, e.g. "Accept") or one

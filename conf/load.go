@@ -201,6 +201,7 @@ func Parse(name string, data []byte) (*Config, error) {
 			r.Name = fmt.Sprintf("route%d", i+1)
 		}
 	}
+	c.inheritDebug()
 	for _, e := range c.validate(lines) {
 		if !under(e.Key, failed...) {
 			errs = append(errs, e)

@@ -49,6 +49,7 @@ type options struct {
 	logFormat       string
 	logLevel        string
 	shutdownTimeout time.Duration
+	debug           bool
 	command         []string // after "--": quick mode
 }
 
@@ -80,6 +81,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case o.test:
+		for _, w := range cfg.DebugWarnings() {
+			fmt.Fprintf(stderr, "fcgi-bridge: warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "fcgi-bridge: configuration %s is valid\n", cfg.File)
 		return 0
 	case o.dump:
@@ -104,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 0, "how long TERM waits for requests in flight (overrides server.shutdown_timeout)")
+	fs.BoolVar(&o.debug, "debug", false, "developer mode: a failing transform's error answer shows why (phase, exit, stderr, reply); overrides server.debug and every route's debug; never on a listener others reach")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage:\n"+
@@ -178,6 +183,9 @@ func loadConfig(o *options) (*conf.Config, error) {
 	}
 	if o.shutdownTimeout > 0 {
 		cfg.Server.ShutdownTimeout = conf.Duration(o.shutdownTimeout)
+	}
+	if o.debug {
+		cfg.SetDebug()
 	}
 	return cfg, nil
 }
