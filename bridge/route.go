@@ -35,10 +35,12 @@ type route struct {
 	// bodySource: the content is the request body itself (source "body"
 	// or an upstream of kind "body"), so a spooled body is the content.
 	bodySource bool
+	// debug: developer mode, see debugpage.go.
+	debug bool
 }
 
 func newRoute(rc *conf.Route, src source.Source, transforms map[string]filter.Transform) (*route, error) {
-	rt := &route{cfg: rc, source: src}
+	rt := &route{cfg: rc, source: src, debug: rc.DebugOn()}
 	switch rc.Role {
 	case conf.RoleResponder:
 		rt.role = fcgi.RoleResponder

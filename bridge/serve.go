@@ -29,6 +29,10 @@ type exchange struct {
 	err       error
 	// requestInput: the content is the request's own body or data.
 	requestInput bool
+	// debug: the route's developer mode; accept: the request's Accept,
+	// which picks the format of a developer mode error answer.
+	debug  bool
+	accept string
 }
 
 // ServeFCGI implements fcgi.Handler.
@@ -76,6 +80,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 	x.route = rt.cfg.Name
 	x.requestInput = rt.requestInput
+	x.debug, x.accept = rt.debug, r.Params["HTTP_ACCEPT"]
 
 	req := &source.Request{
 		Role:          r.Role,
@@ -141,6 +146,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		out, err = b.runReplayable(runCtx, rt, msg, spooled, rt.requestInfo(r.Params), p)
 	} else {
 		out, err = filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params), p)
+	}
+	if err == nil && x.debug {
+		err = holdReply(out)
 	}
 	if err != nil {
 		x.transform = time.Since(t0)

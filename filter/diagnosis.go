@@ -186,6 +186,9 @@ func Diagnose(err error) *Diagnosis {
 
 // Title is the one-line heading of a diagnosis.
 func (d *Diagnosis) Title() string {
+	if d.Transform == "" {
+		return fmt.Sprintf("%d %s: %s failed", d.Status, http.StatusText(d.Status), d.Phase)
+	}
 	return fmt.Sprintf("%d %s: transform %q failed (%s)", d.Status, http.StatusText(d.Status), d.Transform, d.Phase)
 }
 

@@ -446,7 +446,12 @@ func (x *exchange) fail(err error) *Error {
 			e.Output, _ = x.br.Peek(min(x.br.Buffered(), outputPeek))
 			e.Output = append([]byte(nil), e.Output...)
 		}
-		return x.withTail(e, false)
+		// The process cannot be reused: end it now, so that the error
+		// quotes all it wrote to stderr (a traceback printed just before
+		// the bad reply may not be drained yet). Kill waits for the end,
+		// bounded by the kill grace; waitDone bounds this wait further.
+		go x.proc.Kill()
+		return x.withTail(e, true)
 	}
 	e := newError(x.name, pid, Crash, err)
 	if x.body == nil && x.writeFailed() {
