@@ -145,13 +145,13 @@ func TestDebugPassesGoodReplies(t *testing.T) {
 
 func TestDebugFormat(t *testing.T) {
 	for accept, want := range map[string]string{
-		"":                                 "text",
-		"*/*":                              "text",
+		"":                                "text",
+		"*/*":                             "text",
 		"text/html,application/xhtml+xml": "html",
-		"application/json, text/html":      "json",
-		"text/html;q=0, application/json":  "json",
-		"text/plain, text/html":            "text",
-		"garbage;;":                        "text",
+		"application/json, text/html":     "json",
+		"text/html;q=0, application/json": "json",
+		"text/plain, text/html":           "text",
+		"garbage;;":                       "text",
 	} {
 		assert.Equal(t, want, debugFormat(accept), "Accept: %q", accept)
 	}
