@@ -252,3 +252,17 @@ func Printable(p []byte) string {
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
+
+// ServedMistake reports the mistake found in a reply that was served all
+// the same (see the Mistake constants BodyLong and ReplyBeforeRead), once
+// body, the Body that Apply or Run returned, has been read and closed.
+func ServedMistake(body io.ReadCloser) Mistake {
+	if rb, ok := body.(*runBody); ok {
+		body = rb.body
+	}
+	if x, ok := body.(*exchange); ok {
+		m, _ := x.servedMistake()
+		return m
+	}
+	return NoMistake
+}

@@ -8,6 +8,7 @@
 //	fcgi-bridge --listen unix:/run/x.sock -- CMD ARGS...
 //	                                              quick mode: every request through a pool of CMD
 //	fcgi-bridge transform NAME                    run a built-in sample transform (stdin/stdout)
+//	fcgi-bridge transform-check COMMAND ARGS...   try a transform against a sample message
 //
 // This file turns the command line into a configuration; daemon.go wires the
 // configuration to the FastCGI server, the listeners and the signals.
@@ -58,6 +59,9 @@ func (o *options) quick() bool { return len(o.command) > 0 || o.upstream != "" }
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "transform" {
 		return runTransform(args[1:], stdin, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "transform-check" {
+		return runCheck(args[1:], stdout, stderr)
 	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
@@ -114,7 +118,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprintf(stderr, "Usage:\n"+
 			"  fcgi-bridge [flags]                      serve (the embedded default without -c)\n"+
 			"  fcgi-bridge [flags] -- COMMAND [ARG...]  quick mode: every request through a pool of COMMAND\n"+
-			"  fcgi-bridge transform NAME               run a built-in sample transform (%s)\n\nFlags:\n",
+			"  fcgi-bridge transform NAME               run a built-in sample transform (%s)\n"+
+			"  fcgi-bridge transform-check COMMAND ...  try a transform against a sample message, with hints\n\nFlags:\n",
 			strings.Join(sample.Names(), ", "))
 		fs.PrintDefaults()
 	}
