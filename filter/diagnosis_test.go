@@ -43,7 +43,7 @@ func TestDiagnose(t *testing.T) {
 		{name: "cgi-status", mode: testtransform.CGIStatus, phase: PhaseProtocol, mistake: BadStatusLine, line: 1, offending: "Status: 200 OK"},
 		{name: "no-blank-line", mode: testtransform.NoBlankLine, phase: PhaseProtocol, mistake: NoBlankLine, line: 4, offending: "<p>xxx"},
 		{name: "short-body-exits", mode: testtransform.CrashMidReply, read: true, phase: PhaseRead, mistake: BodyShort, exit: "exit status 4"},
-		{name: "short-body-waits", mode: testtransform.ShortBody, timeout: 300 * time.Millisecond, read: true, phase: PhaseTimeout, mistake: BodyShort, message: "the reply stopped at reply body at byte 108"},
+		{name: "short-body-waits", mode: testtransform.ShortBody, timeout: 300 * time.Millisecond, read: true, phase: PhaseTimeout, mistake: BodyShort, message: "no complete reply within 300ms; reply body at byte 108: expected 10 more body bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -417,7 +417,7 @@ func (x *exchange) fail(err error) *Error {
 			if errors.As(err, &pe) && pe.Mistake != NoMistake {
 				// Where the reply stopped tells why: a body short of its
 				// Content-Length, a head without its blank line.
-				cause = fmt.Errorf("%s, the reply stopped at %w", what, pe)
+				cause = fmt.Errorf("%s; %w", what, pe)
 			}
 			// Killed: wait for the reap, so that its stderr is all read.
 			x.waitDone()
