@@ -19,8 +19,9 @@ import (
 // from the transform (its stderr, its output) and is escaped for the
 // format. Without debug the answer is the status line's text only.
 
-// debugAnswer writes the developer mode answer for err with status.
-func (b *Bridge) debugAnswer(w fcgi.ResponseWriter, status int, x *exchange, err error) {
+// debugAnswer writes the developer mode answer for err with status and
+// returns the number of body bytes written.
+func (b *Bridge) debugAnswer(w fcgi.ResponseWriter, status int, x *exchange, err error) int64 {
 	d := filter.Diagnose(err)
 	if d == nil {
 		d = &filter.Diagnosis{Phase: "fetch the content", Message: err.Error()}
@@ -44,7 +45,8 @@ func (b *Bridge) debugAnswer(w fcgi.ResponseWriter, status int, x *exchange, err
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	w.Write(body.Bytes())
+	n, _ := w.Write(body.Bytes())
+	return int64(n)
 }
 
 // debugFormat picks html, json or text by the first media range in accept

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -172,4 +173,18 @@ func newDebugFixture(t *testing.T, cfgText string) *fixture {
 		assert.NoError(t, b.Close(ctx))
 	})
 	return f
+}
+
+// The access line counts the bytes of the answers the bridge writes itself
+// (an error's short text, a developer mode page, a 404) as it counts a
+// transform's.
+func TestAccessCountsBridgeAnswers(t *testing.T) {
+	f := newDebugFixture(t, tt("crash", testtransform.CrashAfterRead, "")+
+		"[[route]]\nname = \"plain\"\npath = \"/plain\"\ntransform = [\"crash\"]\n"+
+		"[[route]]\nname = \"debug\"\npath = \"/debug\"\ntransform = [\"crash\"]\ndebug = true\n")
+	for _, tc := range []struct{ uri, route string }{{"/plain", "plain"}, {"/debug", "debug"}, {"/none", "-"}} {
+		w := f.do(t, req{method: "POST", uri: tc.uri, body: "abc"})
+		require.NotZero(t, w.body.Len())
+		assert.Regexp(t, fmt.Sprintf(`msg=access route=%s .* status=%d bytes_in=\d+ bytes_out=%d `, regexp.QuoteMeta(tc.route), w.status, w.body.Len()), f.logText())
+	}
 }

@@ -175,15 +175,18 @@ func (b *Bridge) fail(ctx context.Context, w fcgi.ResponseWriter, x *exchange, e
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", b.retryAfter)
 	}
+	// The access line counts the bytes of an answer the bridge wrote
+	// itself as it counts a transform's.
 	if x.debug {
-		b.debugAnswer(w, status, x, err)
+		x.out = b.debugAnswer(w, status, x, err)
 		return
 	}
-	b.plain(w, status, "")
+	x.out = b.plain(w, status, "")
 }
 
-// plain writes a short text answer made by the bridge itself.
-func (b *Bridge) plain(w fcgi.ResponseWriter, status int, text string) {
+// plain writes a short text answer made by the bridge itself and returns
+// the number of body bytes written.
+func (b *Bridge) plain(w fcgi.ResponseWriter, status int, text string) int64 {
 	if text == "" {
 		text = strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
 	}
@@ -192,5 +195,6 @@ func (b *Bridge) plain(w fcgi.ResponseWriter, status int, text string) {
 	h.Set("Content-Length", strconv.Itoa(len(text)))
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	io.WriteString(w, text)
+	n, _ := io.WriteString(w, text)
+	return int64(n)
 }

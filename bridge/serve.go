@@ -75,7 +75,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 			status = http.StatusForbidden
 		}
 		x.status = status
-		b.plain(w, status, "")
+		x.out = b.plain(w, status, "")
 		return
 	}
 	x.route = rt.cfg.Name
