@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -480,6 +481,10 @@ func (x *exchange) withTail(e *Error, crashed bool) *Error {
 		x.waitDone()
 		if ex, ok := x.proc.(interface{ Exited() string }); ok {
 			if how := ex.Exited(); how != "" {
+				if (e.Kind == Timeout || e.Kind == Protocol) && strings.HasPrefix(how, "signal: ") {
+					// The bridge ended it; do not let that read as the cause.
+					how += " (sent by the bridge)"
+				}
 				e.Err = fmt.Errorf("%w (process: %s)", e.Err, how)
 				e.Exit = how
 			}
