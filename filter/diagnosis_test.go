@@ -42,6 +42,12 @@ func TestDiagnose(t *testing.T) {
 		{name: "garbage", mode: testtransform.Garbage, phase: PhaseProtocol, mistake: BadStatusLine, line: 1, offending: "this is not HTTP at all", output: `\x00\x01\x02\r\n`},
 		{name: "cgi-status", mode: testtransform.CGIStatus, phase: PhaseProtocol, mistake: BadStatusLine, line: 1, offending: "Status: 200 OK"},
 		{name: "no-blank-line", mode: testtransform.NoBlankLine, phase: PhaseProtocol, mistake: NoBlankLine, line: 4, offending: "<p>xxx"},
+		// Headers and body without the blank line, and no line break
+		// after the body: the reply never ends, and the timeout says why.
+		{name: "no-blank-line-waits", command: []string{"sh", "-c", `read l; printf 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nhello'; exec sleep 60`},
+			timeout: 300 * time.Millisecond, phase: PhaseTimeout, mistake: NoBlankLine, line: 3, offending: "hello"},
+		{name: "no-framing", command: []string{"sh", "-c", `read l; printf 'HTTP/1.1 200 OK\r\n\r\nhello'; exec sleep 60`},
+			phase: PhaseProtocol, mistake: NoFraming, line: 2, offending: "end of head"},
 		{name: "short-body-exits", mode: testtransform.CrashMidReply, read: true, phase: PhaseRead, mistake: BodyShort, exit: "exit status 4"},
 		{name: "short-body-waits", mode: testtransform.ShortBody, timeout: 300 * time.Millisecond, read: true, phase: PhaseTimeout, mistake: BodyShort, message: "no complete reply within 300ms; reply body at byte 108: expected 10 more body bytes"},
 	}
@@ -49,7 +55,7 @@ func TestDiagnose(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := pool.Config{Name: tt.name, Command: testtransform.Command(), Env: []string{testtransform.Env(tt.mode)}, Min: 1}
 			if tt.command != nil {
-				cfg.Command, cfg.Min = tt.command, 0
+				cfg.Command, cfg.Min, cfg.Env = tt.command, 0, nil
 			}
 			p := newPool(t, cfg)
 			var logs logBuffer
