@@ -48,7 +48,11 @@ func TestDiagnose(t *testing.T) {
 			timeout: 300 * time.Millisecond, phase: PhaseTimeout, mistake: NoBlankLine, line: 3, offending: "hello"},
 		{name: "no-framing", command: []string{"sh", "-c", `read l; printf 'HTTP/1.1 200 OK\r\n\r\nhello'; exec sleep 60`},
 			phase: PhaseProtocol, mistake: NoFraming, line: 2, offending: "end of head"},
-		{name: "short-body-exits", mode: testtransform.CrashMidReply, read: true, phase: PhaseRead, mistake: BodyShort, exit: "exit status 4"},
+		// A crash mid-body is a crash, not a wrong Content-Length.
+		{name: "crash-mid-body", mode: testtransform.CrashMidReply, read: true, phase: PhaseRead, exit: "exit status 4", message: "expected 150 more body bytes (Content-Length)"},
+		// A process that ends cleanly short of its Content-Length got it wrong.
+		{name: "short-body-exits", command: []string{"sh", "-c", `read l; printf 'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello'`},
+			read: true, phase: PhaseRead, mistake: BodyShort, exit: "exit status 0"},
 		{name: "short-body-waits", mode: testtransform.ShortBody, timeout: 300 * time.Millisecond, read: true, phase: PhaseTimeout, mistake: BodyShort, message: "no complete reply within 300ms; reply body at byte 108: expected 10 more body bytes"},
 	}
 	for _, tt := range tests {

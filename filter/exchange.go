@@ -458,7 +458,13 @@ func (x *exchange) fail(err error) *Error {
 	if x.body == nil && x.writeFailed() {
 		e.Phase = PhaseWrite
 	}
-	return x.withTail(e, true)
+	x.withTail(e, true)
+	if pe != nil && e.Exit != "" && e.Exit != "exit status 0" {
+		// It crashed: a reply cut short is the crash's doing, not a
+		// wrong Content-Length or a missing blank line.
+		pe.Mistake = NoMistake
+	}
+	return e
 }
 
 // writeFailed reports whether writing the message has already failed for a
