@@ -71,7 +71,7 @@ const (
 var mistakes = [...]struct{ name, hint string }{
 	NoMistake: {},
 	BadStatusLine: {"status line is not HTTP/1.1 NNN",
-		`begin the reply with a status line such as "HTTP/1.1 200 OK"; anything printed to stdout before it (debug output, a CGI "Status:" header) breaks the protocol: write debug output to stderr`},
+		`begin the reply with a status line such as "HTTP/1.1 200 OK"; anything printed to stdout before it (debug output, a CGI "Status:" header) breaks the protocol: write debug output to stderr; a line that looks like the end of a body is the rest of a reply longer than its Content-Length`},
 	NoBlankLine: {"no blank line after the headers",
 		`end the headers with an empty line ("\r\n") before the body: if this line is the start of the body, that blank line is missing`},
 	NoFraming: {"no body framing",

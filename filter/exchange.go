@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/pool"
 )
 
 // process is what an exchange needs of a transform process; *pool.Process
@@ -334,8 +336,11 @@ func (x *exchange) finish(reusable bool) {
 	}
 	x.readMu.Lock()
 	defer x.readMu.Unlock()
-	if x.br != nil && x.br.Buffered() > 0 {
-		reusable = false // output beyond the reply: the stream is out of step
+	if x.br != nil && (x.br.Buffered() > 0 || reusable && pool.PipeUnread(x.proc.Stdout())) {
+		// Output beyond the reply, in the read buffer or still in the pipe
+		// (a long body's rest, read past the buffer): the stream is out of
+		// step, and the next exchange would take it for its reply.
+		reusable = false
 		if x.complete.Load() && x.body != nil && x.body.framing == framingSized {
 			x.mistake = BodyLong
 		}
