@@ -78,7 +78,7 @@ func (b *Bridge) send(ctx context.Context, w fcgi.ResponseWriter, x *exchange, m
 		// and the log says what broke.
 		x.err = err
 		if ctx.Err() == nil {
-			b.log.Warn("response body failed after output began", "route", x.route, "uri", x.uri, "bytes", n, "error", err)
+			b.log.Warn("response body failed after output began", "route", x.route, "pid", x.pid, "uri", x.uri, "bytes", n, "error", err)
 		}
 		abortResponse(w, err)
 		return
@@ -174,6 +174,10 @@ func (b *Bridge) fail(ctx context.Context, w fcgi.ResponseWriter, x *exchange, e
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", b.retryAfter)
+	}
+	if x.debug {
+		x.out = b.debugAnswer(w, status, x, err)
+		return
 	}
 	b.plain(w, x, status, "")
 }

@@ -41,10 +41,12 @@ type route struct {
 	stats *metrics.Route
 	// slow is the slow-request threshold: the route's, else log.slow.
 	slow time.Duration
+	// debug: developer mode, see debugpage.go.
+	debug bool
 }
 
 func newRoute(rc *conf.Route, src source.Source, transforms map[string]filter.Transform) (*route, error) {
-	rt := &route{cfg: rc, source: src}
+	rt := &route{cfg: rc, source: src, debug: rc.DebugOn()}
 	switch rc.Role {
 	case conf.RoleResponder:
 		rt.role = fcgi.RoleResponder

@@ -45,6 +45,10 @@ type exchange struct {
 	upstream time.Duration // the source, until its response head
 	head     time.Duration // the chain, until its response head
 	write    time.Duration // the response, head to the end of the body
+	// debug: the route's developer mode; accept: the request's Accept,
+	// which picks the format of a developer mode error answer.
+	debug  bool
+	accept string
 }
 
 // ServeFCGI implements fcgi.Handler.
@@ -93,6 +97,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 	x.route = rt.cfg.Name
 	x.requestInput = rt.requestInput
+	x.debug, x.accept = rt.debug, r.Params["HTTP_ACCEPT"]
 	x.stats = rt.stats
 	if x.slow = rt.slow; x.slow > 0 {
 		ctx = pool.WithWaitTrace(ctx, &x.queue)
@@ -176,6 +181,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 	x.head = time.Since(t0)
 	x.attempts, x.fallback = done.attempts, err == nil && !done.ok
+	if err == nil && x.debug {
+		err = holdReply(out)
+	}
 	if err != nil {
 		x.transform = time.Since(t0)
 		b.fail(ctx, w, x, err)

@@ -82,6 +82,10 @@ type Server struct {
 	SpoolDir    string `toml:"spool_dir"`
 	SpoolMemory Size   `toml:"spool_memory"`
 	MaxBody     Size   `toml:"max_body"`
+
+	// Debug turns developer mode on for every route that does not set its
+	// own debug (see debug.go).
+	Debug bool `toml:"debug"`
 }
 
 // ParseLevel reads a log level: debug, info, warn (or warning) or error, in
@@ -250,6 +254,8 @@ type Route struct {
 	Format string `toml:"format,omitempty"`
 	// Slow is this route's slow-request threshold; 0 = log.slow.
 	Slow Duration `toml:"slow"`
+	// Debug: developer mode for this route; unset takes server.debug.
+	Debug *bool `toml:"debug"`
 }
 
 // Condition tests one request header (by HTTP name, e.g. "Accept") or one

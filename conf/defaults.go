@@ -81,6 +81,9 @@ func defaultServer() Server {
 		// 1 GiB: uploads the web server lets through are accepted, while
 		// one request cannot fill the disk; over it the client gets 413.
 		MaxBody: 1 << 30,
+		// Developer mode shows a failing transform's stderr in the error
+		// answer: never by default, since that can leak paths and data.
+		Debug: false,
 	}
 }
 
@@ -178,6 +181,8 @@ func defaultRoute() Route {
 		Timeout: 0,
 		// Renderers built for subprocess_middleware read X-Request-URL.
 		SendRequestHeaders: true,
+		// nil: the route takes server.debug.
+		Debug: nil,
 	}
 }
 

@@ -78,6 +78,8 @@ func typeWord(t reflect.Type) string {
 		return "size"
 	}
 	switch t.Kind() {
+	case reflect.Pointer:
+		return typeWord(t.Elem()) // unset means "inherit", said in the default column
 	case reflect.Bool:
 		return "boolean"
 	case reflect.Int, reflect.Int64:

@@ -289,6 +289,7 @@ func (d *decoded) finish(remap func(*Error)) (*Config, error) {
 			r.Name = fmt.Sprintf("route%d", i+1)
 		}
 	}
+	c.inheritDebug()
 	for _, e := range c.validate(d.lines) {
 		if !under(e.Key, failed...) && !d.misspelt[e.ref] {
 			if remap != nil {

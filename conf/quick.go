@@ -64,6 +64,7 @@ func Quick(listen []string, upstream string, command []string) (*Config, error) 
 	main.Name, main.Role, main.Source = "main", RoleResponder, source
 	main.Transform = chain
 	c.Route = []*Route{&filterRoute, &main}
+	c.inheritDebug()
 	if errs := c.validate(&keyLines{exact: map[string]int{}, plain: map[string][]int{}}); len(errs) > 0 {
 		return nil, errs
 	}

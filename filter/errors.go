@@ -60,6 +60,15 @@ type Error struct {
 	Status     int      // 400, 499, 502, 503 or 504
 	StderrTail []string // the process's last stderr lines, oldest first
 	Err        error
+
+	// What a person debugging the transform needs beyond the sentence (see
+	// Diagnose): the phase when the kind alone does not say it, how the
+	// process ended, the reply bytes that followed a protocol fault, and
+	// the common mistake recognised in the reply.
+	Phase   Phase
+	Exit    string // "exit status 1", "signal: killed"; "" when unknown
+	Output  []byte // for a protocol error: reply bytes after the offending line
+	Mistake Mistake
 }
 
 func newError(transform string, pid int, kind Kind, err error) *Error {
@@ -81,7 +90,11 @@ var kindPhrases = map[Kind]string{
 
 // Error reads as one sentence: which transform, which process, what
 // happened, why, and the last stderr lines.
-func (e *Error) Error() string {
+func (e *Error) Error() string { return e.sentence(true) }
+
+// sentence is Error's text, with or without the quote of the stderr tail
+// (left out where the whole tail is logged beside it).
+func (e *Error) sentence(withStderr bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "transform %q", e.Transform)
 	if e.Pid > 0 {
@@ -91,7 +104,10 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		b.WriteString(": " + e.Err.Error())
 	}
-	if tail := pool.StderrSummary(e.StderrTail); len(tail) > 0 {
+	if m := e.mistake(); m != NoMistake {
+		fmt.Fprintf(&b, " (%s: %s)", m, m.Hint())
+	}
+	if tail := pool.StderrSummary(e.StderrTail); withStderr && len(tail) > 0 {
 		fmt.Fprintf(&b, "; its stderr ended with %q", strings.Join(tail, " | "))
 	}
 	return b.String()
@@ -111,6 +127,8 @@ type ProtocolError struct {
 	// Err is io.ErrUnexpectedEOF when the reply just stopped, which usually
 	// means the process died.
 	Err error
+	// Mistake names the common transform bug this fault looks like.
+	Mistake Mistake
 }
 
 func (e *ProtocolError) Error() string {
@@ -125,6 +143,12 @@ func (e *ProtocolError) Error() string {
 }
 
 func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// as records the mistake the fault looks like.
+func (e *ProtocolError) as(m Mistake) *ProtocolError {
+	e.Mistake = m
+	return e
+}
 
 func protoErr(line int, offset int64, want string, got []byte, err error) *ProtocolError {
 	if len(got) > 80 {

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/pool"
 )
 
 // process is what an exchange needs of a transform process; *pool.Process
@@ -64,11 +67,14 @@ type exchange struct {
 
 	// readMu is held by Read, WriteTo and the teardown in Close, which may
 	// run on another goroutine.
-	readMu    sync.Mutex
-	br        *bufio.Reader
-	body      *bodyReader
-	retire    bool // Connection: close
-	complete  atomic.Bool
+	readMu   sync.Mutex
+	br       *bufio.Reader
+	body     *bodyReader
+	retire   bool // Connection: close
+	complete atomic.Bool
+	// mistake is found by finish in a reply that was served all the same
+	// (longer than its Content-Length, sent before the message was read).
+	mistake   Mistake
 	err       error // sticky, an *Error
 	closeOnce sync.Once
 }
@@ -282,7 +288,7 @@ func (x *exchange) spliceOutLocked(dst *os.File, n int64) (int64, bool, error) {
 			// transform's.
 			cause := ie.err
 			if errors.Is(cause, errShortInput) {
-				cause = protoErr(0, b.offset, fmt.Sprintf("%d more body bytes (Content-Length)", b.remain), nil, io.ErrUnexpectedEOF)
+				cause = shortBody(b.offset, b.remain)
 			}
 			x.err = x.fail(cause)
 			b.err = x.err
@@ -330,8 +336,14 @@ func (x *exchange) finish(reusable bool) {
 	}
 	x.readMu.Lock()
 	defer x.readMu.Unlock()
-	if x.br != nil && x.br.Buffered() > 0 {
-		reusable = false // output beyond the reply: the stream is out of step
+	if x.br != nil && (x.br.Buffered() > 0 || reusable && pool.PipeUnread(x.proc.Stdout())) {
+		// Output beyond the reply, in the read buffer or still in the pipe
+		// (a long body's rest, read past the buffer): the stream is out of
+		// step, and the next exchange would take it for its reply.
+		reusable = false
+		if x.complete.Load() && x.body != nil && x.body.framing == framingSized {
+			x.mistake = BodyLong
+		}
 	}
 	if reusable {
 		// The reply is complete, so a well-behaved transform has read the
@@ -345,6 +357,7 @@ func (x *exchange) finish(reusable bool) {
 			case <-x.writeDone:
 			case <-t.C:
 				reusable = false
+				x.mistake = ReplyBeforeRead
 				x.proc.Kill()
 			}
 			t.Stop()
@@ -353,12 +366,18 @@ func (x *exchange) finish(reusable bool) {
 	x.closeInput()
 	<-x.writeDone
 	if x.writeErr != nil {
+		if reusable && x.writeFailed() {
+			// A complete reply, and the process stopped reading (it exited
+			// or closed stdin) before the message was all written.
+			x.mistake = ReplyBeforeRead
+		}
 		reusable = false
 	}
 	if reusable && unreadInput(x.proc.Stdin()) {
 		// The transform answered without reading all of its message: the
 		// rest would be taken for the start of the next client's message.
 		reusable = false
+		x.mistake = ReplyBeforeRead
 		x.proc.Kill()
 	}
 	x.release(reusable)
@@ -399,9 +418,16 @@ func (x *exchange) fail(err error) *Error {
 			if x.timeout == 0 || x.ctx.Err() != nil {
 				what = "the request's deadline passed"
 			}
+			cause := errors.New(what)
+			var pe *ProtocolError
+			if errors.As(err, &pe) && pe.Mistake != NoMistake {
+				// Where the reply stopped tells why: a body short of its
+				// Content-Length, a head without its blank line.
+				cause = fmt.Errorf("%s; %w", what, pe)
+			}
 			// Killed: wait for the reap, so that its stderr is all read.
 			x.waitDone()
-			return x.withTail(newError(x.name, pid, Timeout, errors.New(what)), false)
+			return x.withTail(newError(x.name, pid, Timeout, cause), true)
 		case Canceled:
 			return newError(x.name, pid, Canceled, x.ctx.Err())
 		case Input:
@@ -421,9 +447,41 @@ func (x *exchange) fail(err error) *Error {
 	}
 	var pe *ProtocolError
 	if errors.As(err, &pe) && pe.Err == nil {
-		return x.withTail(newError(x.name, pid, Protocol, err), false)
+		e := newError(x.name, pid, Protocol, err)
+		if x.br != nil && pe.Line > 0 {
+			e.Output, _ = x.br.Peek(min(x.br.Buffered(), outputPeek))
+			e.Output = append([]byte(nil), e.Output...)
+		}
+		// The process cannot be reused: end it now, so that the error
+		// quotes all it wrote to stderr (a traceback printed just before
+		// the bad reply may not be drained yet). Kill waits for the end,
+		// bounded by the kill grace; waitDone bounds this wait further.
+		go x.proc.Kill()
+		return x.withTail(e, true)
 	}
-	return x.withTail(newError(x.name, pid, Crash, err), true)
+	e := newError(x.name, pid, Crash, err)
+	if x.body == nil && x.writeFailed() {
+		e.Phase = PhaseWrite
+	}
+	x.withTail(e, true)
+	if pe != nil && e.Exit != "" && e.Exit != "exit status 0" {
+		// It crashed: a reply cut short is the crash's doing, not a
+		// wrong Content-Length or a missing blank line.
+		pe.Mistake = NoMistake
+	}
+	return e
+}
+
+// writeFailed reports whether writing the message has already failed for a
+// reason other than the input (typically EPIPE: the process is gone).
+func (x *exchange) writeFailed() bool {
+	select {
+	case <-x.writeDone:
+		var ie *inputError
+		return x.writeErr != nil && !errors.As(x.writeErr, &ie)
+	default:
+		return false
+	}
 }
 
 // withTail adds the stderr tail and, for a crash, how the process ended;
@@ -434,10 +492,23 @@ func (x *exchange) withTail(e *Error, crashed bool) *Error {
 		x.waitDone()
 		if ex, ok := x.proc.(interface{ Exited() string }); ok {
 			if how := ex.Exited(); how != "" {
+				if (e.Kind == Timeout || e.Kind == Protocol) && strings.HasPrefix(how, "signal: ") {
+					// The bridge ended it; do not let that read as the cause.
+					how += " (sent by the bridge)"
+				}
 				e.Err = fmt.Errorf("%w (process: %s)", e.Err, how)
+				e.Exit = how
 			}
 		}
 	}
 	e.StderrTail = x.proc.StderrTail()
 	return e
+}
+
+// servedMistake reports a mistake found in a reply that was served all the
+// same, once the exchange has ended (after Close); NoMistake otherwise.
+func (x *exchange) servedMistake() (Mistake, int) {
+	x.readMu.Lock()
+	defer x.readMu.Unlock()
+	return x.mistake, x.proc.Pid()
 }

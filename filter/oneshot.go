@@ -371,6 +371,7 @@ func (r *oneShotRun) failure(cause error) *Error {
 	if r.exitErr != nil {
 		e := newError(name, r.pid, Crash, fmt.Errorf("%s: %w", r.path(), r.exitErr))
 		e.StderrTail = r.tail.lines()
+		e.Exit = r.exitErr.Error()
 		return e
 	}
 	if cause != nil && cause != io.EOF {

@@ -83,6 +83,12 @@ func readReplyHead(br *bufio.Reader) (*replyHead, error) {
 	hr := headReader{br: br}
 	line, err := hr.next(wantStatus)
 	if err != nil {
+		var pe *ProtocolError
+		if errors.As(err, &pe) && pe.Got != "" {
+			if _, _, serr := parseStatusLine([]byte(pe.Got)); serr != nil {
+				pe.Mistake = BadStatusLine
+			}
+		}
 		return nil, err
 	}
 	r := &replyHead{}
@@ -93,6 +99,12 @@ func readReplyHead(br *bufio.Reader) (*replyHead, error) {
 	for {
 		line, err := hr.next(`a header line "Name: value" or the blank line ending the head`)
 		if err != nil {
+			// A partial line where a header should be is most often a
+			// body that followed the headers without the blank line.
+			var pe *ProtocolError
+			if errors.As(err, &pe) && pe.Got != "" {
+				pe.Mistake = NoBlankLine
+			}
 			return nil, err
 		}
 		if len(line) == 0 {
@@ -103,6 +115,9 @@ func readReplyHead(br *bufio.Reader) (*replyHead, error) {
 		}
 		name, value, err := parseHeaderLine(line, hr.line)
 		if err != nil {
+			if line[0] != ' ' && line[0] != '\t' {
+				err.(*ProtocolError).Mistake = NoBlankLine
+			}
 			return nil, err
 		}
 		switch {
@@ -139,12 +154,12 @@ func parseStatusLine(line []byte) (int, string, error) {
 	// HTTP/1.x SP 3DIGIT [SP reason]
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || (line[7] != '0' && line[7] != '1') ||
 		line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
-		return 0, "", protoErr(1, 0, wantStatus, line, nil)
+		return 0, "", protoErr(1, 0, wantStatus, line, nil).as(BadStatusLine)
 	}
 	code := 0
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {
-			return 0, "", protoErr(1, 0, wantStatus, line, nil)
+			return 0, "", protoErr(1, 0, wantStatus, line, nil).as(BadStatusLine)
 		}
 		code = code*10 + int(c-'0')
 	}
@@ -223,7 +238,7 @@ func (r *replyHead) decideFraming(contentLength, transferEncoding []string, line
 	case r.close:
 		r.framing = framingEOF
 	default:
-		return protoErr(line, 0, "a framed body: Content-Length, Transfer-Encoding: chunked, or Connection: close with the body until EOF", []byte("end of head"), nil)
+		return protoErr(line, 0, "a framed body: Content-Length, Transfer-Encoding: chunked, or Connection: close with the body until EOF", []byte("end of head"), nil).as(NoFraming)
 	}
 	return nil
 }
@@ -281,7 +296,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	b.remain -= int64(n)
 	if err == io.EOF {
 		if b.framing == framingSized {
-			err = protoErr(0, b.offset, strconv.FormatInt(b.remain, 10)+" more body bytes (Content-Length)", nil, io.ErrUnexpectedEOF)
+			err = shortBody(b.offset, b.remain)
 		} else {
 			err = protoErr(0, b.offset, strconv.FormatInt(b.remain, 10)+" more bytes of the chunk", nil, io.ErrUnexpectedEOF)
 		}
@@ -373,4 +388,10 @@ func parseChunkSize(line []byte) (int64, bool) {
 		}
 	}
 	return n, true
+}
+
+// shortBody is the fault of a reply whose output ended before the body its
+// Content-Length announced.
+func shortBody(offset, remain int64) *ProtocolError {
+	return protoErr(0, offset, strconv.FormatInt(remain, 10)+" more body bytes (Content-Length)", nil, io.ErrUnexpectedEOF).as(BodyShort)
 }

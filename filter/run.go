@@ -63,7 +63,7 @@ func Run(ctx context.Context, t Transform, in *Message, req *RequestInfo, p Poli
 			logFailure(log, e, "fail closed", 1)
 			return nil, e
 		}
-		out.Body = &runBody{body: out.Body, done: cancel}
+		out.Body = &runBody{body: out.Body, done: cancel, log: log}
 		return out, nil
 	}
 	k := newKeeper(in.Body, p.KeepInput)
@@ -76,7 +76,7 @@ func Run(ctx context.Context, t Transform, in *Message, req *RequestInfo, p Poli
 		out, err := t.Apply(ctx, &try, req)
 		if err == nil {
 			k.stopKeeping()
-			out.Body = &runBody{body: out.Body, done: func() { cancel(); k.closeSource() }}
+			out.Body = &runBody{body: out.Body, done: func() { cancel(); k.closeSource() }, log: log}
 			return out, nil
 		}
 		var e *Error
@@ -119,7 +119,9 @@ func failOpenKind(k Kind) bool {
 }
 
 func logFailure(log *slog.Logger, e *Error, action string, attempt int) {
-	attrs := []any{"transform", e.Transform, "pid", e.Pid, "kind", e.Kind.String(), "status", e.Status, "action", action, "attempt", attempt, "err", e.Error()}
+	// The stderr tail is logged once, whole, here; the pool does not quote
+	// it again for a process that died while leased.
+	attrs := []any{"transform", e.Transform, "pid", e.Pid, "kind", e.Kind.String(), "status", e.Status, "action", action, "attempt", attempt, "err", e.sentence(false)}
 	if len(e.StderrTail) > 0 {
 		attrs = append(attrs, "stderr", strings.Join(e.StderrTail, "\n"))
 	}
@@ -135,6 +137,7 @@ type runBody struct {
 	body io.ReadCloser
 	done func()
 	once sync.Once
+	log  *slog.Logger
 }
 
 func (b *runBody) Read(p []byte) (int, error) { return b.body.Read(p) }
@@ -143,7 +146,10 @@ func (b *runBody) WriteTo(w io.Writer) (int64, error) { return io.Copy(w, b.body
 
 func (b *runBody) Close() error {
 	err := b.body.Close()
-	b.once.Do(b.done)
+	b.once.Do(func() {
+		b.done()
+		logServedMistake(b.log, b.body)
+	})
 	return err
 }
 
@@ -254,4 +260,20 @@ func (b *runBody) Pid() int {
 		return p.Pid()
 	}
 	return 0
+}
+
+// logServedMistake logs a mistake found in a reply that reached the client
+// all the same (a body longer than its Content-Length, cut to it; a reply
+// sent before the message was read): the client got an answer, so only the
+// log can tell the transform's author, and the process was replaced.
+func logServedMistake(log *slog.Logger, body io.ReadCloser) {
+	x, ok := body.(*exchange)
+	if !ok {
+		return
+	}
+	m, pid := x.servedMistake()
+	if m == NoMistake {
+		return
+	}
+	log.Warn("transform reply broke the protocol", "transform", x.name, "pid", pid, "mistake", m.String(), "hint", m.Hint(), "action", "replaced the process")
 }

@@ -60,7 +60,10 @@
 // missing file: exec succeeded but the program cannot run). A death during
 // the first lease is first taken for a crash, since the request may have
 // caused it and a retry deserves a fresh process; a second one in a row is
-// a start failure. A clean exit (status 0) during the first lease is
+// a start failure when the process left its message unread (it could not
+// even read it). One that read its message and died crashed while serving
+// it, even when every request makes it crash: that is reported as a crash
+// (502), not as a start failure (503). A clean exit (status 0) during the first lease is
 // neither: a transform may answer once with Connection: close and exit.
 // Failures back off exponentially from 100ms to 30s, with one probe start
 // at a time; a served lease resets the back-off. The *StartError says in one sentence

@@ -76,7 +76,10 @@ func (e *StartError) Error() string {
 
 func (e *StartError) Unwrap() error { return e.Err }
 
-// hint says what to do about the most common causes.
+// Hint says what to do about the most common causes; "" when there is no
+// advice.
+func (e *StartError) Hint() string { return e.hint() }
+
 func (e *StartError) hint() string {
 	switch {
 	case errors.Is(e.Err, syscall.ENOENT), errors.Is(e.Err, exec.ErrNotFound), errors.Is(e.Err, errNotInPath):

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as a transform: TestMain runs a helper mode when
@@ -63,6 +65,12 @@ func runHelper(mode string) int {
 		line, _ := in.ReadString('\n')
 		fmt.Fprintf(os.Stderr, "panic: cannot parse %q\n", strings.TrimSpace(line))
 		return 1
+	case "die-on-input":
+		// Fails as soon as a request arrives, without reading it: a
+		// program that cannot serve at all.
+		unix.Poll([]unix.PollFd{{Fd: 0, Events: unix.POLLIN}}, -1)
+		fmt.Fprintln(os.Stderr, "fatal: no configuration")
+		return 2
 	case "crash-at-start":
 		fmt.Fprintln(os.Stderr, "loading model from /srv/model.bin")
 		fmt.Fprintln(os.Stderr, "fatal: model file missing")

@@ -474,12 +474,15 @@ func (p *Pool) exited(proc *Process) {
 	// An exit soon after the start, before any lease completed, is a start
 	// failure and backs off. During the first lease it is a crash the
 	// caller reports (the request may have caused it; a retry gets a fresh
-	// process), unless it is the second such death in a row: then the
-	// program cannot serve at all. A clean exit during the first lease is
-	// neither: a transform may answer once with Connection: close and exit.
+	// process), unless it is the second such death in a row of a process
+	// that left its input unread: then the program cannot serve at all. One
+	// that read its whole message and died crashed while serving it, every
+	// time if each request makes it crash; that is not a start failure. A
+	// clean exit during the first lease is neither: a transform may answer
+	// once with Connection: close and exit.
 	early := proc.requests.Load() == 0 && now.Sub(proc.started) < earlyExitWindow
 	if early && proc.leased {
-		if proc.exitErr == nil || proc.retire.Load() {
+		if proc.exitErr == nil || proc.retire.Load() || !proc.inputUnread() {
 			early = false
 		} else {
 			p.firstLeaseDeaths++
@@ -490,7 +493,13 @@ func (p *Pool) exited(proc *Process) {
 		p.recordStartFailureLocked(p.startError(errEarlyExit, proc), now)
 	} else {
 		p.stats.Crashed++
-		p.log.Warn("transform exited", "pid", proc.pid, "exit", proc.exit, "requests", proc.requests.Load(), "stderr", proc.StderrTail())
+		if proc.state == stateBusy {
+			// The caller's error reports this death with the stderr tail;
+			// quoting it here too logged each traceback twice.
+			p.log.Warn("transform exited", "pid", proc.pid, "exit", proc.exit, "requests", proc.requests.Load(), "while", "leased")
+		} else {
+			p.log.Warn("transform exited", "pid", proc.pid, "exit", proc.exit, "requests", proc.requests.Load(), "stderr", proc.StderrTail())
+		}
 	}
 	p.replenishLocked(now)
 }

@@ -435,7 +435,10 @@ func TestStartFailure(t *testing.T) {
 				start := time.Now()
 				proc, err := p.Acquire(context.Background())
 				if err == nil {
-					// An early exit is only known once the process died.
+					// A caller writes its message at once; the process
+					// leaves it unread. An early exit is only known once
+					// the process died.
+					io.WriteString(proc.Stdin(), "message\n")
 					<-proc.Done()
 					p.Release(proc, true)
 					continue
@@ -768,26 +771,50 @@ func TestCloseDuringReadyCheck(t *testing.T) {
 }
 
 // A death during the first lease is a crash the caller reports and a retry
-// gets a fresh process; the second in a row means the program cannot serve
-// and the pool backs off.
+// gets a fresh process. A process that read its message and died crashed
+// while serving it, however often that happens; the second death in a row
+// of one that left its input unread means the program cannot serve, and
+// the pool backs off.
 func TestDeathDuringFirstLease(t *testing.T) {
-	logs := watch(t)
-	argv, env := helperCommand(t, "crash-after-read")
-	p := newPool(t, logs, Config{Command: argv, Env: env, Min: 1, Max: 1})
-	for i, want := range []struct{ crashed, startFailures uint64 }{{1, 0}, {1, 1}} {
-		proc := acquire(t, p)
-		_, err := exchange(proc, "bad input")
-		require.Error(t, err, "lease %d", i)
-		<-proc.Done()
-		p.Release(proc, false)
-		s := p.Stats()
-		require.Equal(t, want.crashed, s.Crashed, "lease %d", i)
-		require.Equal(t, want.startFailures, s.StartFailures, "lease %d", i)
+	type counts struct{ crashed, startFailures uint64 }
+	for _, tc := range []struct {
+		mode     string
+		want     []counts
+		startErr string // in the StartError after the leases; "" for none
+	}{
+		{"crash-after-read", []counts{{1, 0}, {2, 0}, {3, 0}}, ""},
+		{"die-on-input", []counts{{1, 0}, {1, 1}}, "fatal: no configuration"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			logs := watch(t)
+			argv, env := helperCommand(t, tc.mode)
+			p := newPool(t, logs, Config{Command: argv, Env: env, Min: 1, Max: 1})
+			for i, want := range tc.want {
+				proc := acquire(t, p)
+				_, err := exchange(proc, "bad input")
+				require.Error(t, err, "lease %d", i)
+				<-proc.Done()
+				p.Release(proc, false)
+				s := p.Stats()
+				require.Equal(t, want.crashed, s.Crashed, "lease %d", i)
+				require.Equal(t, want.startFailures, s.StartFailures, "lease %d", i)
+			}
+			if tc.startErr == "" {
+				proc := acquire(t, p)
+				p.Release(proc, true)
+				exits := logs.find("transform exited")
+				require.Len(t, exits, len(tc.want))
+				for _, r := range exits {
+					require.NotContains(t, r.attrs, "stderr", "the caller quotes a leased process's stderr, not the pool")
+				}
+				return
+			}
+			_, err := p.Acquire(context.Background())
+			var serr *StartError
+			require.ErrorAs(t, err, &serr)
+			require.Contains(t, serr.Error(), tc.startErr)
+		})
 	}
-	_, err := p.Acquire(context.Background())
-	var serr *StartError
-	require.ErrorAs(t, err, &serr)
-	require.Contains(t, serr.Error(), `panic: cannot parse \"bad input\"`)
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {

@@ -208,6 +208,9 @@ func (d *daemon) logStarted(cfg *conf.Config, ls []net.Listener) {
 	d.log.Info("fcgi-bridge started",
 		"version", buildVersion(), "pid", os.Getpid(), "config", cfg.File,
 		"listen", strings.Join(addrs, " "), "routes", describeRoutes(cfg))
+	for _, w := range cfg.DebugWarnings() {
+		d.log.Warn(w)
+	}
 }
 
 // describeRoutes gives each route as name(role source -> transforms).

@@ -8,6 +8,7 @@
 //	fcgi-bridge --listen unix:/run/x.sock -- CMD ARGS...
 //	                                              quick mode: every request through a pool of CMD
 //	fcgi-bridge transform NAME                    run a built-in sample transform (stdin/stdout)
+//	fcgi-bridge transform-check COMMAND ARGS...   try a transform against a sample message
 //
 // This file turns the command line into a configuration; daemon.go wires the
 // configuration to the FastCGI server, the listeners and the signals.
@@ -49,6 +50,7 @@ type options struct {
 	logFormat       string
 	logLevel        string
 	shutdownTimeout time.Duration
+	debug           bool
 	command         []string // after "--": quick mode
 }
 
@@ -57,6 +59,9 @@ func (o *options) quick() bool { return len(o.command) > 0 || o.upstream != "" }
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "transform" {
 		return runTransform(args[1:], stdin, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "transform-check" {
+		return runCheck(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "help" {
 		args = []string{"--help"}
@@ -91,6 +96,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case o.test:
+		for _, w := range cfg.DebugWarnings() {
+			fmt.Fprintf(stderr, "fcgi-bridge: warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "fcgi-bridge: configuration %s is valid\n", cfg.File)
 		for _, inc := range cfg.Included() {
 			fmt.Fprintf(stdout, "  included %s\n", inc)
@@ -120,6 +128,7 @@ func parseFlags(args []string, usage, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 0, "how long TERM waits for requests in flight (overrides server.shutdown_timeout)")
+	fs.BoolVar(&o.debug, "debug", false, "developer mode: a failing transform's error answer shows why (phase, exit, stderr, reply); overrides server.debug and every route's debug; never on a listener others reach")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fs.SetOutput(usage)
@@ -128,6 +137,8 @@ func parseFlags(args []string, usage, stderr io.Writer) (*options, error) {
 			"  fcgi-bridge [flags]                      serve (the embedded default without -c)\n"+
 			"  fcgi-bridge [flags] -- COMMAND [ARG...]  quick mode: every request through a pool of COMMAND\n"+
 			"  fcgi-bridge transform NAME               run a built-in sample transform (%s)\n"+
+			"  fcgi-bridge transform-check COMMAND ...  try a transform against a sample message, with hints\n"+
+
 			"  fcgi-bridge help                         this text (also --help)\n\nFlags:\n",
 			strings.Join(sample.Names(), ", "))
 		fs.PrintDefaults()
@@ -197,6 +208,9 @@ func loadConfig(o *options) (*conf.Config, error) {
 	}
 	if o.shutdownTimeout > 0 {
 		cfg.Server.ShutdownTimeout = conf.Duration(o.shutdownTimeout)
+	}
+	if o.debug {
+		cfg.SetDebug()
 	}
 	return cfg, nil
 }

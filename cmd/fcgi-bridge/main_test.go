@@ -14,12 +14,15 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
 )
 
 // binary is the command, built once for all tests and run as a real process.
 var binary string
 
 func TestMain(m *testing.M) {
+	// transform-check's tests run this binary as a misbehaving transform.
+	testtransform.Run()
 	dir, err := os.MkdirTemp("", "fcgi-bridge-cmd-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -11,7 +11,8 @@
 // Modes (see the constants): cat, upper, echo-headers, status, pid,
 // stderr-flood, slow-reader, conn-close, once, crash-at-start,
 // crash-after-read, crash-mid-reply, hang, hang-mid-reply, garbage,
-// ignore-term.
+// ignore-term, and one per common reply mistake: cgi-status, no-blank-line,
+// short-body, long-body, reply-before-read.
 package testtransform
 
 import (
@@ -49,6 +50,14 @@ const (
 	HangMidReply   = "hang-mid-reply"   // writes the headers and part of the body, then never finishes
 	Garbage        = "garbage"          // replies with bytes that are not HTTP
 	IgnoreTerm     = "ignore-term"      // like hang, and ignores SIGTERM (kill escalation must use SIGKILL)
+
+	// Transforms with the mistakes authors make most often; each reads its
+	// message and keeps serving unless said otherwise.
+	CGIStatus       = "cgi-status"        // answers "Status: 200 OK" instead of an HTTP/1.1 status line
+	NoBlankLine     = "no-blank-line"     // writes the body right after the headers, without the blank line
+	ShortBody       = "short-body"        // announces 10 bytes more than the body it writes
+	LongBody        = "long-body"         // announces half of the body it writes
+	ReplyBeforeRead = "reply-before-read" // reads the head only, answers, then waits without reading on
 )
 
 // StatusHeader names the request header read by the status mode ("404" or
@@ -196,6 +205,30 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 			body, _ := readBody(br, m)
 			writeHead(bw, "HTTP/1.1 200 OK", [][2]string{{"Content-Length", strconv.Itoa(len(body) + 100)}})
 			bw.Write(body[:len(body)/2])
+			bw.Flush()
+			sleepForever()
+		case CGIStatus, NoBlankLine, ShortBody, LongBody:
+			body, err := readBody(br, m)
+			if err != nil {
+				return 2
+			}
+			body = append([]byte("<p>"), append(body, "</p>\n"...)...)
+			status, length, blank := "HTTP/1.1 200 OK", len(body), "\r\n"
+			switch mode {
+			case CGIStatus:
+				status = "Status: 200 OK"
+			case NoBlankLine:
+				blank = ""
+			case ShortBody:
+				length += 10
+			case LongBody:
+				length /= 2
+			}
+			fmt.Fprintf(bw, "%s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n%s", status, length, blank)
+			bw.Write(body)
+		case ReplyBeforeRead:
+			writeHead(bw, "HTTP/1.1 200 OK", [][2]string{{"Content-Type", "text/plain"}, {"Content-Length", "6"}})
+			bw.WriteString("early\n")
 			bw.Flush()
 			sleepForever()
 		case Garbage:
