@@ -343,7 +343,10 @@ const (
 // drainStderr reads stderr line by line as fast as the process writes it,
 // so a chatty transform never blocks on a full pipe. Every line goes to the
 // tail; logging is rate limited so a flood cannot slow the drain down to
-// the speed of the log sink.
+// the speed of the log sink. The log says when the limit starts dropping
+// lines, at the moment it does (a flood that then stops would otherwise
+// go unmentioned until the process exits), and how many it dropped once
+// logging resumes or the process ends.
 func (p *Process) drainStderr() {
 	r := bufio.NewReaderSize(p.stderr, stderrLineMax)
 	log := p.pool.log.With("pid", p.pid)
@@ -379,6 +382,9 @@ func (p *Process) drainStderr() {
 						log.Info("transform stderr", "line", string(text), "truncated", true)
 					}
 				} else {
+					if suppressed == 0 {
+						log.Warn("transform stderr rate limit reached, lines dropped from the log", "limit_per_second", stderrLogRate)
+					}
 					suppressed++
 				}
 			}
