@@ -132,6 +132,20 @@ func runHelper(mode string) int {
 		fmt.Fprintln(out, c.Process.Pid)
 		out.Flush()
 		echo(nil)
+	case "stray-stderr":
+		// A helper that leaves the process group and keeps stderr open.
+		c := exec.Command("/bin/sleep", "1000")
+		c.Stderr = os.Stderr
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := c.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Fprintln(out, c.Process.Pid)
+		out.Flush()
+		in.ReadString('\n')
+		fmt.Fprintln(os.Stderr, "last words")
+		return 5
 	case "parent":
 		return runOrphanParent()
 	default:
@@ -153,7 +167,7 @@ func waitGone(pids []int, timeout time.Duration) []int {
 	for {
 		var alive []int
 		for _, pid := range pids {
-			if st, ok := procStat(pid); ok && st.state != 'Z' {
+			if st, ok := readStat(pid); ok && st.state != 'Z' {
 				alive = append(alive, pid)
 			}
 		}
@@ -164,29 +178,10 @@ func waitGone(pids []int, timeout time.Duration) []int {
 	}
 }
 
+// procInfo is a process seen in /proc.
 type procInfo struct {
-	pid, ppid, pgrp int
-	state           byte
-	comm            string
-}
-
-func procStat(pid int) (procInfo, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procInfo{}, false
-	}
-	s := string(b)
-	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || close < 0 {
-		return procInfo{}, false
-	}
-	f := strings.Fields(s[close+1:])
-	if len(f) < 3 {
-		return procInfo{}, false
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	pgrp, _ := strconv.Atoi(f[2])
-	return procInfo{pid: pid, ppid: ppid, pgrp: pgrp, state: f[0][0], comm: s[open+1 : close]}, true
+	procStat
+	pid int
 }
 
 func allProcs() []procInfo {
@@ -197,8 +192,8 @@ func allProcs() []procInfo {
 		if err != nil {
 			continue
 		}
-		if st, ok := procStat(pid); ok {
-			out = append(out, st)
+		if st, ok := readStat(pid); ok {
+			out = append(out, procInfo{st, pid})
 		}
 	}
 	return out

@@ -56,7 +56,7 @@ func TestNoOrphansWhenBridgeIsKilled(t *testing.T) {
 	for _, f := range strings.Fields(line) {
 		pid, err := strconv.Atoi(f)
 		require.NoError(t, err)
-		st, ok := procStat(pid)
+		st, ok := readStat(pid)
 		require.True(t, ok, "transform %d runs", pid)
 		require.Equal(t, parent.Process.Pid, st.ppid)
 		require.Equal(t, pid, st.pgrp, "transform leads its own process group")

@@ -525,11 +525,35 @@ func TestKillReachesProcessGroup(t *testing.T) {
 	var helper int
 	_, err := fmt.Fscanln(proc.Stdout(), &helper)
 	require.NoError(t, err)
-	st, ok := procStat(helper)
+	st, ok := readStat(helper)
 	require.True(t, ok)
 	require.Equal(t, proc.Pid(), st.pgrp, "helper runs in the transform's group")
 	p.Release(proc, false)
 	require.Empty(t, waitGone([]int{proc.Pid(), helper}, 5*time.Second))
+}
+
+// A helper that left the transform's process group may hold its stderr
+// open after the transform is gone: the drain must end once the pipe is
+// empty, with everything the transform wrote, instead of waiting for EOF.
+func TestStrayHelperHoldsStderr(t *testing.T) {
+	logs := watch(t)
+	argv, env := helperCommand(t, "stray-stderr")
+	p := newPool(t, logs, Config{Command: argv, Env: env, Max: 1})
+	proc := acquire(t, p)
+	var stray int
+	_, err := fmt.Fscanln(proc.Stdout(), &stray)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(stray, syscall.SIGKILL) })
+	_, err = io.WriteString(proc.Stdin(), "exit now\n")
+	require.NoError(t, err)
+	select {
+	case <-proc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process was not reaped while a stray helper holds its stderr")
+	}
+	require.Equal(t, "exit status 5", proc.Exited())
+	require.Equal(t, []string{"last words"}, proc.StderrTail())
+	p.Release(proc, true)
 }
 
 func TestStderrFlood(t *testing.T) {
