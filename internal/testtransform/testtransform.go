@@ -9,9 +9,9 @@
 // filter's internal tests can import this package without an import cycle).
 //
 // Modes (see the constants): cat, upper, echo-headers, status, pid,
-// stderr-flood, slow-reader, conn-close, once, crash-at-start,
-// crash-after-read, crash-mid-reply, hang, hang-mid-reply, garbage,
-// ignore-term.
+// stderr-flood, slow-reader, conn-close, conn-close-linger, once,
+// crash-at-start, crash-after-read, crash-mid-reply, hang, hang-mid-reply,
+// garbage, ignore-term, close-stdout, reply-first.
 package testtransform
 
 import (
@@ -49,6 +49,17 @@ const (
 	HangMidReply   = "hang-mid-reply"   // writes the headers and part of the body, then never finishes
 	Garbage        = "garbage"          // replies with bytes that are not HTTP
 	IgnoreTerm     = "ignore-term"      // like hang, and ignores SIGTERM (kill escalation must use SIGKILL)
+	// ConnCloseLinger answers like conn-close but with a Content-Length,
+	// then lingers, deaf to SIGTERM and to the end of its input, as a
+	// runtime finishing its work before it exits.
+	ConnCloseLinger = "conn-close-linger"
+	// CloseStdout reads the message, closes its stdout without replying
+	// and runs on, deaf to SIGTERM and to the end of its input.
+	CloseStdout = "close-stdout"
+	// ReplyFirst reads the head, writes a 256 KiB reply, then reads the
+	// body: the bridge must read the reply while it still writes the
+	// message.
+	ReplyFirst = "reply-first"
 )
 
 // StatusHeader names the request header read by the status mode ("404" or
@@ -98,7 +109,7 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "testtransform: crash-at-start: exiting before reading anything")
 		return 1
 	}
-	if mode == IgnoreTerm {
+	if mode == IgnoreTerm || mode == ConnCloseLinger || mode == CloseStdout {
 		signal.Ignore(syscall.SIGTERM)
 	}
 	var in io.Reader = stdin
@@ -176,6 +187,32 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 			bw.Write(body)
 			bw.Flush()
 			return 0
+		case ConnCloseLinger:
+			body, err := readBody(br, m)
+			if err != nil {
+				return 2
+			}
+			writeHead(bw, "HTTP/1.1 200 OK", [][2]string{{"Connection", "close"}, {"Content-Length", strconv.Itoa(len(body))}})
+			bw.Write(body)
+			bw.Flush()
+			sleepForever()
+		case CloseStdout:
+			readBody(br, m)
+			if c, ok := stdout.(io.Closer); ok {
+				c.Close()
+			}
+			fmt.Fprintln(stderr, "testtransform: close-stdout: closed stdout, running on")
+			sleepForever()
+		case ReplyFirst:
+			const size = 256 << 10
+			writeHead(bw, "HTTP/1.1 200 OK", [][2]string{{"Content-Length", strconv.Itoa(size)}})
+			bw.Write(bytes.Repeat([]byte("r"), size))
+			if err := bw.Flush(); err != nil {
+				return 2
+			}
+			if _, err := readBody(br, m); err != nil {
+				return 2
+			}
 		case CrashAfterRead:
 			readBody(br, m)
 			fmt.Fprintln(stderr, "testtransform: crash-after-read: read the message")
