@@ -200,3 +200,16 @@ func processGroup(pgid int) []int {
 	}
 	return pids
 }
+
+// writeMessage writes m, framed, to w. It reads m.Body but does not close
+// it. Errors reading m.Body are *inputError; errors writing are returned as
+// they are.
+func writeMessage(w io.Writer, m *Message, req *RequestInfo) error {
+	bp := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(bp)
+	head, err := appendHead((*bp)[:0], m, req)
+	if err != nil {
+		return err
+	}
+	return writeFramed(w, head, m, *bp)
+}
