@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as a transform: TestMain runs a helper mode when
@@ -82,7 +84,9 @@ func runHelper(mode string) int {
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		echo(nil)
-		time.Sleep(time.Hour) // and ignore stdin EOF too
+		// Deaf to stdin EOF too: hanging is what the tests using this
+		// mode check.
+		time.Sleep(time.Hour)
 	case "exit-after":
 		n, _ := strconv.Atoi(os.Getenv("HELPER_LINES"))
 		for range n {
@@ -160,21 +164,40 @@ func mustGroups() []int {
 	return g
 }
 
-// waitGone waits until none of pids runs (zombies count as gone: they hold
-// no resources and their parent may be an init that reaps lazily).
+// waitGone waits until none of pids runs, for at most timeout, and returns
+// those still running. A zombie counts as gone (it holds no resources, and
+// its parent may be an init that reaps lazily): a pidfd becomes readable
+// when its process exits, reaped or not.
 func waitGone(pids []int, timeout time.Duration) []int {
 	deadline := time.Now().Add(timeout)
+	var alive []int
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue // already reaped
+		}
+		if !waitReadable(fd, deadline) {
+			alive = append(alive, pid)
+		}
+		unix.Close(fd)
+	}
+	return alive
+}
+
+// waitReadable waits until fd is readable or deadline passes.
+func waitReadable(fd int, deadline time.Time) bool {
 	for {
-		var alive []int
-		for _, pid := range pids {
-			if st, ok := readStat(pid); ok && st.state != 'Z' {
-				alive = append(alive, pid)
-			}
+		ms := max(0, int(time.Until(deadline).Milliseconds()))
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return false
+		case n > 0:
+			return true
+		case ms == 0:
+			return false
 		}
-		if len(alive) == 0 || time.Now().After(deadline) {
-			return alive
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -625,11 +626,14 @@ func TestClose(t *testing.T) {
 // restarted in a tight loop.
 func TestNoRestartLoopOnCleanExit(t *testing.T) {
 	logs := watch(t)
+	start := time.Now()
 	p := newPool(t, logs, Config{Command: []string{"true"}, Min: 1, Max: 1})
-	time.Sleep(time.Second)
+	// The back-off after the first two failures is 100+200 ms: a third
+	// failure cannot come sooner, however fast the machine.
+	require.True(t, testenv.WaitUntil(10*time.Second, 5*time.Millisecond, func() bool { return p.Stats().StartFailures >= 3 }))
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "starts were not backed off")
 	s := p.Stats()
-	require.GreaterOrEqual(t, s.StartFailures, uint64(2))
-	require.LessOrEqual(t, s.Spawned, uint64(6), "100+200+400ms of back-off allow about four starts in a second")
+	require.LessOrEqual(t, s.Spawned, s.StartFailures+1, "one start at a time")
 	require.Zero(t, s.Crashed)
 }
 
@@ -685,11 +689,13 @@ func TestReleaseClearsDeadlines(t *testing.T) {
 	logs := watch(t)
 	p := newPool(t, logs, Config{Command: []string{"cat"}, Max: 1})
 	proc := acquire(t, p)
-	require.NoError(t, proc.Stdout().SetReadDeadline(time.Now().Add(time.Millisecond)))
+	// Deadlines that have passed already, as a caller's would by the
+	// next lease.
+	require.NoError(t, proc.Stdout().SetReadDeadline(aLongTimeAgo))
+	require.NoError(t, proc.Stdin().SetWriteDeadline(aLongTimeAgo))
 	p.Release(proc, true)
 	proc = acquire(t, p)
 	defer p.Release(proc, true)
-	time.Sleep(5 * time.Millisecond)
 	_, err := io.WriteString(proc.Stdin(), "x\n")
 	require.NoError(t, err)
 	buf := make([]byte, 2)

@@ -248,6 +248,8 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 }
 
+// sleepForever is the hang of the hanging modes: the behaviour under test,
+// not a wait for anything.
 func sleepForever() {
 	for {
 		time.Sleep(time.Hour)
@@ -422,6 +424,8 @@ func copyBodyPayload(bw *bufio.Writer, br *bufio.Reader, m *message) error {
 	return nil
 }
 
+// slowReader is the slow-reader mode: reading slowly is the behaviour
+// under test.
 type slowReader struct{ r io.Reader }
 
 func (s *slowReader) Read(p []byte) (int, error) {
