@@ -691,8 +691,8 @@ func TestReleaseClearsDeadlines(t *testing.T) {
 	proc := acquire(t, p)
 	// Deadlines that have passed already, as a caller's would by the
 	// next lease.
-	require.NoError(t, proc.Stdout().SetReadDeadline(aLongTimeAgo))
-	require.NoError(t, proc.Stdin().SetWriteDeadline(aLongTimeAgo))
+	require.NoError(t, proc.Stdout().SetReadDeadline(time.Unix(1, 0)))
+	require.NoError(t, proc.Stdin().SetWriteDeadline(time.Unix(1, 0)))
 	p.Release(proc, true)
 	proc = acquire(t, p)
 	defer p.Release(proc, true)

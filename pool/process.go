@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"golang.org/x/sys/unix"
 )
 
@@ -356,7 +357,7 @@ func (pl *Pool) fork() (*Process, error) {
 // wait runs on the locked thread for the process's whole life.
 func (p *Process) wait() {
 	drained := make(chan struct{})
-	stderr, serr := newStderrReader(p.stderr)
+	stderr, serr := child.NewStderrReader(p.stderr)
 	p.pool.wg.Add(1)
 	go func() {
 		defer p.pool.wg.Done()
@@ -399,7 +400,7 @@ func (p *Process) wait() {
 	// The whole group is dead: what it wrote to stderr is in the pipe.
 	// A helper that left the group may still hold the pipe open, so the
 	// drain stops once the pipe is empty instead of waiting for EOF.
-	stderr.exited()
+	stderr.Exited()
 	<-drained
 	p.stderr.Close()
 	p.pool.exited(p)

@@ -11,7 +11,7 @@
 // Modes (see the constants): cat, upper, echo-headers, status, pid,
 // stderr-flood, slow-reader, conn-close, conn-close-linger, once,
 // crash-at-start, crash-after-read, crash-mid-reply, hang, hang-mid-reply,
-// garbage, ignore-term, close-stdout, reply-first.
+// garbage, ignore-term, close-stdout, reply-first, stray-stderr.
 package testtransform
 
 import (
@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -60,6 +61,11 @@ const (
 	// body: the bridge must read the reply while it still writes the
 	// message.
 	ReplyFirst = "reply-first"
+	// StrayStderr is a one-shot program (no pipe protocol): it starts a
+	// helper in a session of its own that keeps stderr open, writes the
+	// helper's pid on stdout and a line on stderr, and exits 0. The
+	// caller kills the helper.
+	StrayStderr = "stray-stderr"
 )
 
 // StatusHeader names the request header read by the status mode ("404" or
@@ -108,6 +114,9 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if mode == CrashAtStart {
 		fmt.Fprintln(stderr, "testtransform: crash-at-start: exiting before reading anything")
 		return 1
+	}
+	if mode == StrayStderr {
+		return strayStderr(stdout, stderr)
 	}
 	if mode == IgnoreTerm || mode == ConnCloseLinger || mode == CloseStdout {
 		signal.Ignore(syscall.SIGTERM)
@@ -246,6 +255,21 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+}
+
+func strayStderr(stdout, stderr io.Writer) int {
+	c := exec.Command("/bin/sleep", "1000")
+	c.Stderr = stderr
+	// Start returns once the helper runs in its own session: no kill of
+	// this process's group can reach it.
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, c.Process.Pid)
+	fmt.Fprintln(stderr, "testtransform: stray-stderr: leaving a helper behind")
+	return 0
 }
 
 // sleepForever is the hang of the hanging modes: the behaviour under test,
