@@ -59,7 +59,8 @@
 // only if its reply was read to the end and framed, nothing more was
 // written, the whole message was consumed and the reply did not say
 // Connection: close; otherwise it is killed (its whole process group) and
-// replaced.
+// replaced. Close returns at once either way: a process that takes its
+// time to exit is the pool's to reap, off the request's path.
 //
 // A one-shot transform (NewOneShot) starts a process per request, in its
 // own process group and with Pdeathsig, from an argv template whose
@@ -75,7 +76,13 @@
 // transform and the pid, and carries the last lines of the process's
 // stderr. A timeout counts while the exchange is active, from the lease
 // until the reply has been read, and kills the process group; so does a
-// canceled context.
+// canceled context. Either fails the exchange when it happens, without
+// waiting for the process to die, and whatever the kill causes (the end of
+// the output, an exit by signal) is reported as the timeout or the
+// cancellation, not as a crash. A process whose output ends while it runs
+// on (it closed its stdout) fails the exchange at once with a 502: its
+// reply cannot come. One whose output ends because it exits is waited for,
+// so that the error says how it ended and quotes all of its stderr.
 //
 // An error from Apply means no output began. Run then applies a Policy:
 // fail closed (return the *Error for the caller to answer 502, 503 or 504),

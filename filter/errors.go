@@ -3,6 +3,7 @@ package filter
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -135,6 +136,9 @@ func (e *ProtocolError) Error() string {
 	where := "reply body at byte " + strconv.FormatInt(e.Offset, 10)
 	if e.Line > 0 {
 		where = "reply line " + strconv.Itoa(e.Line)
+	}
+	if errors.Is(e.Err, os.ErrDeadlineExceeded) && e.Got == "" {
+		return fmt.Sprintf("%s: expected %s, got nothing more in time", where, e.Want)
 	}
 	if e.Err != nil && e.Got == "" {
 		return fmt.Sprintf("%s: expected %s, got end of output", where, e.Want)

@@ -22,19 +22,27 @@ type process interface {
 	Stdin() *os.File
 	Stdout() *os.File
 	StderrTail() []string
+	// Done is closed once the process is reaped and its stderr drained.
 	Done() <-chan struct{}
-	Kill()
+	// Exited says how it ended, once Done is closed.
+	Exited() string
+	// Exiting reports whether it has exited or is exiting now.
+	Exiting() bool
+	// Retire has it replaced rather than reused once released.
+	Retire()
+	// Stop starts killing it and returns at once.
+	Stop()
 }
 
 // inlineMax is the largest message (head and body) written from the
-// caller's goroutine: it fits an empty pipe, so the write cannot block on a
-// transform that has not started reading, and small exchanges need no
-// second goroutine.
+// caller's goroutine, and then only when it fits the empty stdin pipe
+// (pipeCapacity), so that the write cannot block on a transform that has
+// not started reading: small exchanges need no second goroutine.
 const inlineMax = 16 << 10
 
-// crashWait bounds how long a failed exchange waits for the process to be
-// reaped, so that the error can say how it ended and quote all its stderr.
-const crashWait = time.Second
+// aLongTimeAgo is a deadline that has passed: setting it on a pipe wakes
+// a goroutine blocked on it at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
 
@@ -61,9 +69,13 @@ type exchange struct {
 	abortMu   sync.Mutex
 	aborted   Kind // valid when isAborted
 	isAborted atomic.Bool
+	abortCh   chan struct{} // closed by abort
 	released  bool
 	timer     *time.Timer
 	stopCtx   func() bool
+	// closing is set by Close before it wakes a Read on another
+	// goroutine, so that Read reports the close, not the wake-up.
+	closing atomic.Bool
 
 	// readMu is held by Read, WriteTo and the teardown in Close, which may
 	// run on another goroutine.
@@ -83,7 +95,7 @@ type exchange struct {
 // Body is the exchange. release is called exactly once, when the exchange
 // ends.
 func exchangeMessage(ctx context.Context, name string, proc process, release func(bool), timeout time.Duration, in *Message, req *RequestInfo) (*Message, error) {
-	x := &exchange{name: name, proc: proc, release: release, timeout: timeout, ctx: ctx, in: in.Body, writeDone: make(chan struct{})}
+	x := &exchange{name: name, proc: proc, release: release, timeout: timeout, ctx: ctx, in: in.Body, writeDone: make(chan struct{}), abortCh: make(chan struct{})}
 	bp := writeBuffers.Get().(*[]byte)
 	head, err := appendHead((*bp)[:0], in, req)
 	if err != nil {
@@ -107,7 +119,8 @@ func exchangeMessage(ctx context.Context, name string, proc process, release fun
 	}
 
 	m := *in
-	if n := bodyLength(in); n >= 0 && len(head) <= inlineMax-int(n) {
+	// The pipe is empty: the previous exchange left nothing unread.
+	if n := bodyLength(in); n >= 0 && int64(len(head))+n <= int64(min(inlineMax, pipeCapacity(proc.Stdin()))) {
 		x.write(head, &m, bp)
 	} else {
 		go x.write(head, &m, bp)
@@ -155,8 +168,12 @@ func (x *exchange) closeInput() {
 	})
 }
 
-// abort kills the process because of kind, unless the exchange already
-// ended or was aborted.
+// abort ends the exchange because of kind, unless it already ended or was
+// aborted: it starts killing the process and wakes the reader and the
+// writer at once, without waiting for the process to die (a transform
+// deaf to SIGTERM takes the whole kill grace). kind is recorded before
+// anything is killed, so whatever the kill causes (end of output, a failed
+// write, an exit by signal) is reported as kind.
 func (x *exchange) abort(kind Kind) {
 	x.abortMu.Lock()
 	if x.released || x.isAborted.Load() {
@@ -165,8 +182,11 @@ func (x *exchange) abort(kind Kind) {
 	}
 	x.aborted = kind
 	x.isAborted.Store(true)
+	close(x.abortCh)
 	x.abortMu.Unlock()
-	x.proc.Kill()
+	x.proc.Stop()
+	_ = x.proc.Stdout().SetReadDeadline(aLongTimeAgo)
+	_ = x.proc.Stdin().SetWriteDeadline(aLongTimeAgo)
 	// A write blocked on a stalled input (inline for small messages, or
 	// on the writer goroutine) ends only when that input is closed.
 	x.closeInput()
@@ -313,26 +333,29 @@ func (b *bodyReader) advance(n int64) {
 	}
 }
 
-// Close ends the exchange: a process whose reply was read in full and
-// framed goes back to the pool; any other is killed and replaced.
+// Close ends the exchange as soon as it is called: a process whose reply
+// was read in full and framed goes back to the pool, or is retired when
+// the reply said Connection: close; any other is replaced. Killing and
+// reaping a process that leaves is the pool's business: Close does not
+// wait for it.
 func (x *exchange) Close() error {
-	x.closeOnce.Do(func() { x.finish(x.complete.Load() && !x.retire) })
+	x.closeOnce.Do(func() { x.finish(x.complete.Load()) })
 	return nil
 }
 
 // finish tears the exchange down and releases the process. It is safe
-// against a Read blocked on another goroutine: an unfinished exchange kills
-// the process first, which ends that Read.
-func (x *exchange) finish(reusable bool) {
+// against a Read blocked on another goroutine: an unfinished exchange wakes
+// it first.
+func (x *exchange) finish(complete bool) {
 	x.stopWatch()
 	x.abortMu.Lock()
 	x.released = true
-	if x.isAborted.Load() {
-		reusable = false
-	}
+	reusable := complete && !x.isAborted.Load()
 	x.abortMu.Unlock()
 	if !reusable {
-		x.proc.Kill()
+		// The rest of the reply is not wanted.
+		x.closing.Store(true)
+		_ = x.proc.Stdout().SetReadDeadline(aLongTimeAgo)
 	}
 	x.readMu.Lock()
 	defer x.readMu.Unlock()
@@ -345,23 +368,17 @@ func (x *exchange) finish(reusable bool) {
 			x.mistake = BodyLong
 		}
 	}
-	if reusable {
-		// The reply is complete, so a well-behaved transform has read the
-		// whole message; give the writer a moment to see its last write
-		// return.
-		select {
-		case <-x.writeDone:
-		default:
-			t := time.NewTimer(100 * time.Millisecond)
-			select {
-			case <-x.writeDone:
-			case <-t.C:
-				reusable = false
-				x.mistake = ReplyBeforeRead
-				x.proc.Kill()
-			}
-			t.Stop()
-		}
+	select {
+	case <-x.writeDone:
+	default:
+		// A transform that read its whole message before completing its
+		// reply has taken every byte the writer wrote, so the writer has
+		// nothing left that could wait for room in the pipe: a write
+		// that still has to wait means the transform stopped reading,
+		// and fails at once. A writer waiting for more input ends when
+		// the input is closed; either way the transform answered
+		// before it had its whole message, and is not reused.
+		_ = x.proc.Stdin().SetWriteDeadline(aLongTimeAgo)
 	}
 	x.closeInput()
 	<-x.writeDone
@@ -378,7 +395,11 @@ func (x *exchange) finish(reusable bool) {
 		// rest would be taken for the start of the next client's message.
 		reusable = false
 		x.mistake = ReplyBeforeRead
-		x.proc.Kill()
+	}
+	if reusable && x.retire {
+		// Connection: close. A clean end, not a failure: the pool
+		// counts it as a retirement and stops the process off this path.
+		x.proc.Retire()
 	}
 	x.release(reusable)
 	if x.br != nil {
@@ -392,12 +413,13 @@ func (x *exchange) finish(reusable bool) {
 	}
 }
 
-func (x *exchange) waitDone() {
-	t := time.NewTimer(crashWait)
-	defer t.Stop()
+// waitExit waits for a process that is exiting to be reaped, so that the
+// error can say how it ended and quote all of its stderr. An abort (the
+// timeout, the caller going away) ends the wait too.
+func (x *exchange) waitExit() {
 	select {
 	case <-x.proc.Done():
-	case <-t.C:
+	case <-x.abortCh:
 	}
 }
 
@@ -420,14 +442,23 @@ func (x *exchange) fail(err error) *Error {
 			}
 			cause := errors.New(what)
 			var pe *ProtocolError
-			if errors.As(err, &pe) && pe.Mistake != NoMistake {
+			if !errors.As(err, &pe) || pe.Mistake == NoMistake {
+				pe = nil
+				if b := x.body; b != nil && b.framing == framingSized && b.remain > 0 && b.offset > 0 {
+					// It wrote part of the body its Content-Length
+					// announced, then stopped and waited: most often a
+					// Content-Length not updated with the body.
+					pe = shortBody(b.offset, b.remain)
+					pe.Err = os.ErrDeadlineExceeded // it stalled; its output did not end
+				}
+			}
+			if pe != nil {
 				// Where the reply stopped tells why: a body short of its
 				// Content-Length, a head without its blank line.
 				cause = fmt.Errorf("%s; %w", what, pe)
 			}
-			// Killed: wait for the reap, so that its stderr is all read.
-			x.waitDone()
-			return x.withTail(newError(x.name, pid, Timeout, cause), true)
+			// Its stderr so far: the pool logs the rest as it comes.
+			return x.withTail(newError(x.name, pid, Timeout, cause), false)
 		case Canceled:
 			return newError(x.name, pid, Canceled, x.ctx.Err())
 		case Input:
@@ -442,6 +473,9 @@ func (x *exchange) fail(err error) *Error {
 			}
 		}
 	}
+	if x.closing.Load() {
+		return newError(x.name, pid, Canceled, errors.New("the reply body was closed before its end"))
+	}
 	if err == io.EOF {
 		err = errNoReply
 	}
@@ -452,11 +486,13 @@ func (x *exchange) fail(err error) *Error {
 			e.Output, _ = x.br.Peek(min(x.br.Buffered(), outputPeek))
 			e.Output = append([]byte(nil), e.Output...)
 		}
-		// The process cannot be reused: end it now, so that the error
-		// quotes all it wrote to stderr (a traceback printed just before
-		// the bad reply may not be drained yet). Kill waits for the end,
-		// bounded by the kill grace; waitDone bounds this wait further.
-		go x.proc.Kill()
+		// The process cannot be reused: end it, and wait for the end so
+		// that the error quotes all it wrote to stderr (a traceback
+		// printed just before the bad reply may not be drained yet). The
+		// wait is bounded by the kill grace, and the request's timeout
+		// ends it sooner.
+		x.proc.Stop()
+		x.waitExit()
 		return x.withTail(e, true)
 	}
 	e := newError(x.name, pid, Crash, err)
@@ -484,14 +520,16 @@ func (x *exchange) writeFailed() bool {
 	}
 }
 
-// withTail adds the stderr tail and, for a crash, how the process ended;
-// it waits (bounded) for the process to be reaped, which is when its
-// stderr has been drained.
+// withTail adds the stderr tail and, for a crash, how the process ended.
+// The output ended or broke: when that is because the process is exiting,
+// the error waits for the reap, which is when its stderr has been drained.
+// A process whose output ended while it runs on closed its stdout: its
+// reply cannot come, and the error says so at once.
 func (x *exchange) withTail(e *Error, crashed bool) *Error {
 	if crashed {
-		x.waitDone()
-		if ex, ok := x.proc.(interface{ Exited() string }); ok {
-			if how := ex.Exited(); how != "" {
+		if x.proc.Exiting() {
+			x.waitExit()
+			if how := x.proc.Exited(); how != "" {
 				if (e.Kind == Timeout || e.Kind == Protocol) && strings.HasPrefix(how, "signal: ") {
 					// The bridge ended it; do not let that read as the cause.
 					how += " (sent by the bridge)"
@@ -499,6 +537,8 @@ func (x *exchange) withTail(e *Error, crashed bool) *Error {
 				e.Err = fmt.Errorf("%w (process: %s)", e.Err, how)
 				e.Exit = how
 			}
+		} else {
+			e.Err = fmt.Errorf("%w (the process still runs)", e.Err)
 		}
 	}
 	e.StderrTail = x.proc.StderrTail()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
 	"github.com/fcgi-bridge/fcgi-bridge/pool"
 	"github.com/stretchr/testify/require"
@@ -115,16 +116,14 @@ func startLeakCheck() leakCheck {
 
 func (l leakCheck) check(t testing.TB) {
 	t.Helper()
-	var g, f int
-	var kids []int
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		g, f, kids = runtime.NumGoroutine(), countFDs(), childProcesses()
-		if (g <= l.goroutines && f <= l.fds && len(kids) == 0) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	clean := func() bool {
+		return runtime.NumGoroutine() <= l.goroutines && countFDs() <= l.fds && len(childProcesses()) == 0
 	}
+	// Goroutines and fds give no signal when they end: poll.
+	if testenv.WaitUntil(5*time.Second, 20*time.Millisecond, clean) {
+		return
+	}
+	g, f, kids := runtime.NumGoroutine(), countFDs(), childProcesses()
 	if g > l.goroutines {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
@@ -199,4 +198,17 @@ func processGroup(pgid int) []int {
 		}
 	}
 	return pids
+}
+
+// writeMessage writes m, framed, to w. It reads m.Body but does not close
+// it. Errors reading m.Body are *inputError; errors writing are returned as
+// they are.
+func writeMessage(w io.Writer, m *Message, req *RequestInfo) error {
+	bp := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(bp)
+	head, err := appendHead((*bp)[:0], m, req)
+	if err != nil {
+		return err
+	}
+	return writeFramed(w, head, m, *bp)
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"golang.org/x/sys/unix"
 )
 
@@ -189,8 +190,13 @@ type oneShotRun struct {
 	written chan struct{}
 	in      io.ReadCloser
 
+	stderr *child.StderrReader
+
 	sigMu  sync.Mutex
 	reaped bool
+	// escalate sends SIGKILL when the grace after SIGTERM has passed;
+	// stopped at the reap.
+	escalate atomic.Pointer[time.Timer]
 
 	aborted   atomic.Int32 // Kind+1
 	timer     *time.Timer
@@ -243,6 +249,15 @@ func (t *oneShot) start(ctx context.Context, args []string, in *Message) (*oneSh
 		t: t, cmd: cmd, pid: cmd.Process.Pid, ctx: ctx, stdin: inW, stdout: outR,
 		exited: make(chan struct{}), drained: make(chan struct{}), written: make(chan struct{}), in: in.Body,
 	}
+	if r.stderr, err = child.NewStderrReader(errR); err != nil {
+		// Not a pipe the poller takes: nothing else would work either.
+		unix.Kill(-r.pid, unix.SIGKILL)
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		_ = cmd.Wait()
+		return nil, newError(t.cfg.Name, 0, Start, fmt.Errorf("stderr of %s: %w", t.path, err))
+	}
 	r.br = readBuffers.Get().(*bufio.Reader)
 	r.br.Reset(outR)
 	go r.drainStderr(errR)
@@ -287,7 +302,7 @@ func (r *oneShotRun) write(in *Message) {
 func (r *oneShotRun) drainStderr(f *os.File) {
 	defer close(r.drained)
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r.stderr)
 	sc.Buffer(make([]byte, 4096), 4096)
 	logged := 0
 	for sc.Scan() {
@@ -299,7 +314,7 @@ func (r *oneShotRun) drainStderr(f *os.File) {
 	}
 	// A line longer than the buffer ends the scan; keep draining so the
 	// program never blocks on stderr.
-	io.Copy(io.Discard, f)
+	io.Copy(io.Discard, r.stderr)
 }
 
 // wait reaps the process; before reaping, it kills what is left of its
@@ -308,11 +323,17 @@ func (r *oneShotRun) wait() {
 	var info unix.Siginfo
 	for unix.Waitid(unix.P_PID, r.pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
 	}
+	if t := r.escalate.Load(); t != nil {
+		t.Stop()
+	}
 	r.sigMu.Lock()
 	unix.Kill(-r.pid, unix.SIGKILL)
 	r.reaped = true
 	r.sigMu.Unlock()
 	r.exitErr = r.cmd.Wait()
+	// The group is gone: what it wrote to stderr is in the pipe, and a
+	// helper that left the group must not hold the run open.
+	r.stderr.Exited()
 	close(r.exited)
 }
 
@@ -324,14 +345,14 @@ func (r *oneShotRun) signal(sig syscall.Signal) {
 	}
 }
 
-// kill stops the process group: SIGTERM, a short grace, SIGKILL.
+// kill starts stopping the process group, without waiting: SIGTERM now,
+// SIGKILL after a short grace unless the process was reaped by then.
+// exited is closed when it is gone.
 func (r *oneShotRun) kill() {
 	r.signal(unix.SIGTERM)
-	select {
-	case <-r.exited:
-	case <-time.After(oneShotKillGrace):
-		r.signal(unix.SIGKILL)
-		<-r.exited
+	t := time.AfterFunc(oneShotKillGrace, func() { r.signal(unix.SIGKILL) })
+	if !r.escalate.CompareAndSwap(nil, t) {
+		t.Stop() // a kill is under way already
 	}
 }
 
@@ -422,6 +443,7 @@ func (r *oneShotRun) Close() error {
 		default:
 			r.kill()
 		}
+		<-r.exited
 		if r.in != nil {
 			r.in.Close()
 		}

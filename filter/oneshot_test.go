@@ -10,12 +10,14 @@ import (
 	"image/png"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
 	"github.com/stretchr/testify/require"
 )
 
@@ -225,4 +227,38 @@ func TestOneShotCredential(t *testing.T) {
 	_, body, err := roundTrip(t, ids, textMessage(""), nil)
 	require.NoError(t, err)
 	require.Equal(t, "65534 65534 65534\n", body, "uid gid groups")
+}
+
+// A helper that leaves the program's process group and keeps its stderr
+// open must not hold the request: once the program is reaped, its stderr
+// is read to the end of what is in the pipe and the run ends.
+func TestOneShotStrayHelperHoldsStderr(t *testing.T) {
+	tr, err := NewOneShot(OneShotConfig{Name: "stray", Args: testtransform.Command(),
+		Env: []string{testtransform.Env(testtransform.StrayStderr)}, Logger: discardLogger()})
+	require.NoError(t, err)
+	type result struct {
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := tr.Apply(context.Background(), textMessage(""), nil)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(out.Body)
+		out.Body.Close()
+		done <- result{string(b), err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run waits for the stray helper to close stderr")
+	}
+	require.NoError(t, r.err)
+	stray, err := strconv.Atoi(strings.TrimSpace(r.body))
+	require.NoError(t, err, "body %q", r.body)
+	require.NoError(t, syscall.Kill(stray, syscall.SIGKILL))
 }

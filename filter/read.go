@@ -62,6 +62,10 @@ func (h *headReader) next(want string) ([]byte, error) {
 		return nil, io.EOF
 	case err == io.EOF:
 		return nil, protoErr(h.line, 0, want, b, io.ErrUnexpectedEOF)
+	case err != nil && len(b) > 0:
+		// Woken mid-line (a timeout, a cancel): the part of the line that
+		// came tells why the reply stalled.
+		return nil, protoErr(h.line, 0, want, b, err)
 	case err != nil:
 		return nil, err
 	case h.bytes > MaxHeadBytes:

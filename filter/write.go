@@ -94,19 +94,6 @@ func bodyLength(m *Message) int64 {
 	return m.Length
 }
 
-// writeMessage writes m, framed, to w. It reads m.Body but does not close
-// it. Errors reading m.Body are *inputError; errors writing are returned as
-// they are.
-func writeMessage(w io.Writer, m *Message, req *RequestInfo) error {
-	bp := writeBuffers.Get().(*[]byte)
-	defer writeBuffers.Put(bp)
-	head, err := appendHead((*bp)[:0], m, req)
-	if err != nil {
-		return err
-	}
-	return writeFramed(w, head, m, *bp)
-}
-
 // writeFramed writes head, built by appendHead at the start of buf, and m's
 // body framed as head announces.
 func writeFramed(w io.Writer, head []byte, m *Message, buf []byte) error {

@@ -75,9 +75,12 @@
 //
 // # Killing
 //
-// Process.Kill closes stdin (a well-behaved transform exits on EOF), sends
-// SIGTERM to the process group, waits KillGrace and sends SIGKILL to the
-// group; it is idempotent and concurrent calls wait for the same outcome.
+// Process.Stop closes stdin (a well-behaved transform exits on EOF), sends
+// SIGTERM to the process group and SIGKILL to the group when KillGrace has
+// passed, and returns at once; Process.Kill does the same and waits for
+// the process to be reaped. Both are idempotent. Release never waits for a
+// process it retires: a transform that takes the whole grace to die holds
+// no request.
 // Every process leads its own process group (Setpgid), so helpers it starts
 // are killed with it, and when the leader exits the rest of its group is
 // killed before the leader is reaped (the pid, and so the group id, cannot

@@ -90,7 +90,9 @@ func runHelper(mode string) int {
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		echo(nil)
-		time.Sleep(time.Hour) // and ignore stdin EOF too
+		// Deaf to stdin EOF too: hanging is what the tests using this
+		// mode check.
+		time.Sleep(time.Hour)
 	case "exit-after":
 		n, _ := strconv.Atoi(os.Getenv("HELPER_LINES"))
 		for range n {
@@ -140,6 +142,20 @@ func runHelper(mode string) int {
 		fmt.Fprintln(out, c.Process.Pid)
 		out.Flush()
 		echo(nil)
+	case "stray-stderr":
+		// A helper that leaves the process group and keeps stderr open.
+		c := exec.Command("/bin/sleep", "1000")
+		c.Stderr = os.Stderr
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := c.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Fprintln(out, c.Process.Pid)
+		out.Flush()
+		in.ReadString('\n')
+		fmt.Fprintln(os.Stderr, "last words")
+		return 5
 	case "parent":
 		return runOrphanParent()
 	default:
@@ -154,47 +170,47 @@ func mustGroups() []int {
 	return g
 }
 
-// waitGone waits until none of pids runs (zombies count as gone: they hold
-// no resources and their parent may be an init that reaps lazily).
+// waitGone waits until none of pids runs, for at most timeout, and returns
+// those still running. A zombie counts as gone (it holds no resources, and
+// its parent may be an init that reaps lazily): a pidfd becomes readable
+// when its process exits, reaped or not.
 func waitGone(pids []int, timeout time.Duration) []int {
 	deadline := time.Now().Add(timeout)
+	var alive []int
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue // already reaped
+		}
+		if !waitReadable(fd, deadline) {
+			alive = append(alive, pid)
+		}
+		unix.Close(fd)
+	}
+	return alive
+}
+
+// waitReadable waits until fd is readable or deadline passes.
+func waitReadable(fd int, deadline time.Time) bool {
 	for {
-		var alive []int
-		for _, pid := range pids {
-			if st, ok := procStat(pid); ok && st.state != 'Z' {
-				alive = append(alive, pid)
-			}
+		ms := max(0, int(time.Until(deadline).Milliseconds()))
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return false
+		case n > 0:
+			return true
+		case ms == 0:
+			return false
 		}
-		if len(alive) == 0 || time.Now().After(deadline) {
-			return alive
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
+// procInfo is a process seen in /proc.
 type procInfo struct {
-	pid, ppid, pgrp int
-	state           byte
-	comm            string
-}
-
-func procStat(pid int) (procInfo, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procInfo{}, false
-	}
-	s := string(b)
-	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || close < 0 {
-		return procInfo{}, false
-	}
-	f := strings.Fields(s[close+1:])
-	if len(f) < 3 {
-		return procInfo{}, false
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	pgrp, _ := strconv.Atoi(f[2])
-	return procInfo{pid: pid, ppid: ppid, pgrp: pgrp, state: f[0][0], comm: s[open+1 : close]}, true
+	procStat
+	pid int
 }
 
 func allProcs() []procInfo {
@@ -205,8 +221,8 @@ func allProcs() []procInfo {
 		if err != nil {
 			continue
 		}
-		if st, ok := procStat(pid); ok {
-			out = append(out, st)
+		if st, ok := readStat(pid); ok {
+			out = append(out, procInfo{st, pid})
 		}
 	}
 	return out

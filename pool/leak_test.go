@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -88,10 +89,8 @@ func watch(t *testing.T) *logCapture {
 	logs := &logCapture{}
 	goroutines, fds := runtime.NumGoroutine(), countFDs()
 	t.Cleanup(func() {
-		var problems []string
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			problems = problems[:0]
+		leaks := func() []string {
+			var problems []string
 			if g := runtime.NumGoroutine(); g > goroutines {
 				problems = append(problems, fmt.Sprintf("%d goroutines, %d before", g, goroutines))
 			}
@@ -104,10 +103,12 @@ func watch(t *testing.T) *logCapture {
 					problems = append(problems, fmt.Sprintf("process %d (%s, ppid %d, pgrp %d, state %c) left", p.pid, p.comm, p.ppid, p.pgrp, p.state))
 				}
 			}
-			if len(problems) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+			return problems
+		}
+		// Goroutines and fds give no signal when they end: poll.
+		var problems []string
+		if !testenv.WaitUntil(5*time.Second, 20*time.Millisecond, func() bool { return len(leaks()) == 0 }) {
+			problems = leaks()
 		}
 		if len(problems) > 0 {
 			buf := make([]byte, 1<<20)

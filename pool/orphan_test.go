@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // runOrphanParent is the helper mode for TestNoOrphans: a bridge stand-in
@@ -36,6 +38,8 @@ func runOrphanParent() int {
 		pids = append(pids, strconv.Itoa(proc.Pid()))
 	}
 	fmt.Println(strings.Join(pids, " "))
+	// Not a wait for anything: the test kills this process, and what
+	// its death does to the transforms is what it checks.
 	time.Sleep(time.Hour)
 	return 0
 }
@@ -56,7 +60,7 @@ func TestNoOrphansWhenBridgeIsKilled(t *testing.T) {
 	for _, f := range strings.Fields(line) {
 		pid, err := strconv.Atoi(f)
 		require.NoError(t, err)
-		st, ok := procStat(pid)
+		st, ok := readStat(pid)
 		require.True(t, ok, "transform %d runs", pid)
 		require.Equal(t, parent.Process.Pid, st.ppid)
 		require.Equal(t, pid, st.pgrp, "transform leads its own process group")
@@ -80,6 +84,8 @@ func TestTransformsSurviveThreadExits(t *testing.T) {
 	p := newPool(t, logs, Config{Command: []string{"cat"}, Min: 4, Max: 4})
 	// Many at once, so that every idle thread, including any that forked a
 	// transform, gets locked and then ended.
+	var tidMu sync.Mutex
+	var tids []int
 	for range 4 {
 		var locked, exited sync.WaitGroup
 		release := make(chan struct{})
@@ -89,6 +95,9 @@ func TestTransformsSurviveThreadExits(t *testing.T) {
 			go func() {
 				defer exited.Done()
 				runtime.LockOSThread()
+				tidMu.Lock()
+				tids = append(tids, unix.Gettid())
+				tidMu.Unlock()
 				locked.Done()
 				// A blocking syscall keeps the thread out of the
 				// scheduler while the others lock theirs.
@@ -100,8 +109,22 @@ func TestTransformsSurviveThreadExits(t *testing.T) {
 		close(release)
 		exited.Wait()
 	}
-	time.Sleep(50 * time.Millisecond)
-	require.Zero(t, p.Stats().Crashed)
+	// A thread's parent-death signals are sent before it leaves
+	// /proc/self/task; once the threads are gone, a transform they killed
+	// can no longer answer.
+	gone := func() bool {
+		for _, tid := range tids {
+			if tid == os.Getpid() {
+				continue // the main thread is parked, never ended
+			}
+			if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); err == nil {
+				return false
+			}
+		}
+		return true
+	}
+	require.True(t, testenv.WaitUntil(10*time.Second, 5*time.Millisecond, gone), "locked threads did not end")
+	defer func() { require.Zero(t, p.Stats().Crashed) }()
 	var procs []*Process
 	for range 4 {
 		proc := acquire(t, p)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -528,11 +529,35 @@ func TestKillReachesProcessGroup(t *testing.T) {
 	var helper int
 	_, err := fmt.Fscanln(proc.Stdout(), &helper)
 	require.NoError(t, err)
-	st, ok := procStat(helper)
+	st, ok := readStat(helper)
 	require.True(t, ok)
 	require.Equal(t, proc.Pid(), st.pgrp, "helper runs in the transform's group")
 	p.Release(proc, false)
 	require.Empty(t, waitGone([]int{proc.Pid(), helper}, 5*time.Second))
+}
+
+// A helper that left the transform's process group may hold its stderr
+// open after the transform is gone: the drain must end once the pipe is
+// empty, with everything the transform wrote, instead of waiting for EOF.
+func TestStrayHelperHoldsStderr(t *testing.T) {
+	logs := watch(t)
+	argv, env := helperCommand(t, "stray-stderr")
+	p := newPool(t, logs, Config{Command: argv, Env: env, Max: 1})
+	proc := acquire(t, p)
+	var stray int
+	_, err := fmt.Fscanln(proc.Stdout(), &stray)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(stray, syscall.SIGKILL) })
+	_, err = io.WriteString(proc.Stdin(), "exit now\n")
+	require.NoError(t, err)
+	select {
+	case <-proc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process was not reaped while a stray helper holds its stderr")
+	}
+	require.Equal(t, "exit status 5", proc.Exited())
+	require.Equal(t, []string{"last words"}, proc.StderrTail())
+	p.Release(proc, true)
 }
 
 func TestStderrFlood(t *testing.T) {
@@ -540,26 +565,35 @@ func TestStderrFlood(t *testing.T) {
 	argv, env := helperCommand(t, "stderr-flood")
 	p := newPool(t, logs, Config{Command: argv, Env: env, Max: 1})
 	proc := acquire(t, p)
-	for i := range 8 {
+	const requests, linesPerRequest = 8, 1024 + 2 // the flood, the overlong line, "flood done"
+	for i := range requests {
 		got, err := exchange(proc, fmt.Sprint("request ", i))
 		require.NoError(t, err, "a chatty transform must not block")
 		require.Equal(t, fmt.Sprint("request ", i), got)
 	}
-	require.Eventually(t, func() bool {
-		tail := proc.StderrTail()
-		return len(tail) > 0 && tail[len(tail)-1] == "flood done"
-	}, 5*time.Second, 5*time.Millisecond)
+	// The helper writes each 1 MiB flood before its reply, and a pipe
+	// holds far less, so the drain has read most of the first flood by
+	// now: the notice that lines are dropped must not wait for the next
+	// logged line or for the exit.
+	require.NotEmpty(t, logs.find("transform stderr rate limit reached, lines dropped from the log"))
+	p.Release(proc, true)
+	// Close reaps the process after its stderr is drained to the end.
+	require.NoError(t, p.Close(context.Background()))
+
 	tail := proc.StderrTail()
 	require.Len(t, tail, stderrTailLines)
+	require.Equal(t, "flood done", tail[len(tail)-1])
 	require.Len(t, tail[len(tail)-2], stderrLineMax, "overlong line is cut")
-	p.Release(proc, true)
-	logged := len(logs.find("transform stderr"))
-	require.Positive(t, logged)
-	require.Less(t, logged, 8*1026, "stderr logging is rate limited")
-	require.NotEmpty(t, logs.find("transform stderr lines not logged (rate limit)"))
-	rec := logs.find("transform stderr")[0]
-	require.Equal(t, "TestStderrFlood", rec.attrs["pool"])
-	require.EqualValues(t, proc.Pid(), rec.attrs["pid"])
+	logged := logs.find("transform stderr")
+	require.Positive(t, len(logged))
+	require.Less(t, len(logged), requests*linesPerRequest, "stderr logging is rate limited")
+	dropped := 0
+	for _, rec := range logs.find("transform stderr lines not logged (rate limit)") {
+		dropped += int(rec.attrs["lines"].(int64))
+	}
+	require.Equal(t, requests*linesPerRequest, len(logged)+dropped, "every line is either logged or counted as dropped")
+	require.Equal(t, "TestStderrFlood", logged[0].attrs["pool"])
+	require.EqualValues(t, proc.Pid(), logged[0].attrs["pid"])
 }
 
 func TestClose(t *testing.T) {
@@ -595,11 +629,14 @@ func TestClose(t *testing.T) {
 // restarted in a tight loop.
 func TestNoRestartLoopOnCleanExit(t *testing.T) {
 	logs := watch(t)
+	start := time.Now()
 	p := newPool(t, logs, Config{Command: []string{"true"}, Min: 1, Max: 1})
-	time.Sleep(time.Second)
+	// The back-off after the first two failures is 100+200 ms: a third
+	// failure cannot come sooner, however fast the machine.
+	require.True(t, testenv.WaitUntil(10*time.Second, 5*time.Millisecond, func() bool { return p.Stats().StartFailures >= 3 }))
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "starts were not backed off")
 	s := p.Stats()
-	require.GreaterOrEqual(t, s.StartFailures, uint64(2))
-	require.LessOrEqual(t, s.Spawned, uint64(6), "100+200+400ms of back-off allow about four starts in a second")
+	require.LessOrEqual(t, s.Spawned, s.StartFailures+1, "one start at a time")
 	require.Zero(t, s.Crashed)
 }
 
@@ -655,11 +692,13 @@ func TestReleaseClearsDeadlines(t *testing.T) {
 	logs := watch(t)
 	p := newPool(t, logs, Config{Command: []string{"cat"}, Max: 1})
 	proc := acquire(t, p)
-	require.NoError(t, proc.Stdout().SetReadDeadline(time.Now().Add(time.Millisecond)))
+	// Deadlines that have passed already, as a caller's would by the
+	// next lease.
+	require.NoError(t, proc.Stdout().SetReadDeadline(time.Unix(1, 0)))
+	require.NoError(t, proc.Stdin().SetWriteDeadline(time.Unix(1, 0)))
 	p.Release(proc, true)
 	proc = acquire(t, p)
 	defer p.Release(proc, true)
-	time.Sleep(5 * time.Millisecond)
 	_, err := io.WriteString(proc.Stdin(), "x\n")
 	require.NoError(t, err)
 	buf := make([]byte, 2)

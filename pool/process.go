@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,8 +48,11 @@ type Process struct {
 	sigMu  sync.Mutex
 	reaped bool
 
-	killOnce  sync.Once
-	killed    atomic.Bool // Kill or forceKill was called
+	killOnce sync.Once
+	killed   atomic.Bool // Stop, Kill or forceKill was called
+	// escalate sends SIGKILL when KillGrace has passed since SIGTERM;
+	// stopped once the process is reaped.
+	escalate  atomic.Pointer[time.Timer]
 	filesOnce sync.Once
 	requests  atomic.Int64
 	retire    atomic.Bool // Retire was called
@@ -111,12 +117,14 @@ func (p *Process) Exited() string {
 	}
 }
 
-// Kill ends the process: it closes stdin (a well-behaved transform exits on
-// EOF), sends SIGTERM to the process group, waits up to KillGrace and then
-// sends SIGKILL to the group. It returns once the process has exited. It is
-// idempotent and safe to call from several goroutines; later calls wait
-// for the first to finish.
-func (p *Process) Kill() {
+// Stop starts ending the process and returns at once: it closes stdin (a
+// well-behaved transform exits on EOF), sends SIGTERM to the process group
+// and arranges for SIGKILL to follow after KillGrace. Done is closed when
+// the process is gone. It is idempotent and safe to call from several
+// goroutines, with Kill too. Callers use it where they must not wait for a
+// process that takes its time to die (a request whose reply is complete,
+// or that failed); the pool reaps it.
+func (p *Process) Stop() {
 	p.killOnce.Do(func() {
 		p.killed.Store(true)
 		_ = p.stdin.Close()
@@ -126,17 +134,38 @@ func (p *Process) Kill() {
 		default:
 		}
 		p.signalGroup(unix.SIGTERM)
-		t := time.NewTimer(p.pool.cfg.KillGrace)
-		defer t.Stop()
-		select {
-		case <-p.done:
-			return
-		case <-t.C:
-		}
-		p.pool.log.Warn("transform ignored SIGTERM, killing its process group", "pid", p.pid, "grace", p.pool.cfg.KillGrace)
-		p.signalGroup(unix.SIGKILL)
+		grace := p.pool.cfg.KillGrace
+		p.escalate.Store(time.AfterFunc(grace, func() {
+			p.sigMu.Lock()
+			reaped := p.reaped
+			p.sigMu.Unlock()
+			if reaped {
+				return
+			}
+			p.pool.log.Warn("transform ignored SIGTERM, killing its process group", "pid", p.pid, "grace", grace)
+			p.signalGroup(unix.SIGKILL)
+		}))
 	})
+}
+
+// Kill is Stop, then waits until the process has exited and been reaped.
+func (p *Process) Kill() {
+	p.Stop()
 	<-p.done
+}
+
+// Exiting reports whether the process has exited or is exiting (the kernel
+// is tearing it down, which is when its pipes close). A process whose
+// stdout ended while it does not exit closed its stdout and runs on.
+func (p *Process) Exiting() bool {
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	if p.reaped {
+		return true
+	}
+	// The pid cannot be reused before the reap, which sigMu holds off.
+	st, ok := readStat(p.pid)
+	return !ok || st.state == 'Z' || st.state == 'X' || st.flags&pfExiting != 0
 }
 
 // forceKill sends SIGKILL to the group at once, for Close past its deadline.
@@ -188,6 +217,41 @@ func (p *Process) rss() (int64, error) {
 		pages = pages*10 + int64(b[i]-'0')
 	}
 	return pages * int64(os.Getpagesize()), nil
+}
+
+// pfExiting is the kernel's PF_EXITING task flag: set when the process
+// starts to exit, before its files are closed.
+const pfExiting = 0x4
+
+// procStat is what the pool reads of /proc/PID/stat.
+type procStat struct {
+	state      byte
+	ppid, pgrp int
+	flags      uint64
+	comm       string
+}
+
+// readStat reads /proc/PID/stat; false when the process is gone.
+func readStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, false
+	}
+	s := string(b)
+	// comm may hold spaces and parentheses: it ends at the last ')'.
+	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || close < open {
+		return procStat{}, false
+	}
+	// state ppid pgrp session tty_nr tpgid flags ...
+	f := strings.Fields(s[close+1:])
+	if len(f) < 7 || len(f[0]) == 0 {
+		return procStat{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	pgrp, _ := strconv.Atoi(f[2])
+	flags, _ := strconv.ParseUint(f[6], 10, 64)
+	return procStat{state: f[0][0], ppid: ppid, pgrp: pgrp, flags: flags, comm: s[open+1 : close]}, true
 }
 
 type startResult struct {
@@ -293,11 +357,16 @@ func (pl *Pool) fork() (*Process, error) {
 // wait runs on the locked thread for the process's whole life.
 func (p *Process) wait() {
 	drained := make(chan struct{})
+	stderr, serr := child.NewStderrReader(p.stderr)
 	p.pool.wg.Add(1)
 	go func() {
 		defer p.pool.wg.Done()
 		defer close(drained)
-		p.drainStderr()
+		if serr != nil {
+			p.pool.log.Error("cannot read transform stderr", "pid", p.pid, "err", serr)
+			return
+		}
+		p.drainStderr(stderr)
 	}()
 
 	// Learn of the exit without reaping, so the pid (and with it the group
@@ -310,6 +379,9 @@ func (p *Process) wait() {
 		}
 	}
 	p.ours = p.killed.Load()
+	if t := p.escalate.Load(); t != nil {
+		t.Stop()
+	}
 	p.sigMu.Lock()
 	// Helpers the transform started die with it rather than becoming
 	// orphans; they also hold the stderr pipe open.
@@ -325,8 +397,10 @@ func (p *Process) wait() {
 			p.exitErr = errors.New(p.exit)
 		}
 	}
-	// A helper that left the group may still hold stderr; do not wait on it.
-	_ = p.stderr.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	// The whole group is dead: what it wrote to stderr is in the pipe.
+	// A helper that left the group may still hold the pipe open, so the
+	// drain stops once the pipe is empty instead of waiting for EOF.
+	stderr.Exited()
 	<-drained
 	p.stderr.Close()
 	p.pool.exited(p)
@@ -343,9 +417,12 @@ const (
 // drainStderr reads stderr line by line as fast as the process writes it,
 // so a chatty transform never blocks on a full pipe. Every line goes to the
 // tail; logging is rate limited so a flood cannot slow the drain down to
-// the speed of the log sink.
-func (p *Process) drainStderr() {
-	r := bufio.NewReaderSize(p.stderr, stderrLineMax)
+// the speed of the log sink. The log says when the limit starts dropping
+// lines, at the moment it does (a flood that then stops would otherwise
+// go unmentioned until the process exits), and how many it dropped once
+// logging resumes or the process ends.
+func (p *Process) drainStderr(stderr io.Reader) {
+	r := bufio.NewReaderSize(stderr, stderrLineMax)
 	log := p.pool.log.With("pid", p.pid)
 	tokens := float64(stderrLogBurst)
 	last := time.Now()
@@ -379,6 +456,9 @@ func (p *Process) drainStderr() {
 						log.Info("transform stderr", "line", string(text), "truncated", true)
 					}
 				} else {
+					if suppressed == 0 {
+						log.Warn("transform stderr rate limit reached, lines dropped from the log", "limit_per_second", stderrLogRate)
+					}
 					suppressed++
 				}
 			}

@@ -9,10 +9,11 @@
 // filter's internal tests can import this package without an import cycle).
 //
 // Modes (see the constants): cat, upper, echo-headers, status, pid,
-// stderr-flood, slow-reader, conn-close, once, crash-at-start,
-// crash-after-read, crash-mid-reply, hang, hang-mid-reply, garbage,
-// ignore-term, and one per common reply mistake: cgi-status, no-blank-line,
-// short-body, long-body, reply-before-read.
+// stderr-flood, slow-reader, conn-close, conn-close-linger, once,
+// crash-at-start, crash-after-read, crash-mid-reply, hang, hang-mid-reply,
+// garbage, ignore-term, close-stdout, reply-first, stray-stderr, and one per
+// common reply mistake: cgi-status, no-blank-line, short-body, long-body,
+// reply-before-read.
 package testtransform
 
 import (
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -58,6 +60,23 @@ const (
 	ShortBody       = "short-body"        // announces 10 bytes more than the body it writes
 	LongBody        = "long-body"         // announces half of the body it writes
 	ReplyBeforeRead = "reply-before-read" // reads the head only, answers, then waits without reading on
+
+	// ConnCloseLinger answers like conn-close but with a Content-Length,
+	// then lingers, deaf to SIGTERM and to the end of its input, as a
+	// runtime finishing its work before it exits.
+	ConnCloseLinger = "conn-close-linger"
+	// CloseStdout reads the message, closes its stdout without replying
+	// and runs on, deaf to SIGTERM and to the end of its input.
+	CloseStdout = "close-stdout"
+	// ReplyFirst reads the head, writes a 256 KiB reply, then reads the
+	// body: the bridge must read the reply while it still writes the
+	// message.
+	ReplyFirst = "reply-first"
+	// StrayStderr is a one-shot program (no pipe protocol): it starts a
+	// helper in a session of its own that keeps stderr open, writes the
+	// helper's pid on stdout and a line on stderr, and exits 0. The
+	// caller kills the helper.
+	StrayStderr = "stray-stderr"
 )
 
 // StatusHeader names the request header read by the status mode ("404" or
@@ -107,7 +126,10 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "testtransform: crash-at-start: exiting before reading anything")
 		return 1
 	}
-	if mode == IgnoreTerm {
+	if mode == StrayStderr {
+		return strayStderr(stdout, stderr)
+	}
+	if mode == IgnoreTerm || mode == ConnCloseLinger || mode == CloseStdout {
 		signal.Ignore(syscall.SIGTERM)
 	}
 	var in io.Reader = stdin
@@ -185,6 +207,32 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 			bw.Write(body)
 			bw.Flush()
 			return 0
+		case ConnCloseLinger:
+			body, err := readBody(br, m)
+			if err != nil {
+				return 2
+			}
+			writeHead(bw, "HTTP/1.1 200 OK", [][2]string{{"Connection", "close"}, {"Content-Length", strconv.Itoa(len(body))}})
+			bw.Write(body)
+			bw.Flush()
+			sleepForever()
+		case CloseStdout:
+			readBody(br, m)
+			if c, ok := stdout.(io.Closer); ok {
+				c.Close()
+			}
+			fmt.Fprintln(stderr, "testtransform: close-stdout: closed stdout, running on")
+			sleepForever()
+		case ReplyFirst:
+			const size = 256 << 10
+			writeHead(bw, "HTTP/1.1 200 OK", [][2]string{{"Content-Length", strconv.Itoa(size)}})
+			bw.Write(bytes.Repeat([]byte("r"), size))
+			if err := bw.Flush(); err != nil {
+				return 2
+			}
+			if _, err := readBody(br, m); err != nil {
+				return 2
+			}
 		case CrashAfterRead:
 			readBody(br, m)
 			fmt.Fprintln(stderr, "testtransform: crash-after-read: read the message")
@@ -244,6 +292,23 @@ func serve(mode string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 }
 
+func strayStderr(stdout, stderr io.Writer) int {
+	c := exec.Command("/bin/sleep", "1000")
+	c.Stderr = stderr
+	// Start returns once the helper runs in its own session: no kill of
+	// this process's group can reach it.
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, c.Process.Pid)
+	fmt.Fprintln(stderr, "testtransform: stray-stderr: leaving a helper behind")
+	return 0
+}
+
+// sleepForever is the hang of the hanging modes: the behaviour under test,
+// not a wait for anything.
 func sleepForever() {
 	for {
 		time.Sleep(time.Hour)
@@ -418,6 +483,8 @@ func copyBodyPayload(bw *bufio.Writer, br *bufio.Reader, m *message) error {
 	return nil
 }
 
+// slowReader is the slow-reader mode: reading slowly is the behaviour
+// under test.
 type slowReader struct{ r io.Reader }
 
 func (s *slowReader) Read(p []byte) (int, error) {
