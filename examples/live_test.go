@@ -101,6 +101,7 @@ func packaged(t *testing.T, userName, groupName string) (uid int) {
 type runningBridge struct {
 	sock string         // its unix socket
 	log  *testenv.Lines // what it logs
+	stop func()         // TERM, then wait for the exit; also run at cleanup
 }
 
 // startBridge runs the bridge on examples/fcgi-bridge.toml with the socket
@@ -133,9 +134,15 @@ func startBridgeAs(t *testing.T, cred *syscall.Credential, sock, group, extra st
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		})
+	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		stop()
 		if t.Failed() {
 			t.Logf("bridge log:\n%s", log)
 		}
@@ -151,7 +158,7 @@ func startBridgeAs(t *testing.T, cred *syscall.Credential, sock, group, extra st
 	if st.Mode().Perm() != 0o660 || strconv.Itoa(int(st.Sys().(*syscall.Stat_t).Gid)) != g.Gid {
 		t.Fatalf("socket %s: mode %v gid %d, want 0660 in group %s", sock, st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid, group)
 	}
-	return &runningBridge{sock: sock, log: log}
+	return &runningBridge{sock: sock, log: log, stop: stop}
 }
 
 // runDir makes a directory standing for /run/fcgi-bridge: root's, 0755, as
