@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -64,7 +65,7 @@ func openUnix(path string, opts Options) (net.Listener, error) {
 		return nil, explainListenError(spec, err)
 	}
 	ul.SetUnlinkOnClose(false)
-	if err := setModeOwner(path, mode, uid, gid); err != nil {
+	if err := setModeOwner(path, mode, uid, gid, opts.Owner, opts.Group); err != nil {
 		ul.Close()
 		os.Remove(path)
 		return nil, fmt.Errorf("listen %s: %w", spec, err)
@@ -72,10 +73,10 @@ func openUnix(path string, opts Options) (net.Listener, error) {
 	return newUnixListener(ul, path)
 }
 
-func setModeOwner(path string, mode fs.FileMode, uid, gid int) error {
+func setModeOwner(path string, mode fs.FileMode, uid, gid int, owner, group string) error {
 	if uid >= 0 || gid >= 0 {
 		if err := os.Lchown(path, uid, gid); err != nil {
-			return fmt.Errorf("set the socket's owner to %d:%d (needs root or CAP_CHOWN): %w", uid, gid, err)
+			return chownError(uid, gid, owner, group, err)
 		}
 	}
 	if err := os.Chmod(path, mode.Perm()); err != nil {
@@ -168,4 +169,32 @@ func (l *unixListener) Close() error {
 		}
 	})
 	return l.err
+}
+
+// chownError says which owner and group the socket was to get, as
+// configured and as ids, and what would let the bridge give them: without
+// CAP_CHOWN a process may only give its files a group it is a member of,
+// and never another owner.
+func chownError(uid, gid int, owner, group string, err error) error {
+	var want []string
+	if uid >= 0 {
+		want = append(want, fmt.Sprintf("owner %q (uid %d)", owner, uid))
+	}
+	if gid >= 0 {
+		want = append(want, fmt.Sprintf("group %q (gid %d)", group, gid))
+	}
+	what := fmt.Sprintf("give the socket %s", strings.Join(want, " and "))
+	if !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	me := strconv.Itoa(os.Geteuid())
+	if u, lerr := user.LookupId(me); lerr == nil {
+		me = u.Username
+	}
+	switch {
+	case uid >= 0 && uid != os.Geteuid():
+		return fmt.Errorf("%s: only root (or CAP_CHOWN) may give a file another owner, and the bridge runs as %s: drop the listener's owner key, or start the bridge as root (it may run transforms under another user): %w", what, me, err)
+	default:
+		return fmt.Errorf("%s: the bridge runs as %s, which is not a member of that group: add it (usermod -aG %s %s, then restart the bridge) or start the bridge as root: %w", what, me, group, me, err)
+	}
 }

@@ -2,10 +2,13 @@ package listen
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -222,4 +225,28 @@ func TestUnixAbstract(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+}
+
+// A socket owner or group the bridge may not give is reported with the
+// names as configured, the ids, who the bridge runs as and what to change.
+func TestChownErrorSaysWhoAndWhat(t *testing.T) {
+	me := strconv.Itoa(os.Geteuid())
+	if u, err := user.LookupId(me); err == nil {
+		me = u.Username
+	}
+	err := chownError(-1, 33, "", "www-data", &fs.PathError{Op: "lchown", Path: "/run/x.sock", Err: syscall.EPERM})
+	for _, want := range []string{`group "www-data" (gid 33)`, "runs as " + me, "usermod -aG www-data " + me, "operation not permitted"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("group error %q does not say %q", err, want)
+		}
+	}
+	if !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("the cause is lost: %v", err)
+	}
+	err = chownError(os.Geteuid()+1, -1, "web", "", &fs.PathError{Op: "lchown", Path: "/run/x.sock", Err: syscall.EPERM})
+	for _, want := range []string{fmt.Sprintf(`owner "web" (uid %d)`, os.Geteuid()+1), "only root (or CAP_CHOWN)", "drop the listener's owner key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("owner error %q does not say %q", err, want)
+		}
+	}
 }
