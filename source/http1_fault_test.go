@@ -1,6 +1,7 @@
 package source
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -250,5 +251,103 @@ func TestH1TargetMatchesNetHTTP(t *testing.T) {
 			continue
 		}
 		assert.Equal(t, want, string(got), "%q", uri)
+	}
+}
+
+// The response framings net/http refuses are refused here too (RFC 9112
+// section 6): a 502 whose error says what was wrong, and a connection that
+// is never used again, since where the body ends is in doubt. What net/http
+// accepts is read as net/http reads it; Transfer-Encoding on an HTTP/1.0
+// answer is ignored, as net/http does. Each case is in FuzzResponseHead's
+// seeds as well.
+var framingCases = []struct {
+	name, answer string
+	reason       string // in the error when the answer is refused
+}{
+	{"gzip then chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", `unsupported Transfer-Encoding "gzip, chunked"`},
+	{"chunked twice in one field", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", `unsupported Transfer-Encoding "chunked, chunked"`},
+	{"two fields", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "more than one Transfer-Encoding field"},
+	{"two fields, one empty", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n5\r\nhello\r\n0\r\n\r\n", "more than one Transfer-Encoding field"},
+	{"identity", "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", `unsupported Transfer-Encoding "identity"`},
+	{"empty", "HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\nhello", `unsupported Transfer-Encoding ""`},
+	{"trailing comma", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n5\r\nhello\r\n0\r\n\r\n", `unsupported Transfer-Encoding "chunked,"`},
+	{"chunked in capitals", "HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ""},
+	{"chunked over a length", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ""},
+	{"HTTP/1.0 chunked with a length", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello", ""},
+	{"HTTP/1.0 chunked to the close", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ""},
+	{"HTTP/1.0 gzip, chunked", "HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\nhello", ""},
+}
+
+func TestH1FramingMatchesNetHTTP(t *testing.T) {
+	for _, tc := range framingCases {
+		t.Run(tc.name, func(t *testing.T) {
+			// net/http's reading of the same bytes.
+			req, _ := http.NewRequest(http.MethodGet, "http://upstream/", nil)
+			var want string
+			resp, werr := http.ReadResponse(bufio.NewReader(strings.NewReader(tc.answer)), req)
+			if werr == nil {
+				b, err := io.ReadAll(resp.Body)
+				if err != nil {
+					werr = err
+				}
+				want = string(b)
+			}
+			require.Equal(t, tc.reason != "", werr != nil, "net/http: %v", werr)
+
+			up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+				if strings.HasPrefix(head, "GET /next ") {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+					return true
+				}
+				io.WriteString(c, tc.answer)
+				if strings.HasPrefix(tc.answer, "HTTP/1.0") && !strings.Contains(tc.answer, "Content-Length") {
+					return false // the body ends with the connection
+				}
+				// Hold the connection open: had the client reused it, the
+				// next request would be answered here, with the framing's
+				// leftovers first.
+				return true
+			})
+			s := h1Source(t, up.url(), nil)
+			// A body misread as chunked would wait for a chunk that never
+			// comes: the deadline turns that into a failure, not a hang.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			m, err := s.Fetch(ctx, get("/"))
+			if err == nil && m.Body != nil {
+				defer m.Body.Close()
+			}
+			if tc.reason != "" {
+				var se *Error
+				require.True(t, errors.As(err, &se), "accepted what net/http refuses (%v)", werr)
+				assert.Equal(t, http.StatusBadGateway, se.Status)
+				assert.Contains(t, err.Error(), tc.reason)
+			} else {
+				require.NoError(t, err, "refused what net/http accepts")
+				got, err := io.ReadAll(m.Body)
+				m.Body.Close()
+				require.NoError(t, err, "net/http reads the body as %q", want)
+				assert.Equal(t, want, string(got), "the body differs from net/http's")
+			}
+			m, err = s.Fetch(context.Background(), get("/next"))
+			require.NoError(t, err)
+			assert.Equal(t, "next", readAll(t, m))
+			if tc.reason != "" || strings.HasPrefix(tc.answer, "HTTP/1.0") || strings.Contains(tc.answer, "Content-Length: 3") {
+				assert.Equal(t, int32(2), up.accepts.Load(), "a connection whose framing was in doubt was used again")
+			}
+		})
+	}
+}
+
+// A header line longer than the read buffer arrives in pieces; a last piece
+// that is only its "\r\n" or "\n" is the end of that line, not the empty
+// line that ends the head (which would make the fields after it the body).
+func TestH1LongLineEndsAtBufferEdge(t *testing.T) {
+	for pad := 8180; pad <= 8200; pad++ {
+		answer := "HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("a", pad) + "\r\nX-After: yes\r\nContent-Length: 4\r\n\r\nbody"
+		h, err := readResponseHead(bufio.NewReaderSize(strings.NewReader(answer), 8<<10), http.MethodGet)
+		require.NoError(t, err, "pad %d", pad)
+		assert.Equal(t, "yes", h.header.Get("X-After"), "pad %d", pad)
+		assert.Equal(t, int64(4), h.length, "pad %d", pad)
 	}
 }

@@ -413,6 +413,9 @@ func FuzzResponseHead(f *testing.F) {
 	} {
 		f.Add(s, false)
 	}
+	for _, tc := range framingCases {
+		f.Add(tc.answer, false)
+	}
 	f.Fuzz(func(t *testing.T, in string, head bool) {
 		method := http.MethodGet
 		if head {
@@ -421,6 +424,16 @@ func FuzzResponseHead(f *testing.F) {
 		h, err := readResponseHead(bufio.NewReaderSize(strings.NewReader(in), 16), method)
 		if err != nil {
 			return
+		}
+		// Where net/http reads the same head, it must agree on chunked
+		// framing, and what it refuses for its transfer coding is refused.
+		req, _ := http.NewRequest(method, "http://upstream/", nil)
+		resp, nerr := http.ReadResponse(bufio.NewReader(strings.NewReader(in)), req)
+		if nerr != nil && strings.Contains(nerr.Error(), "transfer encoding") {
+			t.Fatalf("accepted a Transfer-Encoding net/http refuses: %v", nerr)
+		}
+		if nerr == nil && !h.noBody && h.chunked != (len(resp.TransferEncoding) > 0) {
+			t.Fatalf("chunked: %v here, %v in net/http", h.chunked, resp.TransferEncoding)
 		}
 		if h.status < 200 || h.status > 999 {
 			t.Fatalf("status %d accepted", h.status)
