@@ -833,15 +833,9 @@ func (h *responseHead) parseFields(block string) error {
 			h.chunked = true
 			continue
 		case "Connection":
-			for _, tok := range strings.Split(value, ",") {
-				tok = strings.TrimSpace(tok)
-				switch {
-				case strings.EqualFold(tok, "close"):
-					h.keepAlive = false
-				case strings.EqualFold(tok, "keep-alive"):
-				case tok != "":
-					connection = append(connection, textproto.CanonicalMIMEHeaderKey(tok))
-				}
+			var closing bool
+			if connection, closing = connectionOptions(connection, value); closing {
+				h.keepAlive = false
 			}
 			continue
 		}
@@ -862,7 +856,7 @@ func (h *responseHead) parseFields(block string) error {
 	if len(connection) > 0 {
 		kept := fields[:0]
 		for _, f := range fields {
-			if !containsName(connection, f.Name) {
+			if !connectionNamed(connection, f.Name) {
 				kept = append(kept, f)
 			}
 		}
@@ -915,15 +909,6 @@ func parseDigits(s string) (int64, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
-}
-
-func containsName(names []string, n string) bool {
-	for _, x := range names {
-		if x == n {
-			return true
-		}
-	}
-	return false
 }
 
 func truncate(s string) string {

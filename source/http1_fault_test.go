@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -350,4 +353,113 @@ func TestH1LongLineEndsAtBufferEdge(t *testing.T) {
 		assert.Equal(t, "yes", h.header.Get("X-After"), "pad %d", pad)
 		assert.Equal(t, int64(4), h.length, "pad %d", pad)
 	}
+}
+
+// headNames lists a request head's field names in order.
+func headNames(head string) []string {
+	var names []string
+	for _, line := range strings.Split(head, "\r\n")[1:] {
+		if name, _, ok := strings.Cut(line, ":"); ok {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// Fields go upstream in the order the web server sent them when that order
+// is known, and otherwise sorted by name: the same request always gives the
+// same head, never Go's map order.
+func TestH1RequestFieldOrder(t *testing.T) {
+	up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		return true
+	})
+	s := h1Source(t, up.url(), nil)
+	params := map[string]string{"REQUEST_METHOD": "GET", "REQUEST_URI": "/", "HTTP_HOST": "h"}
+	clientOrder := []string{"HTTP_ZETA", "HTTP_ACCEPT", "HTTP_MIDDLE", "HTTP_COOKIE", "HTTP_BETA", "HTTP_YANKEE", "HTTP_ALPHA", "HTTP_X_LAST"}
+	for _, k := range clientOrder {
+		params[k] = strings.ToLower(k)
+	}
+	sent := func(order []string) []string {
+		m, err := s.Fetch(context.Background(), &Request{Params: params, ParamOrder: order, ContentLength: -1})
+		require.NoError(t, err)
+		readAll(t, m)
+		up.mu.Lock()
+		defer up.mu.Unlock()
+		return headNames(up.heads[len(up.heads)-1])
+	}
+	bridgeOwn := []string{"X-Forwarded-Host", "X-Forwarded-Proto"}
+
+	order := append([]string{"REQUEST_METHOD", "HTTP_HOST"}, clientOrder...)
+	want := []string{"Host", "Zeta", "Accept", "Middle", "Cookie", "Beta", "Yankee", "Alpha", "X-Last"}
+	assert.Equal(t, append(want, bridgeOwn...), sent(order), "the client's order")
+
+	first := sent(nil)
+	for range 20 {
+		require.Equal(t, first, sent(nil), "the same request gave another head")
+	}
+	assert.Equal(t, append([]string{"Host", "Accept", "Alpha", "Beta", "Cookie", "Middle", "X-Last", "Yankee", "Zeta"}, bridgeOwn...), first)
+}
+
+// Fields the client's Connection header names are hop-by-hop (RFC 9110
+// section 7.6.1) and stay with the web server, as with net/http's
+// ReverseProxy; the bridge's own X-Forwarded-* fields are still sent.
+func TestH1ConnectionNamedFieldsMatchReverseProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+	}{
+		{"one named", map[string]string{"Connection": "keep-alive, X-Secret", "X-Secret": "s", "X-Keep": "k"}},
+		{"names in any case", map[string]string{"Connection": "x-secret ,  COOKIE", "X-Secret": "s", "Cookie": "a=b", "X-Keep": "k"}},
+		{"a forwarded field named", map[string]string{"Connection": "close, X-Forwarded-For", "X-Forwarded-For": "203.0.113.9", "X-Keep": "k"}},
+		// ReverseProxy also relays "Te: trailers" and upgrades, which the
+		// bridge does not: those two are left out of the comparison.
+		{"the usual hop-by-hop list", map[string]string{"Connection": "close", "Keep-Alive": "timeout=5", "Proxy-Connection": "keep-alive", "Trailer": "X-T", "X-Keep": "k"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				return true
+			})
+			params := map[string]string{"REQUEST_METHOD": "GET", "REQUEST_URI": "/", "HTTP_HOST": "site.example", "REMOTE_ADDR": "192.0.2.7"}
+			req := httptest.NewRequest(http.MethodGet, "http://site.example/", nil)
+			req.RemoteAddr = "192.0.2.7:1234"
+			for k, v := range tc.header {
+				params[ParamName(k)] = v
+				req.Header.Set(k, v)
+			}
+			proxy := httputil.NewSingleHostReverseProxy(mustParseURL(t, up.url()))
+			transport := &http.Transport{}
+			proxy.Transport = transport
+			proxy.ServeHTTP(httptest.NewRecorder(), req)
+			transport.CloseIdleConnections()
+
+			s := h1Source(t, up.url(), nil)
+			m, err := s.Fetch(context.Background(), &Request{Params: params, ContentLength: -1})
+			require.NoError(t, err)
+			readAll(t, m)
+
+			up.mu.Lock()
+			theirs, ours := parseHead(t, up.heads[0]), parseHead(t, up.heads[1])
+			up.mu.Unlock()
+			for k := range tc.header {
+				assert.Equal(t, theirs.Values(k), ours.Values(k), "%s: ReverseProxy sent %q", k, theirs.Values(k))
+			}
+			assert.Equal(t, []string{"192.0.2.7"}, ours.Values("X-Forwarded-For"))
+		})
+	}
+}
+
+func parseHead(t *testing.T, head string) http.Header {
+	t.Helper()
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+	require.NoError(t, err)
+	return req.Header
+}
+
+func mustParseURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	require.NoError(t, err)
+	return u
 }

@@ -448,3 +448,43 @@ func FuzzResponseHead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRequestHead builds request heads from hostile params: every head
+// that is built must parse as one request, carry no hop-by-hop field and
+// none that its Connection field names.
+func FuzzRequestHead(f *testing.F) {
+	for _, s := range [][3]string{
+		{"keep-alive, X-Secret", "HTTP_X_SECRET", "s"},
+		{"x-secret ,  COOKIE", "HTTP_COOKIE", "a=b"},
+		{"close, X-Forwarded-For", "HTTP_X_FORWARDED_FOR", "203.0.113.9"},
+		{"Upgrade", "HTTP_UPGRADE", "h2c"},
+		{"", "HTTP_TE", "trailers"},
+		{"Content-Type", "CONTENT_TYPE", "text/plain"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	s, err := NewHTTP(httpUpstream("http://127.0.0.1:1/"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	hs := s.(*httpSource)
+	f.Fuzz(func(t *testing.T, connection, param, value string) {
+		r := &Request{Params: map[string]string{"REQUEST_URI": "/", "HTTP_CONNECTION": connection, param: value,
+			"HTTP_X_OTHER": "o", "REMOTE_ADDR": "192.0.2.1"}, ContentLength: -1}
+		bp := new([]byte)
+		q, err := hs.newH1Request(r, bp)
+		if err != nil {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(string(q.head))))
+		if err != nil {
+			t.Fatalf("head does not parse: %v\n%q", err, q.head)
+		}
+		named, _ := connectionOptions(nil, connection)
+		for name := range req.Header {
+			if hopByHop[name] || (connectionNamed(named, name) && !strings.HasPrefix(name, "X-Forwarded-")) {
+				t.Fatalf("%s forwarded (Connection: %q)", name, connection)
+			}
+		}
+	})
+}
