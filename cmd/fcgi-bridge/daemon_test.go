@@ -645,3 +645,68 @@ func socketInode(t *testing.T, fd uintptr) string {
 	}
 	return target
 }
+
+// TestReloadWhilePreviousDrains reloads again while the generation the first
+// reload replaced is still draining a request: the draining side must not
+// read the configuration the second reload is replacing (the daemon is
+// built with -race, which reports such a read and exits 66).
+func TestReloadWhilePreviousDrains(t *testing.T) {
+	up, started, release := slowUpstream(t, time.Minute)
+	sock := filepath.Join(t.TempDir(), "bridge.sock")
+	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--", binary, "transform", "identity")
+	c := unixClient(sock)
+	defer c.Close()
+	res := make(chan error, 1)
+	go func() {
+		r, err := do(ctxTimeout(t, 60*time.Second), c, request{method: "GET"})
+		if err == nil && (r.status != 200 || r.body != "slow answer") {
+			err = fmt.Errorf("status %d body %q", r.status, r.body)
+		}
+		res <- err
+	}()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+	waitCount := func(s string, n int) {
+		t.Helper()
+		if !pollUntil(20*time.Second, func() bool { return d.log.Count(s) >= n }) {
+			t.Fatalf("%d lines %q, want %d", d.log.Count(s), s, n)
+		}
+	}
+	d.signal(syscall.SIGHUP)
+	waitCount("configuration reloaded", 1)
+	// The first generation still serves the held request: its drain is on.
+	d.signal(syscall.SIGHUP)
+	waitCount("configuration reloaded", 2)
+	close(release)
+	if err := <-res; err != nil {
+		t.Fatalf("the request held across two reloads: %v", err)
+	}
+	waitCount("previous configuration drained and closed", 2)
+	d.signal(syscall.SIGTERM)
+	code := d.wait(30 * time.Second)
+	if strings.Contains(d.log.String(), "DATA RACE") {
+		t.Fatalf("data race in the daemon:\n%s", d.log)
+	}
+	if code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+// pollUntil checks cond every 20 ms until it holds or d has passed, for
+// states that no event announces (a process gone, a count in the log).
+func pollUntil(d time.Duration, cond func() bool) bool {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(d)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return cond()
+		}
+	}
+	return true
+}
