@@ -36,10 +36,63 @@ func (r *slowReader) Read(p []byte) (int, error) {
 	if r.data == "" {
 		return 0, io.EOF
 	}
-	time.Sleep(r.tick)
+	time.Sleep(r.tick) // the slow upload is what the test is about
 	p[0] = r.data[0]
 	r.data = r.data[1:]
 	return 1, nil
+}
+
+// waitIdleClosed waits until each connection s keeps has seen its upstream
+// close it (or send bytes past its answer), as the next request will.
+func waitIdleClosed(t *testing.T, s *httpSource) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		s.h1.mu.Lock()
+		defer s.h1.mu.Unlock()
+		for _, cn := range s.h1.idle {
+			if cn.quiet() {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond, "the upstream's close never reached the kept connection")
+}
+
+// watchTransportCloses makes s's net/http Transport report each connection
+// it closes. The Transport marks a connection broken before closing it, so
+// after a report the next request takes another connection.
+func watchTransportCloses(s *httpSource) <-chan struct{} {
+	closed := make(chan struct{}, 16)
+	dial := s.transport.DialContext
+	s.transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &reportingConn{Conn: c, closed: closed}, nil
+	}
+	return closed
+}
+
+type reportingConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan<- struct{}
+}
+
+func (c *reportingConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.closed <- struct{}{} })
+	return err
+}
+
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not happen within 10s", what)
+	}
 }
 
 // transportFetch sends r through the httpSource's net/http Transport (the
@@ -72,9 +125,10 @@ func TestH1PostAfterUpstreamClosedIdleConn(t *testing.T) {
 	}
 
 	// net/http, for comparison.
+	closed := watchTransportCloses(s)
 	_, err := transportFetch(t, s, get("/"))
 	require.NoError(t, err)
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, closed, "net/http closing the connection the upstream closed")
 	status, err := transportFetch(t, s, post())
 	require.NoError(t, err, "net/http drops the connection the upstream closed while idle")
 	assert.Equal(t, 200, status)
@@ -82,7 +136,7 @@ func TestH1PostAfterUpstreamClosedIdleConn(t *testing.T) {
 	m, err := s.Fetch(context.Background(), get("/"))
 	require.NoError(t, err)
 	assert.Equal(t, "ok", readAll(t, m))
-	time.Sleep(50 * time.Millisecond) // the upstream's close arrives
+	waitIdleClosed(t, s)
 	m, err = s.Fetch(context.Background(), post())
 	require.NoError(t, err, "a POST after the upstream closed an idle connection")
 	assert.Equal(t, "ok", readAll(t, m))
@@ -107,7 +161,7 @@ func TestH1GetAfterSeveralIdleConnsDied(t *testing.T) {
 	s.h1.mu.Lock()
 	require.Len(t, s.h1.idle, 2)
 	s.h1.mu.Unlock()
-	time.Sleep(50 * time.Millisecond) // both closes arrive
+	waitIdleClosed(t, s)
 
 	m, err := s.Fetch(ctx, get("/c"))
 	require.NoError(t, err, "a GET when two kept connections are dead")
@@ -125,11 +179,13 @@ func TestH1LateBytesAnswerNextRequest(t *testing.T) {
 		{"body on HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			pooled, lateSent := make(chan struct{}), make(chan struct{})
 			up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
 				if n == 1 {
 					io.WriteString(c, tc.first)
-					time.Sleep(30 * time.Millisecond)
+					<-pooled // the late bytes come once the connection is kept
 					io.WriteString(c, forged)
+					close(lateSent)
 					return true
 				}
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
@@ -141,7 +197,9 @@ func TestH1LateBytesAnswerNextRequest(t *testing.T) {
 			m, err := s.Fetch(context.Background(), r)
 			require.NoError(t, err)
 			readAll(t, m)
-			time.Sleep(100 * time.Millisecond)
+			close(pooled)
+			waitFor(t, lateSent, "the late bytes")
+			waitIdleClosed(t, s)
 			m, err = s.Fetch(context.Background(), get("/second"))
 			require.NoError(t, err)
 			assert.Equal(t, "real", readAll(t, m), "the second request got bytes the upstream sent after the first answer")
@@ -214,10 +272,13 @@ func TestH1ConcurrentCloseAndRead(t *testing.T) {
 	m, err := s.Fetch(context.Background(), get("/"))
 	require.NoError(t, err)
 	var wg sync.WaitGroup
+	second := make(chan struct{})
 	wg.Go(func() {
-		io.Copy(io.Discard, m.Body) // the exchange's writer goroutine
+		// The exchange's writer goroutine: its second Read waits for
+		// bytes the upstream never sends.
+		io.Copy(io.Discard, &readCounter{r: m.Body, at: 2, reached: second})
 	})
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, second, "the second Read")
 	m.Body.Close() // the exchange's timeout hook
 	wg.Wait()
 }
@@ -462,4 +523,19 @@ func mustParseURL(t *testing.T, s string) *url.URL {
 	u, err := url.Parse(s)
 	require.NoError(t, err)
 	return u
+}
+
+// readCounter closes reached when Read is called for the at-th time, just
+// before that call reads.
+type readCounter struct {
+	r       io.Reader
+	n, at   int
+	reached chan struct{}
+}
+
+func (rc *readCounter) Read(p []byte) (int, error) {
+	if rc.n++; rc.n == rc.at {
+		close(rc.reached)
+	}
+	return rc.r.Read(p)
 }

@@ -260,7 +260,7 @@ func TestH1StaleConnection(t *testing.T) {
 		m, err := s.Fetch(ctx, get("/"))
 		require.NoError(t, err)
 		assert.Equal(t, "ok", readAll(t, m))
-		time.Sleep(20 * time.Millisecond) // let the close arrive
+		waitIdleClosed(t, s)
 	}
 	post := &Request{Params: map[string]string{"REQUEST_METHOD": "POST", "REQUEST_URI": "/"}, ContentLength: 3, Stdin: strings.NewReader("abc")}
 	m, err := s.Fetch(ctx, post)

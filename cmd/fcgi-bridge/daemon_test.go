@@ -272,31 +272,37 @@ func TestReloadUnderLoad(t *testing.T) {
 		})
 	}
 
+	// traffic waits until the clients have had n more answers, so each
+	// reload meets requests in flight.
+	traffic := func(n int64) {
+		t.Helper()
+		want := total.Load() + n
+		if !pollUntil(20*time.Second, func() bool { return total.Load() >= want }) {
+			t.Fatalf("the clients stalled at %d requests", total.Load())
+		}
+	}
 	hup := func(wantLine string) {
 		t.Helper()
-		time.Sleep(300 * time.Millisecond)
-		before := strings.Count(d.log.String(), wantLine)
+		before := d.log.Count(wantLine)
 		d.signal(syscall.SIGHUP)
-		deadline := time.Now().Add(15 * time.Second)
-		for strings.Count(d.log.String(), wantLine) == before {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q after HUP", wantLine)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !pollUntil(15*time.Second, func() bool { return d.log.Count(wantLine) > before }) {
+			t.Fatalf("no %q after HUP", wantLine)
 		}
 	}
 	for range 4 {
+		traffic(10)
 		hup("configuration reloaded")
 	}
 	os.WriteFile(cfgPath, []byte(good+"\n[server]\nno_such_key = 1\n"), 0o644)
-	time.Sleep(300 * time.Millisecond)
+	traffic(10)
 	d.signal(syscall.SIGHUP)
 	if _, ok := d.log.WaitFor("reload failed", 10*time.Second); !ok {
 		t.Fatal("a broken file on HUP was not reported")
 	}
 	os.WriteFile(cfgPath, []byte(good), 0o644)
+	traffic(10)
 	hup("configuration reloaded")
-	time.Sleep(300 * time.Millisecond)
+	traffic(10)
 	stop.Store(true)
 	wg.Wait()
 
@@ -366,17 +372,8 @@ func transformProcesses() []int {
 // hence the short wait.
 func noTransformsLeft(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		left := transformProcesses()
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("transform processes %v outlived the daemon", left)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !pollUntil(3*time.Second, func() bool { return len(transformProcesses()) == 0 }) {
+		t.Errorf("transform processes %v outlived the daemon", transformProcesses())
 	}
 }
 
@@ -403,30 +400,22 @@ func TestNoTransformOutlivesKill(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "bridge.sock")
 	d := start(t, "--listen", "unix:"+sock)
 	var kids []int
-	for deadline := time.Now().Add(10 * time.Second); len(kids) < 2 && time.Now().Before(deadline); {
-		kids = childrenOf(d.cmd.Process.Pid)
-		time.Sleep(50 * time.Millisecond)
-	}
-	if len(kids) < 2 {
+	if !pollUntil(10*time.Second, func() bool { kids = childrenOf(d.cmd.Process.Pid); return len(kids) >= 2 }) {
 		t.Fatalf("the default configuration should start its two transforms (min = 1 each); found %v", kids)
 	}
 	d.signal(syscall.SIGKILL)
 	d.wait(5 * time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var left []int
+	var left []int
+	if !pollUntil(5*time.Second, func() bool {
+		left = left[:0]
 		for _, pid := range kids {
 			if alive(pid) {
 				left = append(left, pid)
 			}
 		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("transforms %v outlived the killed daemon", left)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		t.Fatalf("transforms %v outlived the killed daemon", left)
 	}
 }
 
@@ -546,16 +535,9 @@ func start2(t *testing.T, logPath string, args ...string) *proc {
 
 func waitFile(t *testing.T, path, want string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never contained %q:\n%s", path, want, b)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var b []byte
+	if !pollUntil(20*time.Second, func() bool { b, _ = os.ReadFile(path); return strings.Contains(string(b), want) }) {
+		t.Fatalf("%s never contained %q:\n%s", path, want, b)
 	}
 }
 
