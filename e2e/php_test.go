@@ -91,22 +91,28 @@ catch_workers_output = yes
 			t.Logf("php-fpm log:\n%s", logs())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return sock
-		}
+	exited := false
+	listening := testenv.Poll(15*time.Second, func() bool {
 		select {
 		case <-done:
-			t.Fatalf("php-fpm exited during start-up:\n%s", logs())
+			exited = true
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("php-fpm not listening on %s after 15s:\n%s", sock, logs())
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		c.Close()
+		return true
+	})
+	switch {
+	case exited:
+		t.Fatalf("php-fpm exited during start-up:\n%s", logs())
+	case !listening:
+		t.Fatalf("php-fpm not listening on %s after 15s:\n%s", sock, logs())
 	}
+	return sock
 }
 
 // TestNginxPHPFPMUpstream: nginx -> bridge -> php-fpm (fastcgi upstream)

@@ -106,22 +106,26 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	waitPort := func(step string, port int, done <-chan struct{}) {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-			if err == nil {
-				c.Close()
-				return
-			}
+		exited := false
+		listening := testenv.Poll(3*time.Minute, func() bool {
 			select {
 			case <-done:
-				t.Fatalf("%s exited before it listened on %d", step, port)
+				exited = true
+				return true
 			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s does not listen on %d", step, port)
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+			if err != nil {
+				return false
 			}
-			time.Sleep(50 * time.Millisecond)
+			c.Close()
+			return true
+		})
+		switch {
+		case exited:
+			t.Fatalf("%s exited before it listened on %d", step, port)
+		case !listening:
+			t.Fatalf("%s does not listen on %d", step, port)
 		}
 	}
 

@@ -153,17 +153,16 @@ func (l *lockedLog) String() string {
 
 func waitDial(t *testing.T, network, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.Close()
-			return
+	var err error
+	if !testenv.Poll(15*time.Second, func() bool {
+		var c net.Conn
+		if c, err = net.Dial(network, addr); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing answers on %s %s: %v", network, addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		c.Close()
+		return true
+	}) {
+		t.Fatalf("nothing answers on %s %s: %v", network, addr, err)
 	}
 }
 
@@ -246,11 +245,8 @@ func TestNginxLive(t *testing.T) {
 		fetchRendered(t, "http://127.0.0.1:"+port+"/app/page")
 	}
 	// The access line is written once the response is out, so it may trail.
-	for deadline := time.Now().Add(5 * time.Second); strings.Count(bridgeLog.String(), "route=render") < 3; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the bridge logged %d rendered requests, want 3", strings.Count(bridgeLog.String(), "route=render"))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.Poll(5*time.Second, func() bool { return strings.Count(bridgeLog.String(), "route=render") >= 3 }) {
+		t.Fatalf("the bridge logged %d rendered requests, want 3", strings.Count(bridgeLog.String(), "route=render"))
 	}
 }
 

@@ -277,7 +277,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	traffic := func(n int64) {
 		t.Helper()
 		want := total.Load() + n
-		if !pollUntil(20*time.Second, func() bool { return total.Load() >= want }) {
+		if !testenv.Poll(20*time.Second, func() bool { return total.Load() >= want }) {
 			t.Fatalf("the clients stalled at %d requests", total.Load())
 		}
 	}
@@ -285,7 +285,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Helper()
 		before := d.log.Count(wantLine)
 		d.signal(syscall.SIGHUP)
-		if !pollUntil(15*time.Second, func() bool { return d.log.Count(wantLine) > before }) {
+		if !testenv.Poll(15*time.Second, func() bool { return d.log.Count(wantLine) > before }) {
 			t.Fatalf("no %q after HUP", wantLine)
 		}
 	}
@@ -372,7 +372,7 @@ func transformProcesses() []int {
 // hence the short wait.
 func noTransformsLeft(t *testing.T) {
 	t.Helper()
-	if !pollUntil(3*time.Second, func() bool { return len(transformProcesses()) == 0 }) {
+	if !testenv.Poll(3*time.Second, func() bool { return len(transformProcesses()) == 0 }) {
 		t.Errorf("transform processes %v outlived the daemon", transformProcesses())
 	}
 }
@@ -400,13 +400,13 @@ func TestNoTransformOutlivesKill(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "bridge.sock")
 	d := start(t, "--listen", "unix:"+sock)
 	var kids []int
-	if !pollUntil(10*time.Second, func() bool { kids = childrenOf(d.cmd.Process.Pid); return len(kids) >= 2 }) {
+	if !testenv.Poll(10*time.Second, func() bool { kids = childrenOf(d.cmd.Process.Pid); return len(kids) >= 2 }) {
 		t.Fatalf("the default configuration should start its two transforms (min = 1 each); found %v", kids)
 	}
 	d.signal(syscall.SIGKILL)
 	d.wait(5 * time.Second)
 	var left []int
-	if !pollUntil(5*time.Second, func() bool {
+	if !testenv.Poll(5*time.Second, func() bool {
 		left = left[:0]
 		for _, pid := range kids {
 			if alive(pid) {
@@ -536,7 +536,7 @@ func start2(t *testing.T, logPath string, args ...string) *proc {
 func waitFile(t *testing.T, path, want string) {
 	t.Helper()
 	var b []byte
-	if !pollUntil(20*time.Second, func() bool { b, _ = os.ReadFile(path); return strings.Contains(string(b), want) }) {
+	if !testenv.Poll(20*time.Second, func() bool { b, _ = os.ReadFile(path); return strings.Contains(string(b), want) }) {
 		t.Fatalf("%s never contained %q:\n%s", path, want, b)
 	}
 }
@@ -653,7 +653,7 @@ func TestReloadWhilePreviousDrains(t *testing.T) {
 	}
 	waitCount := func(s string, n int) {
 		t.Helper()
-		if !pollUntil(20*time.Second, func() bool { return d.log.Count(s) >= n }) {
+		if !testenv.Poll(20*time.Second, func() bool { return d.log.Count(s) >= n }) {
 			t.Fatalf("%d lines %q, want %d", d.log.Count(s), s, n)
 		}
 	}
@@ -675,20 +675,4 @@ func TestReloadWhilePreviousDrains(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit status %d", code)
 	}
-}
-
-// pollUntil checks cond every 20 ms until it holds or d has passed, for
-// states that no event announces (a process gone, a count in the log).
-func pollUntil(d time.Duration, cond func() bool) bool {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(d)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			return cond()
-		}
-	}
-	return true
 }
