@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,26 +90,8 @@ catch_workers_output = yes
 			t.Logf("php-fpm log:\n%s", logs())
 		}
 	})
-	exited := false
-	listening := testenv.Poll(15*time.Second, func() bool {
-		select {
-		case <-done:
-			exited = true
-			return true
-		default:
-		}
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
-	switch {
-	case exited:
-		t.Fatalf("php-fpm exited during start-up:\n%s", logs())
-	case !listening:
-		t.Fatalf("php-fpm not listening on %s after 15s:\n%s", sock, logs())
+	if err := testenv.WaitListening("unix", sock, done, 15*time.Second); err != nil {
+		t.Fatalf("php-fpm: %v:\n%s", err, logs())
 	}
 	return sock
 }

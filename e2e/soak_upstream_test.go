@@ -37,7 +37,10 @@ const (
 // hostileCases name the behaviours both upstreams have, with the statuses
 // a client may get. A longer body than declared is a complete message
 // followed by stray bytes: the declared body is the answer (as net/http
-// and nginx read it) and the connection is not reused.
+// and nginx read it) and the connection is not reused once the stray bytes
+// are seen. When they arrive only after the connection was checked and
+// reused, the next request on it reads them and gets a 502, as it would
+// through net/http's Transport.
 var hostileCases = []struct {
 	name   string
 	want   []int
@@ -202,8 +205,9 @@ func procMemory(pid int) (peak, rss int64) {
 	return peak, rss
 }
 
-// hostileHTTPUpstream answers each request as its path's case says.
-func hostileHTTPUpstream(t *testing.T) string {
+// serveHostile runs serve on each connection to a new TCP listener until
+// the test ends, and returns the listener's address.
+func serveHostile(t *testing.T, serve func(c net.Conn)) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -218,26 +222,40 @@ func hostileHTTPUpstream(t *testing.T) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil || l == "\r\n" {
-						break
-					}
-				}
-				f := strings.Fields(line)
-				if len(f) < 2 {
-					return
-				}
-				hostileHTTPAnswer(c, strings.Split(f[1], "/")[2])
+				serve(c)
 			})
 		}
 	})
 	return l.Addr().String()
+}
+
+// hostileCase is the case a request path such as /http/tiny/3 names.
+func hostileCase(uri string) string {
+	parts := strings.Split(uri, "/")
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[2]
+}
+
+// hostileHTTPUpstream answers each request as its path's case says.
+func hostileHTTPUpstream(t *testing.T) string {
+	return serveHostile(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
+			}
+		}
+		if f := strings.Fields(line); len(f) >= 2 {
+			hostileHTTPAnswer(c, hostileCase(f[1]))
+		}
+	})
 }
 
 func hostileHTTPAnswer(c net.Conn, name string) {
@@ -316,56 +334,37 @@ func readFCGIRecord(r *bufio.Reader, buf []byte) (typ byte, id uint16, content [
 // hostileFastCGIUpstream is a FastCGI responder answering as the case in
 // the request's REQUEST_URI says, one request per connection.
 func hostileFastCGIUpstream(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
+	return serveHostile(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		var params []byte
+		var id uint16
+		buf := make([]byte, 0, 64<<10)
 		for {
-			c, err := l.Accept()
+			typ, rid, content, err := readFCGIRecord(br, buf)
 			if err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				var params []byte
-				var id uint16
-				buf := make([]byte, 0, 64<<10)
-				for {
-					typ, rid, content, err := readFCGIRecord(br, buf)
-					if err != nil {
-						return
-					}
-					switch typ {
-					case fcgiGetValues:
-						c.Write(appendFCGIRecord(nil, fcgiValuesResult, 0, nil))
-						continue
-					case fcgiBeginRequest:
-						id = rid
-					case fcgiParams:
-						params = append(params, content...)
-					}
-					if typ == fcgiStdin && len(content) == 0 {
-						break
-					}
-				}
-				uri := ""
-				if i := bytes.Index(params, []byte("REQUEST_URI")); i >= 0 && i >= 2 {
-					n := int(params[i-1])
-					uri = string(params[i+len("REQUEST_URI") : i+len("REQUEST_URI")+n])
-				}
-				parts := strings.Split(uri, "/")
-				if len(parts) < 3 {
-					return
-				}
-				hostileFastCGIAnswer(c, id, parts[2])
-			})
+			switch typ {
+			case fcgiGetValues:
+				c.Write(appendFCGIRecord(nil, fcgiValuesResult, 0, nil))
+				continue
+			case fcgiBeginRequest:
+				id = rid
+			case fcgiParams:
+				params = append(params, content...)
+			}
+			if typ == fcgiStdin && len(content) == 0 {
+				break
+			}
 		}
+		// The URI is short: its name and value lengths take a byte each.
+		uri := ""
+		if i := bytes.Index(params, []byte("REQUEST_URI")); i >= 2 {
+			n := int(params[i-1])
+			uri = string(params[i+len("REQUEST_URI") : i+len("REQUEST_URI")+n])
+		}
+		hostileFastCGIAnswer(c, id, hostileCase(uri))
 	})
-	return l.Addr().String()
 }
 
 func hostileFastCGIAnswer(c net.Conn, id uint16, name string) {

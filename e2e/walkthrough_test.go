@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,26 +105,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	waitPort := func(step string, port int, done <-chan struct{}) {
 		t.Helper()
-		exited := false
-		listening := testenv.Poll(3*time.Minute, func() bool {
-			select {
-			case <-done:
-				exited = true
-				return true
-			default:
-			}
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-			if err != nil {
-				return false
-			}
-			c.Close()
-			return true
-		})
-		switch {
-		case exited:
-			t.Fatalf("%s exited before it listened on %d", step, port)
-		case !listening:
-			t.Fatalf("%s does not listen on %d", step, port)
+		if err := testenv.WaitListening("tcp", "127.0.0.1:"+strconv.Itoa(port), done, 3*time.Minute); err != nil {
+			t.Fatalf("%s on port %d: %v", step, port, err)
 		}
 	}
 

@@ -3,7 +3,6 @@ package examples_test
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -153,16 +152,8 @@ func (l *lockedLog) String() string {
 
 func waitDial(t *testing.T, network, addr string) {
 	t.Helper()
-	var err error
-	if !testenv.Poll(15*time.Second, func() bool {
-		var c net.Conn
-		if c, err = net.Dial(network, addr); err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	}) {
-		t.Fatalf("nothing answers on %s %s: %v", network, addr, err)
+	if err := testenv.WaitListening(network, addr, nil, 15*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
