@@ -148,6 +148,10 @@ func TestSoakNginxReloads(t *testing.T) {
 	if length < 2*soakSampleEvery {
 		t.Fatalf("a soak of %v has fewer than two RSS samples; give at least 2m", length)
 	}
+	if dl, ok := t.Deadline(); ok && time.Until(dl) < length+2*time.Minute {
+		t.Fatalf("a %v soak does not fit in the %v left before the test deadline: add -timeout %v",
+			length, time.Until(dl).Round(time.Second), (length + 5*time.Minute).Round(time.Minute))
+	}
 	d, ngx := soakSite(t)
 	pid := d.cmd.Process.Pid
 	accessLog := filepath.Join(ngx.Dir, "access.log")
