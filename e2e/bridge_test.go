@@ -190,14 +190,9 @@ func alive(pids []int) []int {
 
 // waitGone waits until none of pids runs, up to d, and returns those left.
 func waitGone(pids []int, d time.Duration) []int {
-	deadline := time.Now().Add(d)
-	for {
-		left := alive(pids)
-		if len(left) == 0 || time.Now().After(deadline) {
-			return left
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var left []int
+	testenv.Poll(d, func() bool { left = alive(pids); return len(left) == 0 })
+	return left
 }
 
 // httpResult is one HTTP answer, read whole.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/internal/peers"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 )
 
 // lifecycleConfig renders the app's JSON with the node renderer (variant
@@ -69,7 +70,7 @@ func TestNginxReloadAndDrain(t *testing.T) {
 			case slowStarted <- struct{}{}:
 			default:
 			}
-			time.Sleep(1500 * time.Millisecond)
+			time.Sleep(1500 * time.Millisecond) // the slow request TERM must let finish
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{"title": "Page " + r.URL.Path})
@@ -144,11 +145,21 @@ func TestNginxReloadAndDrain(t *testing.T) {
 		}(c)
 	}
 
-	// Four reloads, 600 ms apart, alternating the transform.
+	// traffic waits until the clients have had n more answers (or
+	// failures), so each reload meets requests in flight.
+	traffic := func(n int64) {
+		t.Helper()
+		want := ok.Load() + failed.Load() + n
+		if !testenv.Poll(30*time.Second, func() bool { return ok.Load()+failed.Load() >= want }) {
+			t.Fatalf("the clients stalled at %d requests", ok.Load()+failed.Load())
+		}
+	}
+
+	// Four reloads, each after 20 more requests, alternating the transform.
 	start := time.Now()
 	const reloads = 4
 	for i := 1; i <= reloads; i++ {
-		time.Sleep(600 * time.Millisecond)
+		traffic(20)
 		variant := "html"
 		if i%2 == 0 {
 			variant = "node"
@@ -157,15 +168,11 @@ func TestNginxReloadAndDrain(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.signal(syscall.SIGHUP)
-		deadline := time.Now().Add(20 * time.Second)
-		for d.log.Count("configuration reloaded") < i {
-			if time.Now().After(deadline) {
-				t.Fatalf("reload %d not logged", i)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testenv.Poll(20*time.Second, func() bool { return d.log.Count("configuration reloaded") >= i }) {
+			t.Fatalf("reload %d not logged", i)
 		}
 	}
-	time.Sleep(600 * time.Millisecond)
+	traffic(20)
 	close(stop)
 	wg.Wait()
 	t.Logf("HUP x%d under load through nginx: %d requests in %v (%d by node, %d by the html sample), %d failed",

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,22 +90,10 @@ catch_workers_output = yes
 			t.Logf("php-fpm log:\n%s", logs())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return sock
-		}
-		select {
-		case <-done:
-			t.Fatalf("php-fpm exited during start-up:\n%s", logs())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("php-fpm not listening on %s after 15s:\n%s", sock, logs())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testenv.WaitListening("unix", sock, done, 15*time.Second); err != nil {
+		t.Fatalf("php-fpm: %v:\n%s", err, logs())
 	}
+	return sock
 }
 
 // TestNginxPHPFPMUpstream: nginx -> bridge -> php-fpm (fastcgi upstream)

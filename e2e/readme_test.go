@@ -57,17 +57,15 @@ func TestReadmeCommands(t *testing.T) {
 
 	// The embedded default listens on 127.0.0.1:9000; wait out another
 	// user of the port rather than fail on a coincidence.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if !testenv.Poll(30*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:9000", time.Second)
 		if err != nil {
-			break
+			return true
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("127.0.0.1:9000, the embedded default's address, is in use by another program")
-		}
-		time.Sleep(200 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("127.0.0.1:9000, the embedded default's address, is in use by another program")
 	}
 
 	start := time.Now()

@@ -348,9 +348,12 @@ transform = ["hang"]
 		}
 		first <- r
 	}()
-	// The hang transform's process is busy once its exchange began; the
-	// second request comes well inside the first one's 4 s.
-	time.Sleep(1500 * time.Millisecond)
+	// The hang transform's process is busy once it has read the message
+	// (it says so on stderr, which reaches the log); the second request
+	// comes well inside the first one's 4 s.
+	if _, ok := d.log.WaitFor("hang: not answering", 4*time.Second); !ok {
+		t.Fatal("the hang transform never received the first request")
+	}
 	r := mustFetch(t, "POST", ngx.URL("/second"), map[string]string{"Content-Type": "text/plain"}, strings.NewReader("y"))
 	t.Logf("second request while the only process hangs: %d in %v, Retry-After %q", r.status, r.took, r.header.Get("Retry-After"))
 	if r.status != 503 || r.header.Get("Retry-After") == "" {

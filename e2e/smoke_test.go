@@ -28,7 +28,7 @@ func smokeConfig(t *testing.T) (func(string) string, *atomic.Int32) {
 				break
 			}
 		}
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(150 * time.Millisecond) // the slow app whose requests must overlap
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "slow answer for "+r.URL.RequestURI())
 	}))
@@ -93,7 +93,7 @@ func concurrently(t *testing.T, s *peers.Server, n int, stagger time.Duration) t
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			time.Sleep(time.Duration(i) * stagger)
+			time.Sleep(time.Duration(i) * stagger) // arrivals spread on purpose: the load pattern under test
 			r, err := fetch(t, "GET", s.URL(fmt.Sprintf("/slow/%d?x=y", i)), nil, nil)
 			if err != nil {
 				t.Errorf("request %d: %v", i, err)

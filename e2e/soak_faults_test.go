@@ -243,7 +243,7 @@ func TestFaultMatrix(t *testing.T) {
 	// and have no process below it. Neither gives a signal: poll.
 	var fds int
 	var kids []int
-	settled := testenv.WaitUntil(30*time.Second, 100*time.Millisecond, func() bool {
+	settled := testenv.Poll(30*time.Second, func() bool {
 		fds, kids = countFDsOf(pid), descendants(pid)
 		return fds <= baseFDs && len(kids) == 0
 	})

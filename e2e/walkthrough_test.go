@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,22 +105,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	waitPort := func(step string, port int, done <-chan struct{}) {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-			if err == nil {
-				c.Close()
-				return
-			}
-			select {
-			case <-done:
-				t.Fatalf("%s exited before it listened on %d", step, port)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s does not listen on %d", step, port)
-			}
-			time.Sleep(50 * time.Millisecond)
+		if err := testenv.WaitListening("tcp", "127.0.0.1:"+strconv.Itoa(port), done, 3*time.Minute); err != nil {
+			t.Fatalf("%s on port %d: %v", step, port, err)
 		}
 	}
 

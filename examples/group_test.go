@@ -81,7 +81,7 @@ func TestNginxUpstreamGroup(t *testing.T) {
 	// The access line follows the answer: wait for the ten lines.
 	logged := func(n int) bool { return a.log.Count("uri=/app/")+b.log.Count("uri=/app/") >= n }
 	served(10)
-	testenv.WaitUntil(10*time.Second, 10*time.Millisecond, func() bool { return logged(10) })
+	testenv.Poll(10*time.Second, func() bool { return logged(10) })
 	na, nb := a.log.Count("uri=/app/"), b.log.Count("uri=/app/")
 	if na == 0 || nb == 0 || na+nb != 10 {
 		t.Fatalf("10 requests: bridge a served %d, bridge b %d; want both to serve, 10 in all", na, nb)
@@ -89,7 +89,7 @@ func TestNginxUpstreamGroup(t *testing.T) {
 
 	a.stop()
 	served(10)
-	testenv.WaitUntil(10*time.Second, 10*time.Millisecond, func() bool { return logged(20) })
+	testenv.Poll(10*time.Second, func() bool { return logged(20) })
 	if got := b.log.Count("uri=/app/"); got != nb+10 {
 		t.Errorf("with bridge a stopped, bridge b served %d of 10 requests", got-nb)
 	}

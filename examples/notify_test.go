@@ -130,11 +130,8 @@ func TestUnitsUnderSystemd(t *testing.T) {
 	pid := show("MainPID")
 
 	sysctl("reload", name+".service")
-	for deadline := time.Now().Add(20 * time.Second); show("ActiveState") != "active"; {
-		if time.Now().After(deadline) {
-			t.Fatalf("after reload: ActiveState=%s", show("ActiveState"))
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testenv.Poll(20*time.Second, func() bool { return show("ActiveState") == "active" }) {
+		t.Fatalf("after reload: ActiveState=%s", show("ActiveState"))
 	}
 	if got := show("MainPID"); got != pid {
 		t.Errorf("reload replaced the process: MainPID %s, was %s", got, pid)

@@ -120,7 +120,7 @@ func (l leakCheck) check(t testing.TB) {
 		return runtime.NumGoroutine() <= l.goroutines && countFDs() <= l.fds && len(childProcesses()) == 0
 	}
 	// Goroutines and fds give no signal when they end: poll.
-	if testenv.WaitUntil(5*time.Second, 20*time.Millisecond, clean) {
+	if testenv.Poll(5*time.Second, clean) {
 		return
 	}
 	g, f, kids := runtime.NumGoroutine(), countFDs(), childProcesses()

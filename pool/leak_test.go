@@ -107,7 +107,7 @@ func watch(t *testing.T) *logCapture {
 		}
 		// Goroutines and fds give no signal when they end: poll.
 		var problems []string
-		if !testenv.WaitUntil(5*time.Second, 20*time.Millisecond, func() bool { return len(leaks()) == 0 }) {
+		if !testenv.Poll(5*time.Second, func() bool { return len(leaks()) == 0 }) {
 			problems = leaks()
 		}
 		if len(problems) > 0 {

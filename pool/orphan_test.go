@@ -123,7 +123,7 @@ func TestTransformsSurviveThreadExits(t *testing.T) {
 		}
 		return true
 	}
-	require.True(t, testenv.WaitUntil(10*time.Second, 5*time.Millisecond, gone), "locked threads did not end")
+	require.True(t, testenv.Poll(10*time.Second, gone), "locked threads did not end")
 	defer func() { require.Zero(t, p.Stats().Crashed) }()
 	var procs []*Process
 	for range 4 {

@@ -633,7 +633,7 @@ func TestNoRestartLoopOnCleanExit(t *testing.T) {
 	p := newPool(t, logs, Config{Command: []string{"true"}, Min: 1, Max: 1})
 	// The back-off after the first two failures is 100+200 ms: a third
 	// failure cannot come sooner, however fast the machine.
-	require.True(t, testenv.WaitUntil(10*time.Second, 5*time.Millisecond, func() bool { return p.Stats().StartFailures >= 3 }))
+	require.True(t, testenv.Poll(10*time.Second, func() bool { return p.Stats().StartFailures >= 3 }))
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "starts were not backed off")
 	s := p.Stats()
 	require.LessOrEqual(t, s.Spawned, s.StartFailures+1, "one start at a time")

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -192,46 +193,69 @@ func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request,
 }
 
 // forwardFields calls add for every header field sent upstream except Host
-// and the body's framing: the client's own fields without hop-by-hop ones,
-// then Content-Type and the X-Forwarded-* fields the bridge sets.
+// and the body's framing: the client's own fields, in the order they came
+// (Request.ParamOrder) or else sorted by name, without hop-by-hop ones and
+// without those its Connection field names; then Content-Type and the
+// X-Forwarded-* fields the bridge sets.
 func forwardFields(r *Request, add func(name, value string)) {
 	p := r.Params
 	ct, host, remote := p["CONTENT_TYPE"], p["HTTP_HOST"], p["REMOTE_ADDR"]
-	for k, v := range p {
+	var hopBuf [4]string
+	hop, _ := connectionOptions(hopBuf[:0], p["HTTP_CONNECTION"])
+	client := func(k, v string) {
 		name, ok := HeaderName(k)
-		if !ok || hopByHop[name] {
-			continue
+		if !ok || hopByHop[name] || connectionNamed(hop, name) {
+			return
 		}
 		switch name {
 		case "Host", "Content-Length", "X-Forwarded-Proto":
-			continue
+			return
 		case "Content-Type":
 			if ct != "" {
-				continue
+				return
 			}
 		case "Accept-Encoding":
 			if r.Identity {
-				continue
+				return
 			}
 		case "X-Forwarded-Host":
 			if host != "" {
-				continue
+				return
 			}
 		case "X-Forwarded-For":
 			if remote != "" {
-				continue
+				return
 			}
 		}
 		add(name, v)
 	}
-	if ct != "" {
+	if r.ParamOrder != nil {
+		for _, k := range r.ParamOrder {
+			if v, ok := p[k]; ok {
+				client(k, v)
+			}
+		}
+	} else {
+		var keyBuf [48]string
+		keys := keyBuf[:0]
+		for k := range p {
+			if strings.HasPrefix(k, "HTTP_") {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			client(k, p[k])
+		}
+	}
+	if ct != "" && !connectionNamed(hop, "Content-Type") {
 		add("Content-Type", ct)
 	}
 	if host != "" {
 		add("X-Forwarded-Host", host)
 	}
 	if remote != "" {
-		if prior := p["HTTP_X_FORWARDED_FOR"]; prior != "" {
+		if prior := p["HTTP_X_FORWARDED_FOR"]; prior != "" && !connectionNamed(hop, "X-Forwarded-For") {
 			remote = prior + ", " + remote
 		}
 		add("X-Forwarded-For", remote)
@@ -382,11 +406,9 @@ func requestBody(r *Request) (io.Reader, int64, error) {
 // Content-Length, which Message.Length carries. Values of one name keep
 // their order (several Set-Cookie); names are sorted since Go's map has none.
 func responseHeader(h http.Header) filter.Header {
-	drop := map[string]bool{}
+	var drop []string
 	for _, v := range h.Values("Connection") {
-		for _, n := range strings.Split(v, ",") {
-			drop[http.CanonicalHeaderKey(strings.TrimSpace(n))] = true
-		}
+		drop, _ = connectionOptions(drop, v)
 	}
 	// A usual response has a handful of fields: names stays on the stack
 	// and out is allocated once.
@@ -398,7 +420,7 @@ func responseHeader(h http.Header) filter.Header {
 	sort.Strings(names)
 	out := make(filter.Header, 0, len(h))
 	for _, n := range names {
-		if hopByHop[n] || drop[n] || n == "Content-Length" {
+		if hopByHop[n] || connectionNamed(drop, n) || n == "Content-Length" {
 			continue
 		}
 		for _, v := range h[n] {

@@ -652,6 +652,7 @@ type responseHead struct {
 	chunked   bool
 	noBody    bool
 	keepAlive bool
+	http10    bool // an HTTP/1.0 answer: Transfer-Encoding is ignored
 }
 
 // maxHeadBytes bounds a response head, as net/http's default does for the
@@ -702,7 +703,7 @@ func readResponseHead(br *bufio.Reader, method string) (responseHead, error) {
 // readHeadBlock appends lines up to and including the empty line that ends
 // a head.
 func readHeadBlock(br *bufio.Reader, dst []byte, started *bool) ([]byte, error) {
-	for {
+	for partial := false; ; {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			*started = true
@@ -712,6 +713,7 @@ func readHeadBlock(br *bufio.Reader, dst []byte, started *bool) ([]byte, error) 
 		}
 		dst = append(dst, line...)
 		if err == bufio.ErrBufferFull {
+			partial = true
 			continue // a long line: the rest follows
 		}
 		if err != nil {
@@ -719,6 +721,12 @@ func readHeadBlock(br *bufio.Reader, dst []byte, started *bool) ([]byte, error) 
 				err = io.ErrUnexpectedEOF
 			}
 			return dst, err
+		}
+		if partial {
+			// The end of a long line, which may be just its "\r\n" or
+			// "\n": not an empty line.
+			partial = false
+			continue
 		}
 		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
 			if len(dst) == len(line) {
@@ -739,9 +747,9 @@ func (h *responseHead) parseStatus(line string) error {
 	}
 	switch proto {
 	case "HTTP/1.1":
-		h.keepAlive = true
+		h.keepAlive, h.http10 = true, false
 	case "HTTP/1.0":
-		h.keepAlive = false
+		h.keepAlive, h.http10 = false, true
 	default:
 		return fmt.Errorf("unsupported protocol in status line %q", truncate(line))
 	}
@@ -804,26 +812,30 @@ func (h *responseHead) parseFields(block string) error {
 			h.length, hasCL = n, true
 			continue
 		case "Transfer-Encoding":
+			// net/http's rules (RFC 9112 section 6.1), since an upstream
+			// and the bridge that disagree on where a body ends would take
+			// the rest of it for the next answer on a kept connection.
+			if h.http10 {
+				// HTTP/1.0 has no transfer codings: the field is ignored
+				// and the body framed by Content-Length or the close.
+				continue
+			}
+			if hasTE {
+				return errors.New("more than one Transfer-Encoding field: the body's end is ambiguous")
+			}
 			hasTE = true
-			codings := strings.Split(value, ",")
-			if !strings.EqualFold(strings.TrimSpace(codings[len(codings)-1]), "chunked") {
-				// Go's Transport refuses these too: the body's end
-				// could only be the connection's, and its coding
-				// would be passed on undeclared.
-				return fmt.Errorf("unsupported Transfer-Encoding %q", truncate(value))
+			if !strings.EqualFold(value, "chunked") {
+				// A coding other than chunked alone ("gzip, chunked",
+				// "chunked, chunked") would either be passed on
+				// undeclared or decoded twice.
+				return fmt.Errorf("unsupported Transfer-Encoding %q: only \"chunked\" alone frames a body", truncate(value))
 			}
 			h.chunked = true
 			continue
 		case "Connection":
-			for _, tok := range strings.Split(value, ",") {
-				tok = strings.TrimSpace(tok)
-				switch {
-				case strings.EqualFold(tok, "close"):
-					h.keepAlive = false
-				case strings.EqualFold(tok, "keep-alive"):
-				case tok != "":
-					connection = append(connection, textproto.CanonicalMIMEHeaderKey(tok))
-				}
+			var closing bool
+			if connection, closing = connectionOptions(connection, value); closing {
+				h.keepAlive = false
 			}
 			continue
 		}
@@ -844,7 +856,7 @@ func (h *responseHead) parseFields(block string) error {
 	if len(connection) > 0 {
 		kept := fields[:0]
 		for _, f := range fields {
-			if !containsName(connection, f.Name) {
+			if !connectionNamed(connection, f.Name) {
 				kept = append(kept, f)
 			}
 		}
@@ -897,15 +909,6 @@ func parseDigits(s string) (int64, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
-}
-
-func containsName(names []string, n string) bool {
-	for _, x := range names {
-		if x == n {
-			return true
-		}
-	}
-	return false
 }
 
 func truncate(s string) string {

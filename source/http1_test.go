@@ -260,7 +260,7 @@ func TestH1StaleConnection(t *testing.T) {
 		m, err := s.Fetch(ctx, get("/"))
 		require.NoError(t, err)
 		assert.Equal(t, "ok", readAll(t, m))
-		time.Sleep(20 * time.Millisecond) // let the close arrive
+		waitIdleClosed(t, s)
 	}
 	post := &Request{Params: map[string]string{"REQUEST_METHOD": "POST", "REQUEST_URI": "/"}, ContentLength: 3, Stdin: strings.NewReader("abc")}
 	m, err := s.Fetch(ctx, post)
@@ -413,6 +413,9 @@ func FuzzResponseHead(f *testing.F) {
 	} {
 		f.Add(s, false)
 	}
+	for _, tc := range framingCases {
+		f.Add(tc.answer, false)
+	}
 	f.Fuzz(func(t *testing.T, in string, head bool) {
 		method := http.MethodGet
 		if head {
@@ -421,6 +424,16 @@ func FuzzResponseHead(f *testing.F) {
 		h, err := readResponseHead(bufio.NewReaderSize(strings.NewReader(in), 16), method)
 		if err != nil {
 			return
+		}
+		// Where net/http reads the same head, it must agree on chunked
+		// framing, and what it refuses for its transfer coding is refused.
+		req, _ := http.NewRequest(method, "http://upstream/", nil)
+		resp, nerr := http.ReadResponse(bufio.NewReader(strings.NewReader(in)), req)
+		if nerr != nil && strings.Contains(nerr.Error(), "transfer encoding") {
+			t.Fatalf("accepted a Transfer-Encoding net/http refuses: %v", nerr)
+		}
+		if nerr == nil && !h.noBody && h.chunked != (len(resp.TransferEncoding) > 0) {
+			t.Fatalf("chunked: %v here, %v in net/http", h.chunked, resp.TransferEncoding)
 		}
 		if h.status < 200 || h.status > 999 {
 			t.Fatalf("status %d accepted", h.status)
@@ -431,6 +444,46 @@ func FuzzResponseHead(f *testing.F) {
 		for _, fl := range h.header {
 			if !field.Token(fl.Name) || hopByHop[fl.Name] || strings.ContainsAny(fl.Value, "\r\n") {
 				t.Fatalf("field %q: %q passed on", fl.Name, fl.Value)
+			}
+		}
+	})
+}
+
+// FuzzRequestHead builds request heads from hostile params: every head
+// that is built must parse as one request, carry no hop-by-hop field and
+// none that its Connection field names.
+func FuzzRequestHead(f *testing.F) {
+	for _, s := range [][3]string{
+		{"keep-alive, X-Secret", "HTTP_X_SECRET", "s"},
+		{"x-secret ,  COOKIE", "HTTP_COOKIE", "a=b"},
+		{"close, X-Forwarded-For", "HTTP_X_FORWARDED_FOR", "203.0.113.9"},
+		{"Upgrade", "HTTP_UPGRADE", "h2c"},
+		{"", "HTTP_TE", "trailers"},
+		{"Content-Type", "CONTENT_TYPE", "text/plain"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	s, err := NewHTTP(httpUpstream("http://127.0.0.1:1/"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	hs := s.(*httpSource)
+	f.Fuzz(func(t *testing.T, connection, param, value string) {
+		r := &Request{Params: map[string]string{"REQUEST_URI": "/", "HTTP_CONNECTION": connection, param: value,
+			"HTTP_X_OTHER": "o", "REMOTE_ADDR": "192.0.2.1"}, ContentLength: -1}
+		bp := new([]byte)
+		q, err := hs.newH1Request(r, bp)
+		if err != nil {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(string(q.head))))
+		if err != nil {
+			t.Fatalf("head does not parse: %v\n%q", err, q.head)
+		}
+		named, _ := connectionOptions(nil, connection)
+		for name := range req.Header {
+			if hopByHop[name] || (connectionNamed(named, name) && !strings.HasPrefix(name, "X-Forwarded-")) {
+				t.Fatalf("%s forwarded (Connection: %q)", name, connection)
 			}
 		}
 	})

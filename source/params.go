@@ -68,6 +68,38 @@ var hopByHop = map[string]bool{
 	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Proxy": true,
 }
 
+// connectionOptions appends to names the field names a Connection value
+// lists (RFC 9110 section 7.6.1), as written, and reports whether one of
+// them is "close". Those fields describe the hop the value came on, like
+// the hopByHop ones, and are not forwarded: see connectionNamed.
+func connectionOptions(names []string, value string) ([]string, bool) {
+	closing := false
+	for value != "" {
+		var tok string
+		tok, value, _ = strings.Cut(value, ",")
+		tok = strings.TrimSpace(tok)
+		if tok == "" {
+			continue
+		}
+		if strings.EqualFold(tok, "close") {
+			closing = true
+		}
+		names = append(names, tok)
+	}
+	return names, closing
+}
+
+// connectionNamed reports whether field is one of the names
+// connectionOptions found; names are case-insensitive.
+func connectionNamed(names []string, field string) bool {
+	for _, n := range names {
+		if strings.EqualFold(n, field) {
+			return true
+		}
+	}
+	return false
+}
+
 // RequestHeader returns the request's headers (the HTTP_* params, plus
 // Content-Type and Content-Length from their CGI variables) without
 // hop-by-hop ones, sorted by name because params carry no order.

@@ -28,6 +28,11 @@ import (
 type Request struct {
 	Role   fcgi.Role
 	Params map[string]string
+	// ParamOrder, when known, names each of Params once in the order the
+	// web server sent them, and header fields go upstream in that order
+	// (some applications read the first of several fields, or sign the
+	// head). Without it they go sorted by name, the same for every request.
+	ParamOrder []string
 	// ContentLength is the parsed CONTENT_LENGTH, -1 when absent or invalid.
 	ContentLength int64
 	Stdin         io.Reader

@@ -278,10 +278,13 @@ func (d *daemon) reload() error {
 	d.metrics.Reloaded(nil)
 	d.log.Info("configuration reloaded", "config", cfg.File, "routes", describeRoutes(cfg))
 
+	// The grace is read here, on the signal loop that owns d.cfg: the next
+	// HUP may replace d.cfg while this generation is still draining.
+	grace := d.grace()
 	d.retiring.Add(1)
 	go func() {
 		defer d.retiring.Done()
-		ctx, cancel := context.WithTimeout(d.hard, d.grace())
+		ctx, cancel := context.WithTimeout(d.hard, grace)
 		defer cancel()
 		if err := old.retire(ctx); err != nil {
 			d.log.Warn("previous configuration closed before its requests finished", "err", err)

@@ -272,31 +272,37 @@ func TestReloadUnderLoad(t *testing.T) {
 		})
 	}
 
+	// traffic waits until the clients have had n more answers, so each
+	// reload meets requests in flight.
+	traffic := func(n int64) {
+		t.Helper()
+		want := total.Load() + n
+		if !testenv.Poll(20*time.Second, func() bool { return total.Load() >= want }) {
+			t.Fatalf("the clients stalled at %d requests", total.Load())
+		}
+	}
 	hup := func(wantLine string) {
 		t.Helper()
-		time.Sleep(300 * time.Millisecond)
-		before := strings.Count(d.log.String(), wantLine)
+		before := d.log.Count(wantLine)
 		d.signal(syscall.SIGHUP)
-		deadline := time.Now().Add(15 * time.Second)
-		for strings.Count(d.log.String(), wantLine) == before {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q after HUP", wantLine)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testenv.Poll(15*time.Second, func() bool { return d.log.Count(wantLine) > before }) {
+			t.Fatalf("no %q after HUP", wantLine)
 		}
 	}
 	for range 4 {
+		traffic(10)
 		hup("configuration reloaded")
 	}
 	os.WriteFile(cfgPath, []byte(good+"\n[server]\nno_such_key = 1\n"), 0o644)
-	time.Sleep(300 * time.Millisecond)
+	traffic(10)
 	d.signal(syscall.SIGHUP)
 	if _, ok := d.log.WaitFor("reload failed", 10*time.Second); !ok {
 		t.Fatal("a broken file on HUP was not reported")
 	}
 	os.WriteFile(cfgPath, []byte(good), 0o644)
+	traffic(10)
 	hup("configuration reloaded")
-	time.Sleep(300 * time.Millisecond)
+	traffic(10)
 	stop.Store(true)
 	wg.Wait()
 
@@ -366,17 +372,8 @@ func transformProcesses() []int {
 // hence the short wait.
 func noTransformsLeft(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		left := transformProcesses()
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("transform processes %v outlived the daemon", left)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Poll(3*time.Second, func() bool { return len(transformProcesses()) == 0 }) {
+		t.Errorf("transform processes %v outlived the daemon", transformProcesses())
 	}
 }
 
@@ -403,30 +400,22 @@ func TestNoTransformOutlivesKill(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "bridge.sock")
 	d := start(t, "--listen", "unix:"+sock)
 	var kids []int
-	for deadline := time.Now().Add(10 * time.Second); len(kids) < 2 && time.Now().Before(deadline); {
-		kids = childrenOf(d.cmd.Process.Pid)
-		time.Sleep(50 * time.Millisecond)
-	}
-	if len(kids) < 2 {
+	if !testenv.Poll(10*time.Second, func() bool { kids = childrenOf(d.cmd.Process.Pid); return len(kids) >= 2 }) {
 		t.Fatalf("the default configuration should start its two transforms (min = 1 each); found %v", kids)
 	}
 	d.signal(syscall.SIGKILL)
 	d.wait(5 * time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var left []int
+	var left []int
+	if !testenv.Poll(5*time.Second, func() bool {
+		left = left[:0]
 		for _, pid := range kids {
 			if alive(pid) {
 				left = append(left, pid)
 			}
 		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("transforms %v outlived the killed daemon", left)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		t.Fatalf("transforms %v outlived the killed daemon", left)
 	}
 }
 
@@ -546,16 +535,9 @@ func start2(t *testing.T, logPath string, args ...string) *proc {
 
 func waitFile(t *testing.T, path, want string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never contained %q:\n%s", path, want, b)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var b []byte
+	if !testenv.Poll(20*time.Second, func() bool { b, _ = os.ReadFile(path); return strings.Contains(string(b), want) }) {
+		t.Fatalf("%s never contained %q:\n%s", path, want, b)
 	}
 }
 
@@ -661,4 +643,53 @@ func TestStartLogsWarnings(t *testing.T) {
 	}
 	d.signal(syscall.SIGTERM)
 	d.wait(20 * time.Second)
+}
+
+// TestReloadWhilePreviousDrains reloads again while the generation the first
+// reload replaced is still draining a request: the draining side must not
+// read the configuration the second reload is replacing (the daemon is
+// built with -race, which reports such a read and exits 66).
+func TestReloadWhilePreviousDrains(t *testing.T) {
+	up, started, release := slowUpstream(t, time.Minute)
+	sock := filepath.Join(t.TempDir(), "bridge.sock")
+	d := start(t, "--listen", "unix:"+sock, "--upstream", up.URL, "--", binary, "transform", "identity")
+	c := unixClient(sock)
+	defer c.Close()
+	res := make(chan error, 1)
+	go func() {
+		r, err := do(ctxTimeout(t, 60*time.Second), c, request{method: "GET"})
+		if err == nil && (r.status != 200 || r.body != "slow answer") {
+			err = fmt.Errorf("status %d body %q", r.status, r.body)
+		}
+		res <- err
+	}()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+	waitCount := func(s string, n int) {
+		t.Helper()
+		if !testenv.Poll(20*time.Second, func() bool { return d.log.Count(s) >= n }) {
+			t.Fatalf("%d lines %q, want %d", d.log.Count(s), s, n)
+		}
+	}
+	d.signal(syscall.SIGHUP)
+	waitCount("configuration reloaded", 1)
+	// The first generation still serves the held request: its drain is on.
+	d.signal(syscall.SIGHUP)
+	waitCount("configuration reloaded", 2)
+	close(release)
+	if err := <-res; err != nil {
+		t.Fatalf("the request held across two reloads: %v", err)
+	}
+	waitCount("previous configuration drained and closed", 2)
+	d.signal(syscall.SIGTERM)
+	code := d.wait(30 * time.Second)
+	if strings.Contains(d.log.String(), "DATA RACE") {
+		t.Fatalf("data race in the daemon:\n%s", d.log)
+	}
+	if code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
 }

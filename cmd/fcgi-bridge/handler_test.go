@@ -8,6 +8,7 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/bridge"
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 )
 
 func newTestBridge(t *testing.T) *bridge.Bridge {
@@ -42,10 +43,17 @@ func TestSwapHandlerRetire(t *testing.T) {
 	}
 	retired := make(chan error, 1)
 	go func() { retired <- old.retire(context.Background()) }()
+	// Once retire has marked the generation, only the last release can
+	// let it close the bridge.
+	if !testenv.Poll(5*time.Second, func() bool { old.mu.Lock(); defer old.mu.Unlock(); return old.retired }) {
+		t.Fatal("retire never marked the old generation")
+	}
 	select {
 	case <-retired:
 		t.Fatal("the old bridge was closed while a request was still on it")
-	case <-time.After(100 * time.Millisecond):
+	case <-old.idle:
+		t.Fatal("the old generation counted as idle with a request on it")
+	default:
 	}
 	g1.release()
 	select {

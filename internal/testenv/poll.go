@@ -1,25 +1,65 @@
 package testenv
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
 
-// WaitUntil calls cond on the calling goroutine every interval until it
-// returns true or timeout has passed, and returns its last result. It is
-// for conditions that give no signal when they change (goroutine and fd
-// counts, /proc), where there is no event to wait for; it starts no
-// goroutine, so it can wait for the goroutine count itself.
-func WaitUntil(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(interval)
+// Poll checks cond every 20 ms until it holds or d has passed, and reports
+// whether it held. It is for states no event announces (a process gone, a
+// port answering, a count in a log, goroutine and fd counts); where a
+// channel or a log line says when something happened, wait for that
+// instead. cond runs on the calling goroutine and Poll starts none, so it
+// can wait for the goroutine count itself.
+func Poll(d time.Duration, cond func() bool) bool {
+	if cond() {
+		return true
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
 	for {
-		if cond() {
-			return true
-		}
 		select {
+		case <-tick.C:
+			if cond() {
+				return true
+			}
 		case <-deadline.C:
 			return cond()
-		case <-tick.C:
 		}
 	}
+}
+
+// ErrExited is WaitListening's answer when the process exited first.
+var ErrExited = errors.New("the process exited before it listened")
+
+// WaitListening dials network/addr until something answers, for up to d.
+// done, when not nil, is closed when the process that should listen has
+// exited: then the wait ends at once with ErrExited.
+func WaitListening(network, addr string, done <-chan struct{}, d time.Duration) error {
+	var last error
+	exited := false
+	if Poll(d, func() bool {
+		select {
+		case <-done:
+			exited = true
+			return true
+		default:
+		}
+		c, err := net.DialTimeout(network, addr, time.Second)
+		if last = err; err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}) {
+		if exited {
+			return ErrExited
+		}
+		return nil
+	}
+	return fmt.Errorf("nothing answers on %s %s after %v: %w", network, addr, d, last)
 }
