@@ -17,9 +17,6 @@ package fcgi
 //       *versionError, a stream that ends inside a record is io.ErrUnexpectedEOF. A
 //       timeout during next consumes nothing: next can be called again after the
 //       deadline is moved and resumes where it stopped.
-//   newRecordWriter(w io.Writer) *recordWriter; (*recordWriter).writeRecord(t, id, content)
-//       writes content as one or more records (split at 65535), each header+content+
-//       padding in a single Write. Not safe for concurrent use: serialise callers.
 //   recordBuf: an outgoing record assembled in place (content appended after room
 //       for the header), then finish() frames it for a single Write without copying.
 //   appendRecord(dst, t, id, content), appendEmptyRecord, appendEndRequest
@@ -259,13 +256,6 @@ func (r *recordBuf) tail() []byte { return r.b[len(r.b) : headerLen+maxContent] 
 // grow extends the content by n bytes already written into tail().
 func (r *recordBuf) grow(n int) { r.b = r.b[:len(r.b)+n] }
 
-// append copies as much of p as fits and returns how much it copied.
-func (r *recordBuf) append(p []byte) int {
-	n := copy(r.tail(), p)
-	r.grow(n)
-	return n
-}
-
 // finish frames the content as a record of type t for id and returns the
 // bytes to write, valid until the next change to r.
 func (r *recordBuf) finish(t recType, id uint16) []byte {
@@ -304,32 +294,6 @@ func appendEndRequest(dst []byte, id uint16, appStatus uint32, protocolStatus ui
 	b[11] = byte(appStatus)
 	b[12] = protocolStatus
 	return append(dst, b[:]...)
-}
-
-// recordWriter writes whole records to w; each record is one Write.
-type recordWriter struct {
-	w   io.Writer
-	buf *recordBuf
-}
-
-func newRecordWriter(w io.Writer) *recordWriter {
-	return &recordWriter{w: w, buf: newRecordBuf()}
-}
-
-// writeRecord writes content as records of type t for id, splitting it at
-// 65535 bytes. Empty content writes one empty record (the end of a stream).
-func (rw *recordWriter) writeRecord(t recType, id uint16, content []byte) error {
-	for {
-		rw.buf.reset()
-		n := rw.buf.append(content)
-		content = content[n:]
-		if _, err := rw.w.Write(rw.buf.finish(t, id)); err != nil {
-			return fmt.Errorf("fcgi: write %v record for request %d: %w", t, id, err)
-		}
-		if len(content) == 0 {
-			return nil
-		}
-	}
 }
 
 // Name-value pairs.
