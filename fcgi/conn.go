@@ -26,8 +26,11 @@ type conn struct {
 	remote string
 	log    *slog.Logger
 	rr     *recordReader
-	ctx    context.Context // cancelled when the connection ends; parent of request contexts
-	cancel context.CancelCauseFunc
+	// waitIdle waits, without a buffer, for the socket to become readable;
+	// nil when the connection is not a socket.
+	waitIdle func() error
+	ctx      context.Context // cancelled when the connection ends; parent of request contexts
+	cancel   context.CancelCauseFunc
 
 	started    time.Time
 	lastRecord time.Time
@@ -38,7 +41,7 @@ type conn struct {
 	werr error // guarded by wmu: the first write failure; nothing is written after it
 
 	mu            sync.Mutex
-	reqs          map[uint16]*activeRequest
+	reqs          map[uint16]*activeRequest // nil while empty
 	idleSince     time.Time
 	closeWhenIdle bool // a KEEP_CONN=0 request ended, or the server shuts down
 	draining      bool // write side shut: read until EOF or drainDeadline, then close
@@ -61,8 +64,8 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	now := time.Now()
 	return &conn{
 		srv: s, lim: &s.lim, rwc: rwc, remote: remote, log: s.log,
-		rr: newRecordReader(rwc), ctx: ctx, cancel: cancel,
-		started: now, idleSince: now, reqs: make(map[uint16]*activeRequest),
+		rr: newRecordReader(rwc), waitIdle: idleWaiter(rwc), ctx: ctx, cancel: cancel,
+		started: now, idleSince: now,
 	}
 }
 
@@ -91,6 +94,11 @@ func (c *conn) write(b []byte) error {
 func (c *conn) closeNow(cause error) {
 	c.closeOnce.Do(func() {
 		c.cancel(cause)
+		c.mu.Lock()
+		for _, r := range c.reqs {
+			r.cancel(cause)
+		}
+		c.mu.Unlock()
 		_ = c.rwc.Close()
 	})
 }
@@ -145,6 +153,9 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 	}
 	r.removed = true
 	delete(c.reqs, r.id)
+	if len(c.reqs) == 0 {
+		c.reqs = nil // an idle kept connection holds no table
+	}
 	c.srv.activeReqs.Add(-1)
 	if !r.req.KeepConn {
 		c.closeWhenIdle = true
@@ -173,14 +184,26 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 func (c *conn) serve() {
 	defer c.finish()
 	for {
-		if draining := c.armReadDeadline(); draining {
+		draining, idle := c.armReadDeadline()
+		if draining {
 			// Only drain: whatever arrives belongs to nothing we will answer.
 			if _, _, err := c.rr.next(); err != nil {
 				return
 			}
 			continue
 		}
-		h, content, err := c.rr.next()
+		var h recordHeader
+		var content []byte
+		var err error
+		if idle && c.waitIdle != nil && c.rr.release() {
+			// No input expected and nothing buffered: the read buffer goes
+			// back to the pool until the peer sends again, so a kept
+			// connection waiting for its next request costs little.
+			err = c.waitIdle()
+		}
+		if err == nil {
+			h, content, err = c.rr.next()
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && c.onTimeout() {
 				continue
@@ -258,16 +281,23 @@ func (c *conn) finish() {
 // armReadDeadline sets the read deadline for the next record: the earliest of
 // the keep-alive idle time, each request's PARAMS deadline, and each request's
 // input idle time. Computed and set under mu, so a handler ending a request
-// cannot interleave a stale deadline.
-func (c *conn) armReadDeadline() (draining bool) {
+// cannot interleave a stale deadline. idle is whether no request expects
+// more input: between requests, or while handlers answer requests whose
+// input has all arrived.
+func (c *conn) armReadDeadline() (draining, idle bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.draining {
-		return true
+		return true, false
 	}
 	c.armed = c.nextDeadlineLocked()
 	_ = c.rwc.SetReadDeadline(c.armed)
-	return false
+	for _, r := range c.reqs {
+		if r.phase != phaseInputDone {
+			return false, false
+		}
+	}
+	return false, true
 }
 
 func (c *conn) nextDeadlineLocked() time.Time {
@@ -470,7 +500,10 @@ func (c *conn) handleBegin(id uint16, content []byte) error {
 		return c.refuse(id, keep, StatusOverloaded)
 	}
 
-	ctx, cancel := context.WithCancelCause(c.ctx)
+	// Not a child of c.ctx: a child would leave the parent a table of
+	// children that outlives the request, on every kept connection.
+	// closeNow cancels the requests of the connection itself.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	now := time.Now()
 	r := &activeRequest{c: c, id: id, cancel: cancel, began: now, lastInput: now}
 	r.req = Request{
@@ -480,8 +513,15 @@ func (c *conn) handleBegin(id uint16, content []byte) error {
 	r.params.limits = c.lim.pairLimits()
 	r.w = &response{r: r, c: c, header: make(http.Header)}
 	c.mu.Lock()
+	if c.reqs == nil {
+		c.reqs = make(map[uint16]*activeRequest)
+	}
 	c.reqs[id] = r
 	c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		// closeNow ran before the request was in the table.
+		r.cancel(context.Cause(c.ctx))
+	}
 	return nil
 }
 
@@ -687,12 +727,12 @@ const (
 
 // lookAhead is how the read loop, while it holds back input and so consumes
 // nothing, still notices the peer: it pulls whatever has arrived into the
-// free part of the 64 KiB read buffer without consuming it, and scans the complete records there for an ABORT_REQUEST
-// for id; a read that meets EOF or an error means the peer is gone. When the
-// buffer is full it falls back to peeking at the socket (peerGone).
+// free part of the read buffer without consuming it, and scans the complete
+// records there for an ABORT_REQUEST for id; a read that meets EOF or an
+// error means the peer is gone. When the buffer is full it falls back to
+// peeking at the socket (peerGone).
 func (c *conn) lookAhead(id uint16) peerState {
-	br := c.rr.br
-	if br.Buffered() >= br.Size() {
+	if c.rr.full() {
 		if peerGone(c.rwc) {
 			return peerClosed
 		}
@@ -705,11 +745,10 @@ func (c *conn) lookAhead(id uint16) peerState {
 	}
 	_ = c.rwc.SetReadDeadline(time.Now().Add(time.Millisecond))
 	c.mu.Unlock()
-	if _, err := br.Peek(br.Buffered() + 1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := c.rr.readMore(); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return peerClosed
 	}
-	b, _ := br.Peek(br.Buffered())
-	b = b[c.rr.consume:]
+	b := c.rr.buffered()[c.rr.consume:]
 	for len(b) >= headerLen {
 		h := parseHeader(b)
 		n := headerLen + int(h.ContentLength) + int(h.PaddingLength)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"syscall"
+	"unsafe"
 )
 
 // peerGone reports whether the peer has closed or reset c, looking at the
@@ -34,4 +35,39 @@ func peerGone(c net.Conn) bool {
 		return true
 	})
 	return gone || err != nil
+}
+
+// idleWaiter returns a function that waits until c has something to read
+// (bytes, EOF or an error) without a buffer, under c's read deadline, or nil
+// when c is not a socket.
+func idleWaiter(c net.Conn) func() error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var b [1]byte
+	first := false
+	readable := func(fd uintptr) bool {
+		if !first {
+			// Called again once the poller saw the socket readable. A
+			// spurious wake-up costs nothing worse than the read that
+			// follows blocking with its buffer.
+			return true
+		}
+		first = false
+		// Bytes may be queued already, which the poller would not report
+		// again. A raw recvfrom: syscall.Recvfrom would allocate the
+		// sender's address, and this runs once per request.
+		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		return errno != syscall.EAGAIN
+	}
+	return func() error {
+		first = true
+		return rc.Read(readable)
+	}
 }

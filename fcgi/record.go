@@ -10,8 +10,9 @@ package fcgi
 //   recordHeader, parseHeader(b), recordHeader.put(b)
 //       the 8-byte header by byte indexing.
 //   newRecordReader(r io.Reader) *recordReader; (*recordReader).next() (recordHeader, []byte, error)
-//       reads one record at a time from a bufio.Reader large enough to hold a whole
-//       record (it wraps r in one if needed). The returned content aliases the
+//       reads one record at a time into a pooled buffer large enough to hold a whole
+//       record, taken at the first read and given back by release when nothing is
+//       buffered. The returned content aliases the
 //       reader's buffer and stays valid only until the next call to next. Any
 //       padding 0-255 is skipped, reserved is ignored, a version other than 1 is a
 //       *versionError, a stream that ends inside a record is io.ErrUnexpectedEOF. A
@@ -29,10 +30,10 @@ package fcgi
 //   decodePairs(b, limits, emit): one self-contained buffer (GET_VALUES).
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Record types, from section 8 of the specification.
@@ -176,54 +177,144 @@ func (e *versionError) Error() string {
 	return fmt.Sprintf("fcgi: record version %d, want 1", e.Version)
 }
 
-// readerBufSize holds a whole record of maximum size, so that next can Peek it
-// and hand out content without copying.
+// readerBufSize holds a whole record of maximum size, so that next can hand
+// out content without copying.
 const readerBufSize = 64<<10 + 512
 
+// readBufPool holds read buffers: a connection takes one when bytes arrive
+// and may give it back whenever nothing is buffered (see release).
+var readBufPool = sync.Pool{New: func() any { return new([readerBufSize]byte) }}
+
 type recordReader struct {
-	br      *bufio.Reader
-	consume int // bytes of the previous record still to discard
+	src     io.Reader
+	buf     *[readerBufSize]byte // nil while released
+	r, w    int                  // buf[r:w] is read and not consumed
+	consume int                  // bytes of the previous record still to discard
+	err     error                // a read error kept until the buffered bytes run short
 }
 
-// newRecordReader reads records from r. If r is a *bufio.Reader big enough to
-// hold a record it is used directly, otherwise r is wrapped.
+// newRecordReader reads records from r. It takes no buffer until the first
+// read.
 func newRecordReader(r io.Reader) *recordReader {
-	if br, ok := r.(*bufio.Reader); ok && br.Size() >= readerBufSize {
-		return &recordReader{br: br}
-	}
-	return &recordReader{br: bufio.NewReaderSize(r, readerBufSize)}
+	return &recordReader{src: r}
 }
 
 // next returns the next record. content aliases the reader's buffer until the
-// next call. Nothing of a record is consumed until all of it has arrived, so an
-// error (a read deadline, say) leaves the reader ready to try again.
+// next call (or release). Nothing of a record is consumed until all of it has
+// arrived, so an error (a read deadline, say) leaves the reader ready to try
+// again.
 func (rr *recordReader) next() (recordHeader, []byte, error) {
-	if rr.consume > 0 {
-		// Discard on a bufio.Reader with that many bytes buffered cannot fail.
-		_, _ = rr.br.Discard(rr.consume)
-		rr.consume = 0
-	}
-	hb, err := rr.br.Peek(headerLen)
-	if err != nil {
-		if err == io.EOF && len(hb) > 0 {
+	rr.discard()
+	if err := rr.fill(headerLen); err != nil {
+		if err == io.EOF && rr.w > rr.r {
 			err = io.ErrUnexpectedEOF
 		}
 		return recordHeader{}, nil, err
 	}
-	h := parseHeader(hb)
+	h := parseHeader(rr.buf[rr.r:rr.w])
 	if h.Version != version1 {
 		return h, nil, &versionError{h.Version}
 	}
 	total := headerLen + int(h.ContentLength) + int(h.PaddingLength)
-	b, err := rr.br.Peek(total)
-	if err != nil {
+	if err := rr.fill(total); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return h, nil, err
 	}
 	rr.consume = total
-	return h, b[headerLen : headerLen+int(h.ContentLength)], nil
+	return h, rr.buf[rr.r+headerLen : rr.r+headerLen+int(h.ContentLength)], nil
+}
+
+func (rr *recordReader) discard() {
+	rr.r += rr.consume
+	rr.consume = 0
+	if rr.r == rr.w {
+		rr.r, rr.w = 0, 0
+	}
+}
+
+// fill reads until at least need bytes are buffered, or returns the error
+// that stopped it (once; a later call reads again).
+func (rr *recordReader) fill(need int) error {
+	if rr.buf == nil {
+		rr.buf = readBufPool.Get().(*[readerBufSize]byte)
+	}
+	if rr.r+need > len(rr.buf) {
+		rr.w = copy(rr.buf[:], rr.buf[rr.r:rr.w])
+		rr.r = 0
+	}
+	for empty := 0; rr.w-rr.r < need; {
+		if err := rr.takeErr(); err != nil {
+			return err
+		}
+		n, err := rr.src.Read(rr.buf[rr.w:])
+		rr.w += n
+		rr.err = err
+		if n == 0 && err == nil {
+			if empty++; empty == 100 {
+				return io.ErrNoProgress
+			}
+		}
+	}
+	return nil
+}
+
+func (rr *recordReader) takeErr() error {
+	err := rr.err
+	rr.err = nil
+	return err
+}
+
+// readMore does one read into the free space after what is buffered, without
+// consuming anything. It may move the buffered bytes (and so the content
+// next returned last). It returns the read's error only when nothing came.
+func (rr *recordReader) readMore() error {
+	if err := rr.takeErr(); err != nil {
+		return err
+	}
+	if rr.buf == nil {
+		rr.buf = readBufPool.Get().(*[readerBufSize]byte)
+	}
+	if rr.r > 0 {
+		rr.w = copy(rr.buf[:], rr.buf[rr.r:rr.w])
+		rr.r = 0
+	}
+	n, err := rr.src.Read(rr.buf[rr.w:])
+	rr.w += n
+	if n > 0 {
+		rr.err = err
+		return nil
+	}
+	return err
+}
+
+// buffered returns what has been read and not consumed, starting with the
+// record next returned last (if any).
+func (rr *recordReader) buffered() []byte {
+	if rr.buf == nil {
+		return nil
+	}
+	return rr.buf[rr.r:rr.w]
+}
+
+// full reports whether the buffer has no room for another read.
+func (rr *recordReader) full() bool { return rr.buf != nil && rr.w-rr.r == len(rr.buf) }
+
+// release gives the buffer back to the pool when, the record next returned
+// last being consumed, nothing is buffered; it reports whether the reader
+// now holds no buffer. A released reader takes a buffer again at its next
+// read.
+func (rr *recordReader) release() bool {
+	rr.discard()
+	if rr.w > rr.r || rr.err != nil {
+		return rr.buf == nil
+	}
+	if rr.buf != nil {
+		readBufPool.Put(rr.buf)
+		rr.buf = nil
+	}
+	return true
 }
 
 // zeroPadding is the source of padding bytes, so padding is never allocated.
