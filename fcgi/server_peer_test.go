@@ -90,6 +90,7 @@ func startServer(t testing.TB, h Handler, lim Limits) *testServer {
 	l, err := net.Listen("unix", path)
 	require.NoError(t, err)
 	ts := &testServer{srv: &Server{Handler: h, Limits: lim, Logger: quietLogger()}, path: path, served: make(chan error, 1)}
+	ts.srv.init() // tests look at the server's tables before Serve may have begun
 	go func() { ts.served <- ts.srv.Serve(l) }()
 	t.Cleanup(func() {
 		_ = ts.srv.Close()
