@@ -42,11 +42,14 @@ type conn struct {
 
 	mu            sync.Mutex
 	reqs          map[uint16]*activeRequest // nil while empty
+	begun         bool                      // a BEGIN_REQUEST has arrived
+	inParams      int                       // requests in reqs whose PARAMS have not ended
 	idleSince     time.Time
 	closeWhenIdle bool // a KEEP_CONN=0 request ended, or the server shuts down
 	draining      bool // write side shut: read until EOF or drainDeadline, then close
 	drainDeadline time.Time
 	multiplexed   bool      // the peer used an id other than 1 or two requests at once
+	evicted       bool      // guarded by srv.mu: closed to make room for a new connection
 	armed         time.Time // the read deadline the read loop last set
 
 	closeOnce sync.Once
@@ -152,6 +155,9 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 		return false
 	}
 	r.removed = true
+	if !r.paramsEnded {
+		c.inParams--
+	}
 	delete(c.reqs, r.id)
 	if len(c.reqs) == 0 {
 		c.reqs = nil // an idle kept connection holds no table
@@ -185,6 +191,12 @@ func (c *conn) serve() {
 	defer c.finish()
 	for {
 		draining, idle := c.armReadDeadline()
+		if !draining && idle && c.closingWhenIdle() && !c.inputPending() {
+			// Shutting down with no request in flight and none sent: end
+			// here. A request that had already arrived is served first.
+			c.closeGracefully()
+			continue
+		}
 		if draining {
 			// Only drain: whatever arrives belongs to nothing we will answer.
 			if _, _, err := c.rr.next(); err != nil {
@@ -245,6 +257,39 @@ func (c *conn) onReadError(err error) {
 	default:
 		c.log.Info("fcgi: connection read failed", "remote", c.remote, "err", err)
 	}
+}
+
+// evict closes the connection to make room for a new one: at once when it
+// stalled in its params, gracefully when it was idle between requests.
+func (c *conn) evict(why string) {
+	if why == evictIdle {
+		c.mu.Lock()
+		c.closeWhenIdle = true
+		if len(c.reqs) == 0 && !c.draining {
+			_ = c.rwc.SetReadDeadline(time.Now())
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.log.Debug("fcgi: closing a connection that stalled before the end of its params, to serve a new one", "remote", c.remote)
+	c.closeNow(errEvicted)
+}
+
+var errEvicted = errors.New("fcgi: connection closed to make room for a new one")
+
+// closingWhenIdle reports whether the connection is to close once it has no
+// request: the server is shutting down, or the last request said so.
+func (c *conn) closingWhenIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.reqs) == 0 && (c.closeWhenIdle || c.srv.inShutdown.Load())
+}
+
+// inputPending reports whether the peer has sent bytes not yet read: a
+// request that must not be lost when the connection is about to close. Read
+// loop only.
+func (c *conn) inputPending() bool {
+	return len(c.rr.buffered()) > c.rr.consume || peerSent(c.rwc)
 }
 
 // activeCount is the number of requests the connection still has.
@@ -496,9 +541,12 @@ func (c *conn) handleBegin(id uint16, content []byte) error {
 			return c.refuse(id, keep, StatusCantMpxConn)
 		}
 		return c.refuse(id, keep, StatusOverloaded)
-	case c.srv.inShutdown.Load() || !c.srv.acquireRequest():
+	case !c.srv.acquireRequest():
 		return c.refuse(id, keep, StatusOverloaded)
 	}
+	// During Shutdown a request that arrives on an open connection is still
+	// served (the web server sent it before it could see us go); the
+	// connection closes after its last response (removeRequest).
 
 	// Not a child of c.ctx: a child would leave the parent a table of
 	// children that outlives the request, on every kept connection.
@@ -507,16 +555,20 @@ func (c *conn) handleBegin(id uint16, content []byte) error {
 	now := time.Now()
 	r := &activeRequest{c: c, id: id, cancel: cancel, began: now, lastInput: now}
 	r.req = Request{
-		ID: id, Role: role, KeepConn: keep, Params: make(map[string]string, 32),
+		// Params is made at the first pair: a request stalled in its
+		// params holds as little as possible.
+		ID: id, Role: role, KeepConn: keep,
 		ContentLength: -1, DataLength: -1, RemoteAddr: c.rwc.RemoteAddr(), ctx: ctx,
 	}
 	r.params.limits = c.lim.pairLimits()
-	r.w = &response{r: r, c: c, header: make(http.Header)}
+	r.w = &response{r: r, c: c}
 	c.mu.Lock()
 	if c.reqs == nil {
 		c.reqs = make(map[uint16]*activeRequest)
 	}
 	c.reqs[id] = r
+	c.begun = true
+	c.inParams++
 	c.mu.Unlock()
 	if c.ctx.Err() != nil {
 		// closeNow ran before the request was in the table.
@@ -592,6 +644,8 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 			return nil
 		}
 		r.paramsDone(c.lim)
+		r.paramsEnded = true
+		c.inParams--
 		if d := c.lim.HandlerTimeout; d > 0 {
 			r.timer = time.AfterFunc(d, func() { r.cancel(ErrHandlerTimeout) })
 		}
@@ -607,6 +661,9 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 	values := recordStrings{content: content}
 	err := r.params.feed(content, func(name, value []byte) error {
 		if len(name) > 0 {
+			if r.req.Params == nil {
+				r.req.Params = make(map[string]string, 32)
+			}
 			r.req.Params[paramName(name)] = values.value(value)
 		}
 		return nil

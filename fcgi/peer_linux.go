@@ -71,3 +71,26 @@ func idleWaiter(c net.Conn) func() error {
 		return rc.Read(readable)
 	}
 }
+
+// peerSent reports whether bytes from the peer wait in c's receive queue,
+// without consuming them; false for EOF, errors and connections that are not
+// sockets.
+func peerSent(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	sent := false
+	var b [1]byte
+	// Control, not Read: it runs whatever the read deadline says.
+	_ = rc.Control(func(fd uintptr) {
+		n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		sent = errno == 0 && n > 0
+	})
+	return sent
+}

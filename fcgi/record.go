@@ -10,9 +10,9 @@ package fcgi
 //   recordHeader, parseHeader(b), recordHeader.put(b)
 //       the 8-byte header by byte indexing.
 //   newRecordReader(r io.Reader) *recordReader; (*recordReader).next() (recordHeader, []byte, error)
-//       reads one record at a time into a pooled buffer large enough to hold a whole
-//       record, taken at the first read and given back by release when nothing is
-//       buffered. The returned content aliases the
+//       reads one record at a time into a pooled buffer: a small one first, a big one
+//       (a whole record of maximum size) once more has arrived than the small one
+//       holds, given back by release when nothing is buffered. The returned content aliases the
 //       reader's buffer and stays valid only until the next call to next. Any
 //       padding 0-255 is skipped, reserved is ignored, a version other than 1 is a
 //       *versionError, a stream that ends inside a record is io.ErrUnexpectedEOF. A
@@ -181,16 +181,25 @@ func (e *versionError) Error() string {
 // out content without copying.
 const readerBufSize = 64<<10 + 512
 
-// readBufPool holds read buffers: a connection takes one when bytes arrive
-// and may give it back whenever nothing is buffered (see release).
-var readBufPool = sync.Pool{New: func() any { return new([readerBufSize]byte) }}
+// smallReadBufSize is the buffer a reader starts with: a typical web server
+// request (BEGIN_REQUEST, params of a few headers, a small body) fits, and a
+// peer that sends part of a record and stalls costs no more than this.
+const smallReadBufSize = 4 << 10
+
+// Read buffers are pooled: a reader takes a small one at its first read,
+// trades it for a big one once more bytes than it holds have arrived, and
+// gives its buffer back whenever nothing is buffered (see release).
+var (
+	smallReadBufPool = sync.Pool{New: func() any { return new([smallReadBufSize]byte) }}
+	bigReadBufPool   = sync.Pool{New: func() any { return new([readerBufSize]byte) }}
+)
 
 type recordReader struct {
 	src     io.Reader
-	buf     *[readerBufSize]byte // nil while released
-	r, w    int                  // buf[r:w] is read and not consumed
-	consume int                  // bytes of the previous record still to discard
-	err     error                // a read error kept until the buffered bytes run short
+	buf     []byte // a pooled buffer, nil while released
+	r, w    int    // buf[r:w] is read and not consumed
+	consume int    // bytes of the previous record still to discard
+	err     error  // a read error kept until the buffered bytes run short
 }
 
 // newRecordReader reads records from r. It takes no buffer until the first
@@ -237,17 +246,11 @@ func (rr *recordReader) discard() {
 // fill reads until at least need bytes are buffered, or returns the error
 // that stopped it (once; a later call reads again).
 func (rr *recordReader) fill(need int) error {
-	if rr.buf == nil {
-		rr.buf = readBufPool.Get().(*[readerBufSize]byte)
-	}
-	if rr.r+need > len(rr.buf) {
-		rr.w = copy(rr.buf[:], rr.buf[rr.r:rr.w])
-		rr.r = 0
-	}
 	for empty := 0; rr.w-rr.r < need; {
 		if err := rr.takeErr(); err != nil {
 			return err
 		}
+		rr.makeRoom()
 		n, err := rr.src.Read(rr.buf[rr.w:])
 		rr.w += n
 		rr.err = err
@@ -258,6 +261,36 @@ func (rr *recordReader) fill(need int) error {
 		}
 	}
 	return nil
+}
+
+// makeRoom makes sure there is free space after the buffered bytes: it takes
+// a buffer, moves what is buffered to the front, or trades a full small
+// buffer for a big one. It may move the buffered bytes.
+func (rr *recordReader) makeRoom() {
+	switch {
+	case rr.buf == nil:
+		rr.buf = smallReadBufPool.Get().(*[smallReadBufSize]byte)[:]
+	case rr.w < len(rr.buf):
+	case rr.r > 0:
+		rr.w = copy(rr.buf, rr.buf[rr.r:rr.w])
+		rr.r = 0
+	case len(rr.buf) == smallReadBufSize:
+		big := bigReadBufPool.Get().(*[readerBufSize]byte)
+		rr.w = copy(big[:], rr.buf[rr.r:rr.w])
+		rr.r = 0
+		rr.putBuf()
+		rr.buf = big[:]
+	}
+}
+
+func (rr *recordReader) putBuf() {
+	switch len(rr.buf) {
+	case smallReadBufSize:
+		smallReadBufPool.Put((*[smallReadBufSize]byte)(rr.buf))
+	case readerBufSize:
+		bigReadBufPool.Put((*[readerBufSize]byte)(rr.buf))
+	}
+	rr.buf = nil
 }
 
 func (rr *recordReader) takeErr() error {
@@ -273,13 +306,7 @@ func (rr *recordReader) readMore() error {
 	if err := rr.takeErr(); err != nil {
 		return err
 	}
-	if rr.buf == nil {
-		rr.buf = readBufPool.Get().(*[readerBufSize]byte)
-	}
-	if rr.r > 0 {
-		rr.w = copy(rr.buf[:], rr.buf[rr.r:rr.w])
-		rr.r = 0
-	}
+	rr.makeRoom()
 	n, err := rr.src.Read(rr.buf[rr.w:])
 	rr.w += n
 	if n > 0 {
@@ -298,8 +325,9 @@ func (rr *recordReader) buffered() []byte {
 	return rr.buf[rr.r:rr.w]
 }
 
-// full reports whether the buffer has no room for another read.
-func (rr *recordReader) full() bool { return rr.buf != nil && rr.w-rr.r == len(rr.buf) }
+// full reports whether the reader holds as much as it can: a whole big
+// buffer unconsumed.
+func (rr *recordReader) full() bool { return rr.w-rr.r == readerBufSize }
 
 // release gives the buffer back to the pool when, the record next returned
 // last being consumed, nothing is buffered; it reports whether the reader
@@ -311,8 +339,7 @@ func (rr *recordReader) release() bool {
 		return rr.buf == nil
 	}
 	if rr.buf != nil {
-		readBufPool.Put(rr.buf)
-		rr.buf = nil
+		rr.putBuf()
 	}
 	return true
 }

@@ -104,6 +104,9 @@ type response struct {
 func (w *response) Header() http.Header {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
 	return w.header
 }
 
@@ -176,6 +179,9 @@ func (w *response) writeHeaderLocked(code int) error {
 	}
 	if err := w.stdoutString("\r\n"); err != nil {
 		return err
+	}
+	if w.header == nil {
+		w.header = make(http.Header)
 	}
 	h := w.header
 	if w.bodyAllowed && len(h["Content-Type"]) == 0 {

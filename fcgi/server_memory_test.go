@@ -60,3 +60,42 @@ func memInUse() (heap, stack uint64) {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc, ms.StackInuse
 }
+
+// stalledConnBudget is what a connection that stalled in its params may
+// cost: the small read buffer on top of an idle connection's cost.
+const stalledConnBudget = idleConnBudget + smallReadBufSize
+
+// TestStalledConnectionCost: connections that sent a BEGIN_REQUEST and part
+// of a PARAMS record, then nothing, hold a small read buffer, not a big one.
+func TestStalledConnectionCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens hundreds of connections")
+	}
+	const n = 400
+	ts := startServer(t, echoHandler, Limits{MaxConns: 2 * n})
+	warm := ts.dial(t)
+	warm.send(request(1, true, "warm"))
+	warm.result(1)
+
+	heap0, stack0 := memInUse()
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	stall := join(beginRec(1, RoleResponder, true), rawRecord(typeParams, 1, appendPair(nil, "A", "b"), 0)[:10])
+	for range n {
+		c, err := net.Dial("unix", ts.path)
+		require.NoError(t, err)
+		conns = append(conns, c)
+		_, err = c.Write(stall)
+		require.NoError(t, err)
+	}
+	waitFor(t, "every request to begin", func() bool { return ts.srv.activeReqs.Load() == n })
+	heap1, stack1 := memInUse()
+	heapPer := (int64(heap1) - int64(heap0)) / n
+	stackPer := (int64(stack1) - int64(stack0)) / n
+	t.Logf("per stalled connection: heap %d B, stack %d B, total %d B (budget %d B)", heapPer, stackPer, heapPer+stackPer, stalledConnBudget)
+	require.LessOrEqual(t, heapPer+stackPer, int64(stalledConnBudget))
+}

@@ -321,16 +321,17 @@ func TestLifecycleOverCapacity(t *testing.T) {
 		close(bh.release)
 		a.result(1)
 	})
-	t.Run("connections over MaxConns are closed at accept", func(t *testing.T) {
-		ts := startServer(t, echoHandler, Limits{MaxConns: 1})
+	t.Run("connections over MaxConns are closed at accept when all are busy", func(t *testing.T) {
+		bh := newBlockingHandler()
+		ts := startServer(t, bh, Limits{MaxConns: 1})
 		a := ts.dial(t)
-		a.send(request(1, true, "x"))
-		a.result(1)
+		a.send(request(1, true, ""))
+		recvTimeout(t, bh.started, "handler")
 		b := ts.dial(t)
 		b.expectClosed(2 * time.Second)
-		a.send(request(1, true, "still served"))
+		bh.release <- struct{}{}
 		_, body := splitCGI(t, a.result(1).stdout)
-		require.Equal(t, "still served", body)
+		require.Equal(t, "released", body)
 	})
 }
 
