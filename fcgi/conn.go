@@ -54,6 +54,7 @@ type conn struct {
 
 	closeOnce sync.Once
 	handlers  sync.WaitGroup
+	ended     sync.WaitGroup // done when finish has run
 }
 
 var errConnClosing = errors.New("fcgi: connection closing")
@@ -65,11 +66,13 @@ func newConn(s *Server, rwc net.Conn) *conn {
 		remote = a.Network() + ":" + a.String()
 	}
 	now := time.Now()
-	return &conn{
+	c := &conn{
 		srv: s, lim: &s.lim, rwc: rwc, remote: remote, log: s.log,
 		rr: newRecordReader(rwc), waitIdle: idleWaiter(rwc), ctx: ctx, cancel: cancel,
 		started: now, idleSince: now,
 	}
+	c.ended.Add(1)
+	return c
 }
 
 // write sends b, one or more whole records, with a single Write under the
@@ -187,9 +190,35 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 	return closeConn
 }
 
+// serve runs the read loop until the connection ends, then finish. When no
+// input is expected it hands the wait for the next bytes to a new goroutine
+// (waitThenServe) and returns: the loop's stack grew while it served
+// requests, and a kept connection waiting for its next request then costs
+// only the waiting goroutine's small stack.
 func (c *conn) serve() {
-	defer c.finish()
-	for {
+	if c.readRecords(false) {
+		c.finish()
+	}
+}
+
+// waitThenServe waits, without a buffer, for the peer to send again, then
+// runs the read loop.
+func (c *conn) waitThenServe() {
+	if err := c.waitIdle(); err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && c.onTimeout()) {
+		c.onReadError(err)
+		c.finish()
+		return
+	}
+	if c.readRecords(true) {
+		c.finish()
+	}
+}
+
+// readRecords reads and handles records; it returns true when the connection
+// has ended, false when it handed the wait for input to waitThenServe.
+// readable is whether that wait has just seen bytes (or the deadline).
+func (c *conn) readRecords(readable bool) (ended bool) {
+	for ; ; readable = false {
 		draining, idle := c.armReadDeadline()
 		if !draining && idle && c.closingWhenIdle() && !c.inputPending() {
 			// Shutting down with no request in flight and none sent: end
@@ -200,33 +229,30 @@ func (c *conn) serve() {
 		if draining {
 			// Only drain: whatever arrives belongs to nothing we will answer.
 			if _, _, err := c.rr.next(); err != nil {
-				return
+				return true
 			}
 			continue
 		}
-		var h recordHeader
-		var content []byte
-		var err error
-		if idle && c.waitIdle != nil && c.rr.release() {
-			// No input expected and nothing buffered: the read buffer goes
-			// back to the pool until the peer sends again, so a kept
-			// connection waiting for its next request costs little.
-			err = c.waitIdle()
+		if idle && !readable && c.waitIdle != nil && !c.rr.complete() {
+			// No body input expected and no whole record buffered: the wait
+			// goes to a small goroutine until the peer sends again, and the
+			// read buffer back to the pool unless part of a record is in it.
+			c.rr.release()
+			go c.waitThenServe()
+			return false
 		}
-		if err == nil {
-			h, content, err = c.rr.next()
-		}
+		h, content, err := c.rr.next()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && c.onTimeout() {
 				continue
 			}
 			c.onReadError(err)
-			return
+			return true
 		}
 		c.lastRecord = time.Now()
 		if err := c.handleRecord(h, content); err != nil {
 			c.log.Warn("fcgi: closing connection", "remote", c.remote, "err", err)
-			return
+			return true
 		}
 	}
 }
@@ -321,14 +347,15 @@ func (c *conn) finish() {
 		c.removeRequest(r)
 	}
 	c.srv.forget(c)
+	c.ended.Done()
 }
 
 // armReadDeadline sets the read deadline for the next record: the earliest of
 // the keep-alive idle time, each request's PARAMS deadline, and each request's
 // input idle time. Computed and set under mu, so a handler ending a request
-// cannot interleave a stale deadline. idle is whether no request expects
-// more input: between requests, or while handlers answer requests whose
-// input has all arrived.
+// cannot interleave a stale deadline. idle is whether no request is
+// receiving STDIN or DATA: between requests, while handlers answer requests
+// whose input has all arrived, or while params are awaited.
 func (c *conn) armReadDeadline() (draining, idle bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -338,7 +365,7 @@ func (c *conn) armReadDeadline() (draining, idle bool) {
 	c.armed = c.nextDeadlineLocked()
 	_ = c.rwc.SetReadDeadline(c.armed)
 	for _, r := range c.reqs {
-		if r.phase != phaseInputDone {
+		if r.phase == phaseStdin || r.phase == phaseData {
 			return false, false
 		}
 	}

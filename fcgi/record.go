@@ -325,6 +325,17 @@ func (rr *recordReader) buffered() []byte {
 	return rr.buf[rr.r:rr.w]
 }
 
+// complete reports whether a whole record (or a header next rejects) is
+// buffered after the record next returned last.
+func (rr *recordReader) complete() bool {
+	b := rr.buffered()[rr.consume:]
+	if len(b) < headerLen {
+		return false
+	}
+	h := parseHeader(b)
+	return h.Version != version1 || len(b) >= headerLen+int(h.ContentLength)+int(h.PaddingLength)
+}
+
 // full reports whether the reader holds as much as it can: a whole big
 // buffer unconsumed.
 func (rr *recordReader) full() bool { return rr.w-rr.r == readerBufSize }

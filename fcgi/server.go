@@ -103,6 +103,7 @@ func (s *Server) ServeConn(rwc net.Conn) {
 	s.init()
 	if c := s.track(rwc); c != nil {
 		c.serve()
+		c.ended.Wait() // the read loop may have moved to another goroutine
 	}
 }
 
