@@ -29,7 +29,7 @@ type conn struct {
 	// waitIdle waits, without a buffer, for the socket to become readable;
 	// nil when the connection is not a socket.
 	waitIdle func() error
-	ctx      context.Context // cancelled when the connection ends; parent of request contexts
+	ctx      context.Context // cancelled when the connection ends (closeNow also cancels each request's own)
 	cancel   context.CancelCauseFunc
 
 	started    time.Time
@@ -204,19 +204,22 @@ func (c *conn) serve() {
 // waitThenServe waits, without a buffer, for the peer to send again, then
 // runs the read loop.
 func (c *conn) waitThenServe() {
-	if err := c.waitIdle(); err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && c.onTimeout()) {
+	err := c.waitIdle()
+	if err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && c.onTimeout()) {
 		c.onReadError(err)
 		c.finish()
 		return
 	}
-	if c.readRecords(true) {
+	// After a deadline that changes nothing (a wake-up) the loop may hand
+	// the wait off again; after bytes it reads them.
+	if c.readRecords(err == nil) {
 		c.finish()
 	}
 }
 
 // readRecords reads and handles records; it returns true when the connection
 // has ended, false when it handed the wait for input to waitThenServe.
-// readable is whether that wait has just seen bytes (or the deadline).
+// readable is whether that wait has just seen bytes.
 func (c *conn) readRecords(readable bool) (ended bool) {
 	for ; ; readable = false {
 		draining, idle := c.armReadDeadline()
