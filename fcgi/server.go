@@ -109,7 +109,7 @@ func (s *Server) ServeConn(rwc net.Conn) {
 
 // track registers a new connection, or closes it at once when the server is
 // closing. At MaxConns it makes room first by closing a connection that
-// serves nobody (see evictable); only when there is none is the new
+// serves nobody (see evictableLocked); only when there is none is the new
 // connection closed.
 func (s *Server) track(rwc net.Conn) *conn {
 	s.mu.Lock()
