@@ -44,6 +44,7 @@ type conn struct {
 	reqs          map[uint16]*activeRequest // nil while empty
 	begun         bool                      // a BEGIN_REQUEST has arrived
 	inParams      int                       // requests in reqs whose PARAMS have not ended
+	endsInFlight  int                       // requests removed whose END_REQUEST is being written
 	idleSince     time.Time
 	closeWhenIdle bool // a KEEP_CONN=0 request ended, or the server shuts down
 	draining      bool // write side shut: read until EOF or drainDeadline, then close
@@ -149,13 +150,14 @@ func (c *conn) shutWrite() {
 	c.closeNow(errConnClosing)
 }
 
-// removeRequest takes r off the connection; it reports whether the
-// connection should now close. Safe to call more than once.
-func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
+// removeRequest takes r off the connection. Safe to call more than once.
+// Whoever writes the END_REQUEST closes the connection after it when it is
+// due (removeForEnd, endWritten).
+func (c *conn) removeRequest(r *activeRequest) {
 	c.mu.Lock()
 	if r.removed {
 		c.mu.Unlock()
-		return false
+		return
 	}
 	r.removed = true
 	if !r.paramsEnded {
@@ -171,8 +173,8 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 	}
 	if len(c.reqs) == 0 {
 		c.idleSince = time.Now()
-		closeConn = c.closeWhenIdle || c.srv.inShutdown.Load()
-		if !closeConn && !c.draining && c.lim.KeepAliveIdleTimeout > 0 &&
+		closing := c.closeWhenIdle || c.srv.inShutdown.Load()
+		if !closing && !c.draining && c.lim.KeepAliveIdleTimeout > 0 &&
 			(c.armed.IsZero() || c.armed.After(c.idleSince.Add(c.lim.KeepAliveIdleTimeout))) {
 			// The read loop sleeps past the keep-alive deadline: wake it to arm
 			// that. Normally it does not (see nextDeadlineLocked), which saves a
@@ -187,7 +189,6 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 	}
 	r.cancel(nil)
 	r.closeInput()
-	return closeConn
 }
 
 // serve runs the read loop until the connection ends, then finish. When no
@@ -306,12 +307,36 @@ func (c *conn) evict(why string) {
 
 var errEvicted = errors.New("fcgi: connection closed to make room for a new one")
 
-// closingWhenIdle reports whether the connection is to close once it has no
-// request: the server is shutting down, or the last request said so.
+// closingWhenIdle reports whether the connection, with no request and no
+// END_REQUEST being written, is to close: the server is shutting down, room
+// is needed, or the last request said so.
 func (c *conn) closingWhenIdle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.reqs) == 0 && (c.closeWhenIdle || c.srv.inShutdown.Load())
+	return c.closingWhenIdleLocked()
+}
+
+func (c *conn) closingWhenIdleLocked() bool {
+	return len(c.reqs) == 0 && c.endsInFlight == 0 && !c.draining && (c.closeWhenIdle || c.srv.inShutdown.Load())
+}
+
+// removeForEnd is removeRequest for a caller that writes the request's
+// END_REQUEST next and then calls endWritten: until then the read loop does
+// not close the connection under that write.
+func (c *conn) removeForEnd(r *activeRequest) {
+	c.mu.Lock()
+	c.endsInFlight++
+	c.mu.Unlock()
+	c.removeRequest(r)
+}
+
+// endWritten follows removeForEnd once END_REQUEST is written; it reports
+// whether the caller is to close the connection now.
+func (c *conn) endWritten() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endsInFlight--
+	return c.closingWhenIdleLocked()
 }
 
 // inputPending reports whether the peer has sent bytes not yet read: a

@@ -3,6 +3,7 @@ package fcgi
 import (
 	"errors"
 	"net"
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -51,6 +52,7 @@ func idleWaiter(c net.Conn) func() error {
 	}
 	var b [1]byte
 	first := false
+	var peekErr syscall.Errno
 	readable := func(fd uintptr) bool {
 		if !first {
 			// Called again once the poller saw the socket readable. A
@@ -62,13 +64,21 @@ func idleWaiter(c net.Conn) func() error {
 		// Bytes may be queued already, which the poller would not report
 		// again. A raw recvfrom: syscall.Recvfrom would allocate the
 		// sender's address, and this runs once per request.
-		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		_, _, peekErr = syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		return errno != syscall.EAGAIN
+		return peekErr != syscall.EAGAIN
 	}
 	return func() error {
-		first = true
-		return rc.Read(readable)
+		first, peekErr = true, 0
+		if err := rc.Read(readable); err != nil {
+			return err
+		}
+		if peekErr != 0 && peekErr != syscall.EAGAIN && peekErr != syscall.EINTR {
+			// The peek took the socket's pending error (a reset, say): the
+			// read that follows would only see EOF.
+			return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("recvfrom", peekErr)}
+		}
+		return nil
 	}
 }
 

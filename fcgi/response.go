@@ -460,10 +460,10 @@ func (w *response) endLocked(appStatus uint32, fallbackStatus int) {
 	w.ended = true
 	// The id leaves the connection's table before END_REQUEST goes out: the
 	// peer may reuse it the moment it reads END_REQUEST.
-	closeConn := c.removeRequest(r)
+	c.removeForEnd(r)
 	_ = c.write(out)
 	w.releaseBuf()
-	if closeConn {
+	if c.endWritten() {
 		c.closeGracefully()
 	}
 }
@@ -569,9 +569,9 @@ func (w *response) abortLocked(err error) {
 		out = appendEmptyRecord(out, typeStdout, r.id)
 	}
 	out = appendEndRequest(out, r.id, 1, StatusRequestComplete)
-	closeConn := c.removeRequest(r)
+	c.removeForEnd(r)
 	_ = c.write(out)
-	if closeConn {
+	if c.endWritten() {
 		c.closeGracefully()
 	}
 }
