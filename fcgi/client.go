@@ -54,9 +54,10 @@ type Client struct {
 	// application's END_REQUEST before the connection is given up
 	// (default 5s).
 	AbortTimeout time.Duration
-	// ResponseBuffer bounds the STDOUT bytes buffered for a request whose
-	// caller reads slowly (default 256 KiB). Beyond it the connection's read
-	// loop waits, which on a multiplexed connection delays the other
+	// ResponseBuffer bounds the memory holding STDOUT for a request whose
+	// caller reads slowly (default 256 KiB), counted in the 16 KiB chunks
+	// records are packed into, whatever their sizes: at most ResponseBuffer
+	// plus one chunk. Beyond it the connection's read loop waits, which on a multiplexed connection delays the other
 	// requests: FastCGI has no per-request flow control.
 	ResponseBuffer int
 	// MaxConns bounds the connections open at once (0: no bound). A request

@@ -434,8 +434,19 @@ func (cc *clientConn) getValues(ctx context.Context, msg []byte) (map[string]str
 	}
 }
 
-// clientChunkPool holds STDOUT record copies; a record never exceeds maxContent.
-var clientChunkPool = sync.Pool{New: func() any { b := make([]byte, maxContent); return &b }}
+// clientChunkSize is the size of the buffers a response's STDOUT is copied
+// into. Records are packed into them back to back whatever their size, so
+// what a response holds is its payload rounded up to a chunk, never a buffer
+// per record.
+const clientChunkSize = 16 << 10
+
+var clientChunkPool = sync.Pool{New: func() any { return new([clientChunkSize]byte) }}
+
+// clientChunk is a pooled buffer holding b[r:w] of unread STDOUT.
+type clientChunk struct {
+	b    *[clientChunkSize]byte
+	r, w int
+}
 
 // clientStream is one request on a connection and its Response.Stdout.
 type clientStream struct {
@@ -453,10 +464,8 @@ type clientStream struct {
 	mu         sync.Mutex
 	cond       sync.Cond
 	resp       Response
-	chunks     []*[]byte
-	chunkLens  []int
-	off        int // read offset into chunks[0]
-	buffered   int
+	chunks     []clientChunk
+	buffered   int // unread payload bytes in chunks
 	started    bool
 	gotRecord  bool  // a STDOUT, STDERR or END_REQUEST record arrived for the stream
 	ended      bool  // END_REQUEST arrived or the connection failed: no more records
@@ -475,29 +484,41 @@ func (st *clientStream) signalStart() {
 	}
 }
 
-// deliver queues a copy of a STDOUT record, waiting while the caller is
-// ResponseBuffer bytes behind.
+// deliver copies a STDOUT record after what is already queued, waiting while
+// the chunks held reach ResponseBuffer. What bounds memory is the chunks'
+// capacity: records of one byte fill a chunk as densely as records of 64 KiB.
 func (st *clientStream) deliver(content []byte) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.gotRecord = true
-	if len(content) == 0 {
-		return
+	for len(content) > 0 {
+		if st.closed || st.ended || st.cancelErr != nil {
+			return
+		}
+		if k := len(st.chunks); k > 0 && st.chunks[k-1].w < clientChunkSize {
+			last := &st.chunks[k-1]
+			n := copy(last.b[last.w:], content)
+			last.w += n
+			st.buffered += n
+			content = content[n:]
+			continue
+		}
+		if st.heldLocked() >= st.bufLimit {
+			st.signalStart()
+			st.cond.Broadcast()
+			st.cond.Wait()
+			continue
+		}
+		st.chunks = append(st.chunks, clientChunk{b: clientChunkPool.Get().(*[clientChunkSize]byte)})
 	}
-	for st.buffered >= st.bufLimit && !st.closed && !st.ended && st.cancelErr == nil {
-		st.cond.Wait()
+	if st.buffered > 0 {
+		st.signalStart()
 	}
-	if st.closed || st.ended || st.cancelErr != nil {
-		return
-	}
-	bp := clientChunkPool.Get().(*[]byte)
-	n := copy(*bp, content)
-	st.chunks = append(st.chunks, bp)
-	st.chunkLens = append(st.chunkLens, n)
-	st.buffered += n
-	st.signalStart()
 	st.cond.Broadcast()
 }
+
+// heldLocked is the memory the stream holds for its caller.
+func (st *clientStream) heldLocked() int { return len(st.chunks) * clientChunkSize }
 
 func (st *clientStream) writeStderr(content []byte) {
 	st.mu.Lock()
@@ -602,16 +623,16 @@ func (st *clientStream) Read(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) && len(st.chunks) > 0 {
-		c := (*st.chunks[0])[st.off:st.chunkLens[0]]
-		k := copy(p[n:], c)
+		c := &st.chunks[0]
+		k := copy(p[n:], c.b[c.r:c.w])
 		n += k
-		st.off += k
-		if st.off == st.chunkLens[0] {
-			clientChunkPool.Put(st.chunks[0])
-			st.chunks[0] = nil
+		c.r += k
+		if c.r == c.w {
+			// Read to the end of what it holds: give it back, even when the
+			// next record would have had room in it.
+			clientChunkPool.Put(c.b)
+			st.chunks[0] = clientChunk{}
 			st.chunks = st.chunks[1:]
-			st.chunkLens = st.chunkLens[1:]
-			st.off = 0
 		}
 	}
 	st.buffered -= n
@@ -621,9 +642,9 @@ func (st *clientStream) Read(p []byte) (int, error) {
 
 func (st *clientStream) dropChunksLocked() {
 	for _, c := range st.chunks {
-		clientChunkPool.Put(c)
+		clientChunkPool.Put(c.b)
 	}
-	st.chunks, st.chunkLens, st.off, st.buffered = nil, nil, 0, 0
+	st.chunks, st.buffered = nil, 0
 }
 
 // Close releases the response. Before END_REQUEST it aborts the request:

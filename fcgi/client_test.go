@@ -207,7 +207,12 @@ func TestClientRetriesStaleConnection(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		out, _ := clientDoString(t, c, &ClientRequest{})
 		require.Contains(t, out, "stdin=")
-		time.Sleep(10 * time.Millisecond)
+		// The client noticed the close: the next request dials.
+		waitFor(t, "the client to drop the closed connection", func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.open == 0
+		})
 	}
 	require.EqualValues(t, 5, app.accepted.Load())
 }
@@ -342,11 +347,13 @@ func TestClientContextCancelBeforeReply(t *testing.T) {
 
 // An application that ignores ABORT costs the connection, after AbortTimeout.
 func TestClientAbortTimeoutDropsConnection(t *testing.T) {
+	hold := make(chan struct{})
 	app := &fakeApp{ignoreAbort: true, handler: func(r *fakeReq, w *fakeOut) {
 		w.stdout([]byte("Status: 200 OK\r\n\r\n"))
-		time.Sleep(2 * time.Second)
+		<-hold // deaf to the abort
 	}}
 	c := startFake(t, app)
+	t.Cleanup(func() { close(hold) })
 	c.KeepConn = true
 	c.AbortTimeout = 100 * time.Millisecond
 	resp, err := c.Do(context.Background(), &ClientRequest{})
@@ -476,7 +483,7 @@ func TestClientMaxConns(t *testing.T) {
 			<-release
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // a slow application, so requests queue for the connections
 		fakeEchoHandler(r, w)
 	}}
 	c := startFake(t, app)
@@ -524,7 +531,7 @@ func TestClientMaxConns(t *testing.T) {
 // request transparently.
 func TestClientMultiplexFallback(t *testing.T) {
 	app := &fakeApp{refuseMpx: true, handler: func(r *fakeReq, w *fakeOut) {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // a slow application, so requests overlap on a connection
 		fakeEchoHandler(r, w)
 	}}
 	c := startFake(t, app)

@@ -26,8 +26,11 @@ type conn struct {
 	remote string
 	log    *slog.Logger
 	rr     *recordReader
-	ctx    context.Context // cancelled when the connection ends; parent of request contexts
-	cancel context.CancelCauseFunc
+	// waitIdle waits, without a buffer, for the socket to become readable;
+	// nil when the connection is not a socket.
+	waitIdle func() error
+	ctx      context.Context // cancelled when the connection ends (closeNow also cancels each request's own)
+	cancel   context.CancelCauseFunc
 
 	started    time.Time
 	lastRecord time.Time
@@ -38,16 +41,21 @@ type conn struct {
 	werr error // guarded by wmu: the first write failure; nothing is written after it
 
 	mu            sync.Mutex
-	reqs          map[uint16]*activeRequest
+	reqs          map[uint16]*activeRequest // nil while empty
+	begun         bool                      // a BEGIN_REQUEST has arrived
+	inParams      int                       // requests in reqs whose PARAMS have not ended
+	endsInFlight  int                       // requests removed whose END_REQUEST is being written
 	idleSince     time.Time
 	closeWhenIdle bool // a KEEP_CONN=0 request ended, or the server shuts down
 	draining      bool // write side shut: read until EOF or drainDeadline, then close
 	drainDeadline time.Time
 	multiplexed   bool      // the peer used an id other than 1 or two requests at once
+	evicted       bool      // guarded by srv.mu: closed to make room for a new connection
 	armed         time.Time // the read deadline the read loop last set
 
 	closeOnce sync.Once
 	handlers  sync.WaitGroup
+	ended     sync.WaitGroup // done when finish has run
 }
 
 var errConnClosing = errors.New("fcgi: connection closing")
@@ -59,11 +67,13 @@ func newConn(s *Server, rwc net.Conn) *conn {
 		remote = a.Network() + ":" + a.String()
 	}
 	now := time.Now()
-	return &conn{
+	c := &conn{
 		srv: s, lim: &s.lim, rwc: rwc, remote: remote, log: s.log,
-		rr: newRecordReader(rwc), ctx: ctx, cancel: cancel,
-		started: now, idleSince: now, reqs: make(map[uint16]*activeRequest),
+		rr: newRecordReader(rwc), waitIdle: idleWaiter(rwc), ctx: ctx, cancel: cancel,
+		started: now, idleSince: now,
 	}
+	c.ended.Add(1)
+	return c
 }
 
 // write sends b, one or more whole records, with a single Write under the
@@ -91,6 +101,11 @@ func (c *conn) write(b []byte) error {
 func (c *conn) closeNow(cause error) {
 	c.closeOnce.Do(func() {
 		c.cancel(cause)
+		c.mu.Lock()
+		for _, r := range c.reqs {
+			r.cancel(cause)
+		}
+		c.mu.Unlock()
 		_ = c.rwc.Close()
 	})
 }
@@ -135,24 +150,31 @@ func (c *conn) shutWrite() {
 	c.closeNow(errConnClosing)
 }
 
-// removeRequest takes r off the connection; it reports whether the
-// connection should now close. Safe to call more than once.
-func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
+// removeRequest takes r off the connection. Safe to call more than once.
+// Whoever writes the END_REQUEST closes the connection after it when it is
+// due (removeForEnd, endWritten).
+func (c *conn) removeRequest(r *activeRequest) {
 	c.mu.Lock()
 	if r.removed {
 		c.mu.Unlock()
-		return false
+		return
 	}
 	r.removed = true
+	if !r.paramsEnded {
+		c.inParams--
+	}
 	delete(c.reqs, r.id)
+	if len(c.reqs) == 0 {
+		c.reqs = nil // an idle kept connection holds no table
+	}
 	c.srv.activeReqs.Add(-1)
 	if !r.req.KeepConn {
 		c.closeWhenIdle = true
 	}
 	if len(c.reqs) == 0 {
 		c.idleSince = time.Now()
-		closeConn = c.closeWhenIdle || c.srv.inShutdown.Load()
-		if !closeConn && !c.draining && c.lim.KeepAliveIdleTimeout > 0 &&
+		closing := c.closeWhenIdle || c.srv.inShutdown.Load()
+		if !closing && !c.draining && c.lim.KeepAliveIdleTimeout > 0 &&
 			(c.armed.IsZero() || c.armed.After(c.idleSince.Add(c.lim.KeepAliveIdleTimeout))) {
 			// The read loop sleeps past the keep-alive deadline: wake it to arm
 			// that. Normally it does not (see nextDeadlineLocked), which saves a
@@ -167,18 +189,61 @@ func (c *conn) removeRequest(r *activeRequest) (closeConn bool) {
 	}
 	r.cancel(nil)
 	r.closeInput()
-	return closeConn
 }
 
+// serve runs the read loop until the connection ends, then finish. When no
+// input is expected it hands the wait for the next bytes to a new goroutine
+// (waitThenServe) and returns: the loop's stack grew while it served
+// requests, and a kept connection waiting for its next request then costs
+// only the waiting goroutine's small stack.
 func (c *conn) serve() {
-	defer c.finish()
-	for {
-		if draining := c.armReadDeadline(); draining {
+	if c.readRecords(false) {
+		c.finish()
+	}
+}
+
+// waitThenServe waits, without a buffer, for the peer to send again, then
+// runs the read loop.
+func (c *conn) waitThenServe() {
+	err := c.waitIdle()
+	if err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && c.onTimeout()) {
+		c.onReadError(err)
+		c.finish()
+		return
+	}
+	// After a deadline that changes nothing (a wake-up) the loop may hand
+	// the wait off again; after bytes it reads them.
+	if c.readRecords(err == nil) {
+		c.finish()
+	}
+}
+
+// readRecords reads and handles records; it returns true when the connection
+// has ended, false when it handed the wait for input to waitThenServe.
+// readable is whether that wait has just seen bytes.
+func (c *conn) readRecords(readable bool) (ended bool) {
+	for ; ; readable = false {
+		draining, idle := c.armReadDeadline()
+		if !draining && idle && c.closingWhenIdle() && !c.inputPending() {
+			// Shutting down with no request in flight and none sent: end
+			// here. A request that had already arrived is served first.
+			c.closeGracefully()
+			continue
+		}
+		if draining {
 			// Only drain: whatever arrives belongs to nothing we will answer.
 			if _, _, err := c.rr.next(); err != nil {
-				return
+				return true
 			}
 			continue
+		}
+		if idle && !readable && c.waitIdle != nil && !c.rr.complete() {
+			// No body input expected and no whole record buffered: the wait
+			// goes to a small goroutine until the peer sends again, and the
+			// read buffer back to the pool unless part of a record is in it.
+			c.rr.release()
+			go c.waitThenServe()
+			return false
 		}
 		h, content, err := c.rr.next()
 		if err != nil {
@@ -186,12 +251,12 @@ func (c *conn) serve() {
 				continue
 			}
 			c.onReadError(err)
-			return
+			return true
 		}
 		c.lastRecord = time.Now()
 		if err := c.handleRecord(h, content); err != nil {
 			c.log.Warn("fcgi: closing connection", "remote", c.remote, "err", err)
-			return
+			return true
 		}
 	}
 }
@@ -224,6 +289,63 @@ func (c *conn) onReadError(err error) {
 	}
 }
 
+// evict closes the connection to make room for a new one: at once when it
+// stalled in its params, gracefully when it was idle between requests.
+func (c *conn) evict(why string) {
+	if why == evictIdle {
+		c.mu.Lock()
+		c.closeWhenIdle = true
+		if len(c.reqs) == 0 && !c.draining {
+			_ = c.rwc.SetReadDeadline(time.Now())
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.log.Debug("fcgi: closing a connection that stalled before the end of its params, to serve a new one", "remote", c.remote)
+	c.closeNow(errEvicted)
+}
+
+var errEvicted = errors.New("fcgi: connection closed to make room for a new one")
+
+// closingWhenIdle reports whether the connection, with no request and no
+// END_REQUEST being written, is to close: the server is shutting down, room
+// is needed, or the last request said so.
+func (c *conn) closingWhenIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closingWhenIdleLocked()
+}
+
+func (c *conn) closingWhenIdleLocked() bool {
+	return len(c.reqs) == 0 && c.endsInFlight == 0 && !c.draining && (c.closeWhenIdle || c.srv.inShutdown.Load())
+}
+
+// removeForEnd is removeRequest for a caller that writes the request's
+// END_REQUEST next and then calls endWritten: until then the read loop does
+// not close the connection under that write.
+func (c *conn) removeForEnd(r *activeRequest) {
+	c.mu.Lock()
+	c.endsInFlight++
+	c.mu.Unlock()
+	c.removeRequest(r)
+}
+
+// endWritten follows removeForEnd once END_REQUEST is written; it reports
+// whether the caller is to close the connection now.
+func (c *conn) endWritten() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endsInFlight--
+	return c.closingWhenIdleLocked()
+}
+
+// inputPending reports whether the peer has sent bytes not yet read: a
+// request that must not be lost when the connection is about to close. Read
+// loop only.
+func (c *conn) inputPending() bool {
+	return len(c.rr.buffered()) > c.rr.consume || peerSent(c.rwc)
+}
+
 // activeCount is the number of requests the connection still has.
 func (c *conn) activeCount() int {
 	c.mu.Lock()
@@ -253,21 +375,29 @@ func (c *conn) finish() {
 		c.removeRequest(r)
 	}
 	c.srv.forget(c)
+	c.ended.Done()
 }
 
 // armReadDeadline sets the read deadline for the next record: the earliest of
 // the keep-alive idle time, each request's PARAMS deadline, and each request's
 // input idle time. Computed and set under mu, so a handler ending a request
-// cannot interleave a stale deadline.
-func (c *conn) armReadDeadline() (draining bool) {
+// cannot interleave a stale deadline. idle is whether no request is
+// receiving STDIN or DATA: between requests, while handlers answer requests
+// whose input has all arrived, or while params are awaited.
+func (c *conn) armReadDeadline() (draining, idle bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.draining {
-		return true
+		return true, false
 	}
 	c.armed = c.nextDeadlineLocked()
 	_ = c.rwc.SetReadDeadline(c.armed)
-	return false
+	for _, r := range c.reqs {
+		if r.phase == phaseStdin || r.phase == phaseData {
+			return false, false
+		}
+	}
+	return false, true
 }
 
 func (c *conn) nextDeadlineLocked() time.Time {
@@ -466,22 +596,39 @@ func (c *conn) handleBegin(id uint16, content []byte) error {
 			return c.refuse(id, keep, StatusCantMpxConn)
 		}
 		return c.refuse(id, keep, StatusOverloaded)
-	case c.srv.inShutdown.Load() || !c.srv.acquireRequest():
+	case !c.srv.acquireRequest():
 		return c.refuse(id, keep, StatusOverloaded)
 	}
+	// During Shutdown a request that arrives on an open connection is still
+	// served (the web server sent it before it could see us go); the
+	// connection closes after its last response (removeRequest).
 
-	ctx, cancel := context.WithCancelCause(c.ctx)
+	// Not a child of c.ctx: a child would leave the parent a table of
+	// children that outlives the request, on every kept connection.
+	// closeNow cancels the requests of the connection itself.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	now := time.Now()
 	r := &activeRequest{c: c, id: id, cancel: cancel, began: now, lastInput: now}
 	r.req = Request{
-		ID: id, Role: role, KeepConn: keep, Params: make(map[string]string, 32),
+		// Params is made at the first pair: a request stalled in its
+		// params holds as little as possible.
+		ID: id, Role: role, KeepConn: keep,
 		ContentLength: -1, DataLength: -1, RemoteAddr: c.rwc.RemoteAddr(), ctx: ctx,
 	}
 	r.params.limits = c.lim.pairLimits()
-	r.w = &response{r: r, c: c, header: make(http.Header)}
+	r.w = &response{r: r, c: c}
 	c.mu.Lock()
+	if c.reqs == nil {
+		c.reqs = make(map[uint16]*activeRequest)
+	}
 	c.reqs[id] = r
+	c.begun = true
+	c.inParams++
 	c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		// closeNow ran before the request was in the table.
+		r.cancel(context.Cause(c.ctx))
+	}
 	return nil
 }
 
@@ -552,6 +699,8 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 			return nil
 		}
 		r.paramsDone(c.lim)
+		r.paramsEnded = true
+		c.inParams--
 		if d := c.lim.HandlerTimeout; d > 0 {
 			r.timer = time.AfterFunc(d, func() { r.cancel(ErrHandlerTimeout) })
 		}
@@ -567,6 +716,9 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 	values := recordStrings{content: content}
 	err := r.params.feed(content, func(name, value []byte) error {
 		if len(name) > 0 {
+			if r.req.Params == nil {
+				r.req.Params = make(map[string]string, 32)
+			}
 			r.req.Params[paramName(name)] = values.value(value)
 		}
 		return nil
@@ -687,12 +839,12 @@ const (
 
 // lookAhead is how the read loop, while it holds back input and so consumes
 // nothing, still notices the peer: it pulls whatever has arrived into the
-// free part of the 64 KiB read buffer without consuming it, and scans the complete records there for an ABORT_REQUEST
-// for id; a read that meets EOF or an error means the peer is gone. When the
-// buffer is full it falls back to peeking at the socket (peerGone).
+// free part of the read buffer without consuming it, and scans the complete
+// records there for an ABORT_REQUEST for id; a read that meets EOF or an
+// error means the peer is gone. When the buffer is full it falls back to
+// peeking at the socket (peerGone).
 func (c *conn) lookAhead(id uint16) peerState {
-	br := c.rr.br
-	if br.Buffered() >= br.Size() {
+	if c.rr.full() {
 		if peerGone(c.rwc) {
 			return peerClosed
 		}
@@ -705,11 +857,10 @@ func (c *conn) lookAhead(id uint16) peerState {
 	}
 	_ = c.rwc.SetReadDeadline(time.Now().Add(time.Millisecond))
 	c.mu.Unlock()
-	if _, err := br.Peek(br.Buffered() + 1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := c.rr.readMore(); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return peerClosed
 	}
-	b, _ := br.Peek(br.Buffered())
-	b = b[c.rr.consume:]
+	b := c.rr.buffered()[c.rr.consume:]
 	for len(b) >= headerLen {
 		h := parseHeader(b)
 		n := headerLen + int(h.ContentLength) + int(h.PaddingLength)

@@ -22,10 +22,16 @@
 //
 // # Goroutines and ownership
 //
-//   - Serve's goroutine accepts; each connection has one read-loop goroutine,
-//     which owns the record reader and every request's parsing state (phase,
+//   - Serve's goroutine accepts; each connection has one read loop, which
+//     owns the record reader and every request's parsing state (phase,
 //     params decoder, input idle clock) and is the only writer of the
 //     connection's request table (under conn.mu; handlers only remove).
+//     When no STDIN or DATA is expected and no whole record is buffered, the
+//     loop gives its read buffer back to a pool and hands the wait for the
+//     peer's next bytes to a new goroutine with a small stack, which then
+//     runs the loop: a kept connection between requests holds no buffer and
+//     no grown stack. Read buffers start at 4 KiB and become 64 KiB only
+//     once more than that has arrived.
 //   - Each request whose PARAMS ended has one handler goroutine. The read loop
 //     never waits for it, except for flow control when it is the only request
 //     (below).
@@ -47,7 +53,7 @@
 //     HandlerTimeout and Shutdown's deadline), when the connection is closed
 //     (Close, a write failure), or when the peer is seen to leave: every
 //     100 ms the read loop pulls what has arrived into the free part of its
-//     64 KiB read buffer without consuming it and looks there for
+//     read buffer without consuming it and looks there for
 //     an ABORT_REQUEST for the request (it is aborted) or EOF/reset (all
 //     requests of the connection are cancelled); with that buffer full it
 //     peeks at the socket (MSG_PEEK) for a close or reset. Limit: an abort or
@@ -128,10 +134,16 @@
 //
 // # Overload
 //
-// Over MaxConns a new connection is accepted and closed at once, so the web
-// server fails over at once instead of waiting in the accept queue. Over
-// MaxReqsPerConn or MaxReqs, and for new requests during Shutdown, a request
-// is refused at BEGIN_REQUEST: a peer that multiplexes (it used an id other
+// At MaxConns a new connection is still served when another can make room:
+// the connection that has waited longest for the rest of a request's params
+// or of its first record (a slow or hostile client) is closed at once, else
+// the one idle longest between requests is closed cleanly. Only when every
+// connection serves a request is the new one accepted and closed at once, so
+// the web server fails over instead of waiting in the accept queue.
+// Connections closed to make room count against a hard bound of twice
+// MaxConns until they are gone.
+//
+// Over MaxReqsPerConn or MaxReqs a request is refused at BEGIN_REQUEST: a peer that multiplexes (it used an id other
 // than 1 or two requests at once; in practice HAProxy, the only one that
 // understands the status) gets END_REQUEST{FCGI_OVERLOADED}; an id-1 peer gets
 // a real "Status: 503 Service Unavailable" response with Retry-After: 1,
@@ -155,7 +167,7 @@
 // Every Limits field defaults when zero; see Limits for the reasons.
 //
 //	field                 default   on excess
-//	MaxConns              1024      new connection closed at accept
+//	MaxConns              1024      a stalled or idle connection closed, else the new one
 //	MaxReqsPerConn        128       FCGI_OVERLOADED (multiplexing peer) or 503
 //	MaxReqs               1024      FCGI_OVERLOADED (multiplexing peer) or 503
 //	MaxParamsBytes        256 KiB   connection closed
@@ -177,6 +189,13 @@
 // active: right after the last END_REQUEST the write side is shut (the peer
 // sees EOF at once; nginx otherwise waits) and input is drained for up to
 // LingerTimeout. With KEEP_CONN=1 the server closes only after
-// KeepAliveIdleTimeout without a request, on error, or on Shutdown/Close.
-// A peer closing the connection cancels all its requests (cause ErrAborted).
+// KeepAliveIdleTimeout without a request, on error, on Shutdown/Close, or to
+// make room at MaxConns. A peer closing the connection cancels all its
+// requests (cause ErrAborted).
+//
+// Shutdown closes a connection with no request only when nothing has
+// arrived on it, and serves requests that arrive on open connections while
+// it waits, closing each connection right after the response that leaves it
+// without a request: a request the web server sent on a kept connection just
+// before it could see the close is answered, not lost.
 package fcgi

@@ -50,7 +50,7 @@ func TestInputCloseWakesBlockedRead(t *testing.T) {
 					_, err := io.Copy(io.Discard, in)
 					readErr <- err
 				}()
-				time.Sleep(50 * time.Millisecond)
+				waitGoroutine(t, "(*inputStream).Read")
 				require.NoError(t, in.(io.Closer).Close())
 				err := recvTimeout(t, readErr, "blocked Read")
 				w.Header().Set("X-Err", err.Error())
@@ -95,10 +95,18 @@ func TestShutdownDeadlineDuringParams(t *testing.T) {
 			p.send(beginRec(1, RoleResponder, true), rawRecord(typeParams, 1, appendPair(nil, "A", "b"), 0))
 			peers = append(peers, p)
 		}
-		time.Sleep(10 * time.Millisecond)
+		waitFor(t, "the requests to begin", func() bool {
+			begun := 0
+			for _, c := range ts.srv.connections() {
+				begun += c.activeCount()
+			}
+			return begun == len(peers)
+		})
 		var wg sync.WaitGroup
 		for _, p := range peers {
 			wg.Go(func() {
+				// The timing under test: the end of PARAMS lands at a
+				// different moment of Shutdown in each round.
 				time.Sleep(time.Duration(i%5) * 100 * time.Microsecond)
 				_, _ = p.c.Write(join(rawRecord(typeParams, 1, nil, 0), streamRecs(typeStdin, 1, "x")))
 			})

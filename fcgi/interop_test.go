@@ -181,6 +181,7 @@ func TestInteropNginx(t *testing.T) {
 			reqs, _, _ := analyzeTranscript(conns[0])
 			return len(reqs) == 1 && reqs[0].StdinLen > 0
 		}, 10*time.Second, 10*time.Millisecond)
+		// What is tested is that nothing more comes: give nginx a second.
 		time.Sleep(time.Second)
 		reqs, _, _ := analyzeTranscript(rec.transcript()[0])
 		t.Logf("nginx sent %d of %d body bytes after the response began", reqs[0].StdinLen, size)
@@ -197,7 +198,7 @@ func TestInteropNginx(t *testing.T) {
 		pr, pw := io.Pipe()
 		go func() {
 			pw.Write([]byte("chunk1-"))
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // the slow client body under test
 			pw.Write([]byte("chunk2"))
 			pw.Close()
 		}()

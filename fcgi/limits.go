@@ -8,10 +8,13 @@ import "time"
 // that timeout; a negative count is replaced by its default.
 type Limits struct {
 	// MaxConns is the number of connections served at once. Default 1024: under
-	// a typical 4096 open-file limit it leaves room for transform pipes. A
-	// connection over the limit is accepted and closed at once, so the web
-	// server fails fast (nginx tries its next upstream) instead of waiting in
-	// the kernel's accept queue. Reported as FCGI_MAX_CONNS.
+	// a typical 4096 open-file limit it leaves room for transform pipes. At
+	// the limit a new connection makes room by closing the connection stalled
+	// longest before the end of its params (or first record), else the one
+	// idle longest between requests; when every connection serves a request
+	// the new one is accepted and closed at once, so the web server fails
+	// fast (nginx tries its next upstream) instead of waiting in the kernel's
+	// accept queue. Reported as FCGI_MAX_CONNS.
 	MaxConns int
 
 	// MaxReqsPerConn is the number of requests active at once on one connection.

@@ -10,16 +10,14 @@ package fcgi
 //   recordHeader, parseHeader(b), recordHeader.put(b)
 //       the 8-byte header by byte indexing.
 //   newRecordReader(r io.Reader) *recordReader; (*recordReader).next() (recordHeader, []byte, error)
-//       reads one record at a time from a bufio.Reader large enough to hold a whole
-//       record (it wraps r in one if needed). The returned content aliases the
+//       reads one record at a time into a pooled buffer: a small one first, a big one
+//       (a whole record of maximum size) once more has arrived than the small one
+//       holds, given back by release when nothing is buffered. The returned content aliases the
 //       reader's buffer and stays valid only until the next call to next. Any
 //       padding 0-255 is skipped, reserved is ignored, a version other than 1 is a
 //       *versionError, a stream that ends inside a record is io.ErrUnexpectedEOF. A
 //       timeout during next consumes nothing: next can be called again after the
 //       deadline is moved and resumes where it stopped.
-//   newRecordWriter(w io.Writer) *recordWriter; (*recordWriter).writeRecord(t, id, content)
-//       writes content as one or more records (split at 65535), each header+content+
-//       padding in a single Write. Not safe for concurrent use: serialise callers.
 //   recordBuf: an outgoing record assembled in place (content appended after room
 //       for the header), then finish() frames it for a single Write without copying.
 //   appendRecord(dst, t, id, content), appendEmptyRecord, appendEndRequest
@@ -32,10 +30,10 @@ package fcgi
 //   decodePairs(b, limits, emit): one self-contained buffer (GET_VALUES).
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Record types, from section 8 of the specification.
@@ -179,54 +177,182 @@ func (e *versionError) Error() string {
 	return fmt.Sprintf("fcgi: record version %d, want 1", e.Version)
 }
 
-// readerBufSize holds a whole record of maximum size, so that next can Peek it
-// and hand out content without copying.
+// readerBufSize holds a whole record of maximum size, so that next can hand
+// out content without copying.
 const readerBufSize = 64<<10 + 512
 
+// smallReadBufSize is the buffer a reader starts with: a typical web server
+// request (BEGIN_REQUEST, params of a few headers, a small body) fits, and a
+// peer that sends part of a record and stalls costs no more than this.
+const smallReadBufSize = 4 << 10
+
+// Read buffers are pooled: a reader takes a small one at its first read,
+// trades it for a big one once more bytes than it holds have arrived, and
+// gives its buffer back whenever nothing is buffered (see release).
+var (
+	smallReadBufPool = sync.Pool{New: func() any { return new([smallReadBufSize]byte) }}
+	bigReadBufPool   = sync.Pool{New: func() any { return new([readerBufSize]byte) }}
+)
+
 type recordReader struct {
-	br      *bufio.Reader
-	consume int // bytes of the previous record still to discard
+	src     io.Reader
+	buf     []byte // a pooled buffer, nil while released
+	r, w    int    // buf[r:w] is read and not consumed
+	consume int    // bytes of the previous record still to discard
+	err     error  // a read error kept until the buffered bytes run short
 }
 
-// newRecordReader reads records from r. If r is a *bufio.Reader big enough to
-// hold a record it is used directly, otherwise r is wrapped.
+// newRecordReader reads records from r. It takes no buffer until the first
+// read.
 func newRecordReader(r io.Reader) *recordReader {
-	if br, ok := r.(*bufio.Reader); ok && br.Size() >= readerBufSize {
-		return &recordReader{br: br}
-	}
-	return &recordReader{br: bufio.NewReaderSize(r, readerBufSize)}
+	return &recordReader{src: r}
 }
 
 // next returns the next record. content aliases the reader's buffer until the
-// next call. Nothing of a record is consumed until all of it has arrived, so an
-// error (a read deadline, say) leaves the reader ready to try again.
+// next call (or release). Nothing of a record is consumed until all of it has
+// arrived, so an error (a read deadline, say) leaves the reader ready to try
+// again.
 func (rr *recordReader) next() (recordHeader, []byte, error) {
-	if rr.consume > 0 {
-		// Discard on a bufio.Reader with that many bytes buffered cannot fail.
-		_, _ = rr.br.Discard(rr.consume)
-		rr.consume = 0
-	}
-	hb, err := rr.br.Peek(headerLen)
-	if err != nil {
-		if err == io.EOF && len(hb) > 0 {
+	rr.discard()
+	if err := rr.fill(headerLen); err != nil {
+		if err == io.EOF && rr.w > rr.r {
 			err = io.ErrUnexpectedEOF
 		}
 		return recordHeader{}, nil, err
 	}
-	h := parseHeader(hb)
+	h := parseHeader(rr.buf[rr.r:rr.w])
 	if h.Version != version1 {
 		return h, nil, &versionError{h.Version}
 	}
 	total := headerLen + int(h.ContentLength) + int(h.PaddingLength)
-	b, err := rr.br.Peek(total)
-	if err != nil {
+	if err := rr.fill(total); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return h, nil, err
 	}
 	rr.consume = total
-	return h, b[headerLen : headerLen+int(h.ContentLength)], nil
+	return h, rr.buf[rr.r+headerLen : rr.r+headerLen+int(h.ContentLength)], nil
+}
+
+func (rr *recordReader) discard() {
+	rr.r += rr.consume
+	rr.consume = 0
+	if rr.r == rr.w {
+		rr.r, rr.w = 0, 0
+	}
+}
+
+// fill reads until at least need bytes are buffered, or returns the error
+// that stopped it (once; a later call reads again).
+func (rr *recordReader) fill(need int) error {
+	for empty := 0; rr.w-rr.r < need; {
+		if err := rr.takeErr(); err != nil {
+			return err
+		}
+		rr.makeRoom()
+		n, err := rr.src.Read(rr.buf[rr.w:])
+		rr.w += n
+		rr.err = err
+		if n == 0 && err == nil {
+			if empty++; empty == 100 {
+				return io.ErrNoProgress
+			}
+		}
+	}
+	return nil
+}
+
+// makeRoom makes sure there is free space after the buffered bytes: it takes
+// a buffer, moves what is buffered to the front, or trades a full small
+// buffer for a big one. It may move the buffered bytes.
+func (rr *recordReader) makeRoom() {
+	switch {
+	case rr.buf == nil:
+		rr.buf = smallReadBufPool.Get().(*[smallReadBufSize]byte)[:]
+	case rr.w < len(rr.buf):
+	case rr.r > 0:
+		rr.w = copy(rr.buf, rr.buf[rr.r:rr.w])
+		rr.r = 0
+	case len(rr.buf) == smallReadBufSize:
+		big := bigReadBufPool.Get().(*[readerBufSize]byte)
+		rr.w = copy(big[:], rr.buf[rr.r:rr.w])
+		rr.r = 0
+		rr.putBuf()
+		rr.buf = big[:]
+	}
+}
+
+func (rr *recordReader) putBuf() {
+	switch len(rr.buf) {
+	case smallReadBufSize:
+		smallReadBufPool.Put((*[smallReadBufSize]byte)(rr.buf))
+	case readerBufSize:
+		bigReadBufPool.Put((*[readerBufSize]byte)(rr.buf))
+	}
+	rr.buf = nil
+}
+
+func (rr *recordReader) takeErr() error {
+	err := rr.err
+	rr.err = nil
+	return err
+}
+
+// readMore does one read into the free space after what is buffered, without
+// consuming anything. It may move the buffered bytes (and so the content
+// next returned last). It returns the read's error only when nothing came.
+func (rr *recordReader) readMore() error {
+	if err := rr.takeErr(); err != nil {
+		return err
+	}
+	rr.makeRoom()
+	n, err := rr.src.Read(rr.buf[rr.w:])
+	rr.w += n
+	if n > 0 {
+		rr.err = err
+		return nil
+	}
+	return err
+}
+
+// buffered returns what has been read and not consumed, starting with the
+// record next returned last (if any).
+func (rr *recordReader) buffered() []byte {
+	if rr.buf == nil {
+		return nil
+	}
+	return rr.buf[rr.r:rr.w]
+}
+
+// complete reports whether a whole record (or a header next rejects) is
+// buffered after the record next returned last.
+func (rr *recordReader) complete() bool {
+	b := rr.buffered()[rr.consume:]
+	if len(b) < headerLen {
+		return false
+	}
+	h := parseHeader(b)
+	return h.Version != version1 || len(b) >= headerLen+int(h.ContentLength)+int(h.PaddingLength)
+}
+
+// full reports whether the reader holds as much as it can: a whole big
+// buffer unconsumed.
+func (rr *recordReader) full() bool { return rr.w-rr.r == readerBufSize }
+
+// release gives the buffer back to the pool when, the record next returned
+// last being consumed, nothing is buffered; it reports whether the reader
+// now holds no buffer. A released reader takes a buffer again at its next
+// read.
+func (rr *recordReader) release() bool {
+	rr.discard()
+	if rr.w > rr.r || rr.err != nil {
+		return rr.buf == nil
+	}
+	if rr.buf != nil {
+		rr.putBuf()
+	}
+	return true
 }
 
 // zeroPadding is the source of padding bytes, so padding is never allocated.
@@ -258,13 +384,6 @@ func (r *recordBuf) tail() []byte { return r.b[len(r.b) : headerLen+maxContent] 
 
 // grow extends the content by n bytes already written into tail().
 func (r *recordBuf) grow(n int) { r.b = r.b[:len(r.b)+n] }
-
-// append copies as much of p as fits and returns how much it copied.
-func (r *recordBuf) append(p []byte) int {
-	n := copy(r.tail(), p)
-	r.grow(n)
-	return n
-}
 
 // finish frames the content as a record of type t for id and returns the
 // bytes to write, valid until the next change to r.
@@ -304,32 +423,6 @@ func appendEndRequest(dst []byte, id uint16, appStatus uint32, protocolStatus ui
 	b[11] = byte(appStatus)
 	b[12] = protocolStatus
 	return append(dst, b[:]...)
-}
-
-// recordWriter writes whole records to w; each record is one Write.
-type recordWriter struct {
-	w   io.Writer
-	buf *recordBuf
-}
-
-func newRecordWriter(w io.Writer) *recordWriter {
-	return &recordWriter{w: w, buf: newRecordBuf()}
-}
-
-// writeRecord writes content as records of type t for id, splitting it at
-// 65535 bytes. Empty content writes one empty record (the end of a stream).
-func (rw *recordWriter) writeRecord(t recType, id uint16, content []byte) error {
-	for {
-		rw.buf.reset()
-		n := rw.buf.append(content)
-		content = content[n:]
-		if _, err := rw.w.Write(rw.buf.finish(t, id)); err != nil {
-			return fmt.Errorf("fcgi: write %v record for request %d: %w", t, id, err)
-		}
-		if len(content) == 0 {
-			return nil
-		}
-	}
 }
 
 // Name-value pairs.

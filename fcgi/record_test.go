@@ -344,8 +344,7 @@ func BenchmarkRecordRead(b *testing.B) {
 		_, _, err := rr.next()
 		if err == io.EOF {
 			src.Reset(stream)
-			rr.br.Reset(src)
-			rr.consume = 0
+			rr.r, rr.w, rr.consume, rr.err = 0, 0, 0, nil
 			_, _, err = rr.next()
 		}
 		if err != nil {

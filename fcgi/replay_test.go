@@ -109,11 +109,10 @@ func replayConn(t *testing.T, name string, index int, transcript []byte) {
 		begun := map[uint16]int{}
 		for _, seg := range splitAtBegins(transcript) {
 			if id, ok := beginID(seg); ok {
-				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-					if _, _, byID := countEnds(); byID[id] >= begun[id] {
-						break
-					}
-				}
+				fcgi.PollUntil(10*time.Second, func() bool {
+					_, _, byID := countEnds()
+					return byID[id] >= begun[id]
+				})
 				begun[id]++
 			}
 			if _, err := client.Write(seg); err != nil {
@@ -122,16 +121,12 @@ func replayConn(t *testing.T, name string, index int, transcript []byte) {
 		}
 	}()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !fcgi.PollUntil(10*time.Second, func() bool {
 		ends, values, _ := countEnds()
-		if ends >= wantEnds && values >= wantValues {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connection %d: %d of %d END_REQUEST and %d of %d GET_VALUES_RESULT after 10s", index, ends, wantEnds, values, wantValues)
-		}
-		time.Sleep(2 * time.Millisecond)
+		return ends >= wantEnds && values >= wantValues
+	}) {
+		ends, values, _ := countEnds()
+		t.Fatalf("connection %d: %d of %d END_REQUEST and %d of %d GET_VALUES_RESULT after 10s", index, ends, wantEnds, values, wantValues)
 	}
 	// Every request whose params arrived has reached the handler.
 	started := 0

@@ -89,7 +89,8 @@ type activeRequest struct {
 	w           *response
 	timer       *time.Timer // HandlerTimeout; stopped when the request is removed
 
-	removed bool // guarded by conn.mu: no longer in conn.reqs
+	removed     bool // guarded by conn.mu: no longer in conn.reqs
+	paramsEnded bool // guarded by conn.mu: past its PARAMS (counted out of conn.inParams)
 }
 
 // parseLength reads a decimal byte count; -1 for anything else.
@@ -108,6 +109,9 @@ func parseLength(v string, ok bool) int64 {
 // PARAMS has ended.
 func (r *activeRequest) paramsDone(lim *Limits) {
 	q := &r.req
+	if q.Params == nil {
+		q.Params = map[string]string{}
+	}
 	v, ok := q.Params["CONTENT_LENGTH"]
 	q.ContentLength = parseLength(v, ok)
 	q.DataLength = -1

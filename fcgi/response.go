@@ -104,6 +104,9 @@ type response struct {
 func (w *response) Header() http.Header {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
 	return w.header
 }
 
@@ -176,6 +179,9 @@ func (w *response) writeHeaderLocked(code int) error {
 	}
 	if err := w.stdoutString("\r\n"); err != nil {
 		return err
+	}
+	if w.header == nil {
+		w.header = make(http.Header)
 	}
 	h := w.header
 	if w.bodyAllowed && len(h["Content-Type"]) == 0 {
@@ -454,10 +460,10 @@ func (w *response) endLocked(appStatus uint32, fallbackStatus int) {
 	w.ended = true
 	// The id leaves the connection's table before END_REQUEST goes out: the
 	// peer may reuse it the moment it reads END_REQUEST.
-	closeConn := c.removeRequest(r)
+	c.removeForEnd(r)
 	_ = c.write(out)
 	w.releaseBuf()
-	if closeConn {
+	if c.endWritten() {
 		c.closeGracefully()
 	}
 }
@@ -563,9 +569,9 @@ func (w *response) abortLocked(err error) {
 		out = appendEmptyRecord(out, typeStdout, r.id)
 	}
 	out = appendEndRequest(out, r.id, 1, StatusRequestComplete)
-	closeConn := c.removeRequest(r)
+	c.removeForEnd(r)
 	_ = c.write(out)
-	if closeConn {
+	if c.endWritten() {
 		c.closeGracefully()
 	}
 }

@@ -26,9 +26,11 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
 	conns      map[*conn]struct{}
+	evicted    int // conns closed to make room for new ones that have not finished closing
 	inShutdown atomic.Bool
 	activeReqs atomic.Int64
 	lastReject atomic.Int64 // unix nanos of the last "too many connections" log line
+	lastEvict  atomic.Int64 // unix nanos of the last "closed a connection to make room" log line
 }
 
 func (s *Server) init() {
@@ -101,11 +103,14 @@ func (s *Server) ServeConn(rwc net.Conn) {
 	s.init()
 	if c := s.track(rwc); c != nil {
 		c.serve()
+		c.ended.Wait() // the read loop may have moved to another goroutine
 	}
 }
 
 // track registers a new connection, or closes it at once when the server is
-// closing or already serves MaxConns connections.
+// closing. At MaxConns it makes room first by closing a connection that
+// serves nobody (see evictableLocked); only when there is none is the new
+// connection closed.
 func (s *Server) track(rwc net.Conn) *conn {
 	s.mu.Lock()
 	if s.inShutdown.Load() {
@@ -113,24 +118,99 @@ func (s *Server) track(rwc net.Conn) *conn {
 		_ = rwc.Close()
 		return nil
 	}
-	if len(s.conns) >= s.lim.MaxConns {
-		s.mu.Unlock()
-		_ = rwc.Close()
-		now := time.Now().UnixNano()
-		if last := s.lastReject.Load(); now-last > int64(time.Second) && s.lastReject.CompareAndSwap(last, now) {
-			s.log.Warn("fcgi: too many connections; closing new ones", "max_conns", s.lim.MaxConns)
+	var victim *conn
+	var why string
+	if len(s.conns)-s.evicted >= s.lim.MaxConns {
+		// Evicted connections still closing count against a hard bound of
+		// twice MaxConns, so descriptors stay bounded under a flood.
+		if len(s.conns) < 2*s.lim.MaxConns {
+			victim, why = s.evictableLocked()
 		}
-		return nil
+		if victim == nil {
+			s.mu.Unlock()
+			_ = rwc.Close()
+			now := time.Now().UnixNano()
+			if last := s.lastReject.Load(); now-last > int64(time.Second) && s.lastReject.CompareAndSwap(last, now) {
+				s.log.Warn("fcgi: too many connections; closing new ones", "max_conns", s.lim.MaxConns)
+			}
+			return nil
+		}
+		if why == evictStalled {
+			// Closed at once below: its descriptor is freed now.
+			delete(s.conns, victim)
+		} else {
+			// Closed once it has drained (LingerTimeout at most).
+			victim.evicted = true
+			s.evicted++
+		}
 	}
 	c := newConn(s, rwc)
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
+	if victim != nil {
+		now := time.Now().UnixNano()
+		if last := s.lastEvict.Load(); now-last > int64(time.Second) && s.lastEvict.CompareAndSwap(last, now) {
+			s.log.Info("fcgi: at max_conns; closing a connection to serve a new one", "max_conns", s.lim.MaxConns, "closed", why, "remote", victim.remote)
+		}
+		victim.evict(why)
+	}
 	return c
+}
+
+// Why a connection is evicted.
+const (
+	evictStalled = "stalled before the end of its params"
+	evictIdle    = "idle kept-alive"
+)
+
+// evictableLocked picks the connection to close to make room for a new one:
+// the one that has waited longest for the rest of a request's params (or of
+// its first record), else the one idle longest between requests. Neither
+// has a request a handler works on. nil when every connection serves one.
+// Called with s.mu held.
+func (s *Server) evictableLocked() (*conn, string) {
+	var stalled, idle *conn
+	var stalledSince, idleSince time.Time
+	for c := range s.conns {
+		if c.evicted {
+			continue
+		}
+		c.mu.Lock()
+		switch {
+		case c.draining:
+		case len(c.reqs) == 0 && !c.begun:
+			if stalled == nil || c.started.Before(stalledSince) {
+				stalled, stalledSince = c, c.started
+			}
+		case len(c.reqs) > 0 && c.inParams == len(c.reqs):
+			for _, r := range c.reqs {
+				if stalled == nil || r.began.Before(stalledSince) {
+					stalled, stalledSince = c, r.began
+				}
+			}
+		case len(c.reqs) == 0:
+			if idle == nil || c.idleSince.Before(idleSince) {
+				idle, idleSince = c, c.idleSince
+			}
+		}
+		c.mu.Unlock()
+	}
+	if stalled != nil {
+		return stalled, evictStalled
+	}
+	if idle != nil {
+		return idle, evictIdle
+	}
+	return nil, ""
 }
 
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.evicted {
+		c.evicted = false
+		s.evicted--
+	}
 	s.mu.Unlock()
 }
 
@@ -179,8 +259,10 @@ func (s *Server) closeListeners() {
 }
 
 // Shutdown stops accepting, closes idle connections at once and lets active
-// requests finish; connections close as their last request ends. New
-// requests on open connections are refused as overloaded. When ctx ends
+// requests finish; connections close as their last request ends. A request
+// that arrives on an open connection meanwhile is served, as is one already
+// sent on an idle connection when Shutdown began: the web server sent it
+// before it could see the connection close. When ctx ends
 // first, the remaining requests are cancelled (cause ErrServerClosed) and
 // each still gets its END_REQUEST (a 503 if it had sent nothing), or, if its
 // response had begun, is aborted as by Aborter; Shutdown then returns ctx's
@@ -192,11 +274,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range s.connections() {
 		c.mu.Lock()
 		c.closeWhenIdle = true
-		idle := len(c.reqs) == 0
-		c.mu.Unlock()
-		if idle {
-			c.closeGracefully()
+		if len(c.reqs) == 0 && !c.draining {
+			// Wake the read loop: it closes the connection unless a
+			// request is already waiting to be read.
+			_ = c.rwc.SetReadDeadline(time.Now())
 		}
+		c.mu.Unlock()
 	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()

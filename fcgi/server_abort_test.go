@@ -50,12 +50,13 @@ func readUntilClosed(t *testing.T, p *peer) {
 		}
 		var ve *versionError
 		require.ErrorAs(t, err, &ve, "a version-0 record ends the aborted response")
-		hdr, _ := p.rr.br.Peek(headerLen)
-		require.Equal(t, brokenRecord[:], hdr, "the broken record is a zero header")
-		_, _ = p.rr.br.Discard(headerLen)
+		rest := p.rr.buffered()
+		require.Equal(t, brokenRecord[:], rest[:headerLen], "the broken record is a zero header")
+		require.Len(t, rest, headerLen, "nothing follows the broken record")
+		p.rr.r += headerLen
 		_ = p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, err := p.rr.br.Read(make([]byte, 1))
-		require.Equal(t, 0, n, "nothing follows the broken record")
+		err = p.rr.fill(1)
+		require.Equal(t, 0, len(p.rr.buffered()), "nothing follows the broken record")
 		require.ErrorIs(t, err, io.EOF, "the connection is closed after the broken record")
 		return
 	}

@@ -235,10 +235,11 @@ func TestFaultMissingEndOfStream(t *testing.T) {
 // then releases everything it can.
 func TestFaultShutdownDeadlineWithStuckHandler(t *testing.T) {
 	release := make(chan struct{})
-	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) { <-release }), Limits{})
+	started := make(chan struct{})
+	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) { close(started); <-release }), Limits{})
 	p := ts.dial(t)
 	p.send(request(1, true, ""))
-	time.Sleep(20 * time.Millisecond)
+	recvTimeout(t, started, "handler")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err := ts.srv.Shutdown(ctx)
@@ -267,7 +268,7 @@ func TestFaultPeerGoneDuringFlowControl(t *testing.T) {
 	p := ts.dial(t)
 	p.send(beginRec(1, RoleResponder, false), paramsRecs(1), rawRecord(typeStdin, 1, make([]byte, 20000), 0))
 	<-started
-	time.Sleep(150 * time.Millisecond) // the loop is now waiting for room
+	waitInputFull(t, ts.srv, 1) // the loop now waits for room
 	_ = p.c.Close()
 	require.ErrorIs(t, recvTimeout(t, causes, "cancellation"), ErrAborted)
 	controlServed(t, ts)
@@ -294,7 +295,7 @@ func TestFaultAbortOrCloseBehindHeldInput(t *testing.T) {
 			p.send(beginRec(1, RoleResponder, true), paramsRecs(1), rawRecord(typeStdin, 1, make([]byte, 20000), 0),
 				rawRecord(typeStdin, 1, make([]byte, 5000), 0), rawRecord(typeStdin, 1, make([]byte, 5000), 0))
 			<-started
-			time.Sleep(50 * time.Millisecond)
+			waitInputFull(t, ts.srv, 1)
 			if how == "abort" {
 				p.send(rawRecord(typeAbortRequest, 1, nil, 0))
 				require.ErrorIs(t, recvTimeout(t, causes, "cancellation"), ErrAborted)

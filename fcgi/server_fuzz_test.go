@@ -169,12 +169,8 @@ func FuzzServerConn(f *testing.F) {
 		if len(ctl) == 0 || ctl[len(ctl)-1].h.Type != typeEndRequest {
 			t.Fatalf("a normal connection was not served afterwards: %d records", len(ctl))
 		}
-		deadline := time.Now().Add(2 * time.Second)
-		for runtime.NumGoroutine() > g0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("goroutines %d -> %d", g0, runtime.NumGoroutine())
-			}
-			time.Sleep(time.Millisecond)
+		if !pollUntil(2*time.Second, func() bool { return runtime.NumGoroutine() <= g0 }) {
+			t.Fatalf("goroutines %d -> %d", g0, runtime.NumGoroutine())
 		}
 	})
 }

@@ -38,7 +38,7 @@ func (l *logBuffer) lines(level string) []string {
 
 // startLoggedTCPServer serves h on loopback TCP (where a peer can send a
 // reset) with its log captured at debug level.
-func startLoggedTCPServer(t *testing.T, h Handler) (*logBuffer, string) {
+func startLoggedTCPServer(t *testing.T, h Handler) (*Server, *logBuffer, string) {
 	t.Helper()
 	logs := &logBuffer{}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -47,7 +47,7 @@ func startLoggedTCPServer(t *testing.T, h Handler) (*logBuffer, string) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
-	return logs, l.Addr().String()
+	return srv, logs, l.Addr().String()
 }
 
 func dialTCPPeer(t *testing.T, addr string) *peer {
@@ -69,7 +69,7 @@ func (p *peer) reset() {
 // INFO line.
 func TestReadErrorLogLevels(t *testing.T) {
 	bh := newBlockingHandler()
-	logs, addr := startLoggedTCPServer(t, bh)
+	srv, logs, addr := startLoggedTCPServer(t, bh)
 	waitLog := func(what string) {
 		t.Helper()
 		require.Eventually(t, func() bool {
@@ -101,7 +101,9 @@ func TestReadErrorLogLevels(t *testing.T) {
 	p.reset()
 	recvTimeout(t, bh.done, "handler cancelled")
 	require.Eventually(t, func() bool { return len(logs.lines("INFO")) > 0 }, 5*time.Second, 5*time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	// Once the server has let go of the connection nothing more is logged
+	// about it.
+	waitFor(t, "the connection to be forgotten", func() bool { return len(srv.connections()) == 0 })
 	info := logs.lines("INFO")
 	require.Len(t, info, 1, "one line per reset connection")
 	require.Contains(t, info[0], "peer reset the connection")

@@ -90,6 +90,7 @@ func startServer(t testing.TB, h Handler, lim Limits) *testServer {
 	l, err := net.Listen("unix", path)
 	require.NoError(t, err)
 	ts := &testServer{srv: &Server{Handler: h, Limits: lim, Logger: quietLogger()}, path: path, served: make(chan error, 1)}
+	ts.srv.init() // tests look at the server's tables before Serve may have begun
 	go func() { ts.served <- ts.srv.Serve(l) }()
 	t.Cleanup(func() {
 		_ = ts.srv.Close()
@@ -275,20 +276,82 @@ func leakCheck(t *testing.T) {
 	g0 := runtime.NumGoroutine()
 	fd0 := openFDs()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			g, fd := runtime.NumGoroutine(), openFDs()
-			if g <= g0 && fd <= fd0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("leak: goroutines %d -> %d, fds %d -> %d\n%s", g0, g, fd0, fd, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+		var g, fd int
+		settled := pollUntil(5*time.Second, func() bool {
+			g, fd = runtime.NumGoroutine(), openFDs()
+			return g <= g0 && fd <= fd0
+		})
+		if !settled {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Errorf("leak: goroutines %d -> %d, fds %d -> %d\n%s", g0, g, fd0, fd, buf)
 		}
+	})
+}
+
+// pollUntil checks cond every millisecond until it holds (true) or d has
+// passed (false). Unlike require.Eventually it may run off the test goroutine.
+func pollUntil(d time.Duration, cond func() bool) bool {
+	if cond() {
+		return true
+	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if cond() {
+				return true
+			}
+		case <-deadline.C:
+			return cond()
+		}
+	}
+}
+
+// waitFor fails the test unless cond holds within 10 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if !pollUntil(10*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// waitInputFull waits until the server holds a full input buffer for request
+// id on one of its connections: from then on its read loop waits for room.
+func waitInputFull(t testing.TB, srv *Server, id uint16) {
+	t.Helper()
+	waitFor(t, "the request's input buffer to fill", func() bool {
+		for _, c := range srv.connections() {
+			var s *inputStream
+			c.mu.Lock()
+			if r := c.reqs[id]; r != nil {
+				s = r.stdin // set under c.mu when PARAMS end
+			}
+			c.mu.Unlock()
+			if s == nil {
+				continue
+			}
+			s.mu.Lock()
+			full := len(s.buf)-s.off >= s.limit
+			s.mu.Unlock()
+			if full {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// waitGoroutine waits until some goroutine's stack shows fn, for a test that
+// needs a call to be blocked before it acts.
+func waitGoroutine(t testing.TB, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	waitFor(t, fn+" to block", func() bool {
+		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn)
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,12 +20,16 @@ import (
 
 // Framing: records split at every byte offset.
 func TestFramingSplitAtEveryOffset(t *testing.T) {
-	ts := startServer(t, echoHandler, Limits{})
+	srv := &Server{Handler: echoHandler, Logger: quietLogger()}
 	req := request(1, false, "hello body", "Q=split")
 	for off := 1; off < len(req); off++ {
-		p := ts.dial(t)
+		// A pipe's Write returns once the server has read all of it, so
+		// the server meets the split exactly where it is.
+		serverEnd, clientEnd := net.Pipe()
+		go srv.ServeConn(serverEnd)
+		t.Cleanup(func() { clientEnd.Close() })
+		p := &peer{t: t, c: clientEnd, rr: newRecordReader(clientEnd), results: map[uint16]*peerResult{}}
 		p.send(req[:off])
-		time.Sleep(time.Millisecond)
 		p.send(req[off:])
 		res := p.result(1)
 		h, body := splitCGI(t, res.stdout)
@@ -316,16 +321,17 @@ func TestLifecycleOverCapacity(t *testing.T) {
 		close(bh.release)
 		a.result(1)
 	})
-	t.Run("connections over MaxConns are closed at accept", func(t *testing.T) {
-		ts := startServer(t, echoHandler, Limits{MaxConns: 1})
+	t.Run("connections over MaxConns are closed at accept when all are busy", func(t *testing.T) {
+		bh := newBlockingHandler()
+		ts := startServer(t, bh, Limits{MaxConns: 1})
 		a := ts.dial(t)
-		a.send(request(1, true, "x"))
-		a.result(1)
+		a.send(request(1, true, ""))
+		recvTimeout(t, bh.started, "handler")
 		b := ts.dial(t)
 		b.expectClosed(2 * time.Second)
-		a.send(request(1, true, "still served"))
+		bh.release <- struct{}{}
 		_, body := splitCGI(t, a.result(1).stdout)
-		require.Equal(t, "still served", body)
+		require.Equal(t, "released", body)
 	})
 }
 
@@ -487,7 +493,7 @@ func TestParamsTimeoutSlowloris(t *testing.T) {
 			if _, err := slow.c.Write([]byte{b}); err != nil {
 				return
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // the slow peer under test: one byte every 20 ms
 		}
 	}()
 	fast := ts.dial(t)
@@ -593,7 +599,7 @@ func TestStdinHandlerNotReadingSoleRequest(t *testing.T) {
 		_, err := p.c.Write(request(1, true, body))
 		sent <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	waitInputFull(t, ts.srv, 1)
 	close(release)
 	h, _ := splitCGI(t, p.result(1).stdout)
 	require.Equal(t, "413 Request Entity Too Large", h["Status"])
@@ -856,8 +862,10 @@ func TestShutdown(t *testing.T) {
 	})
 	t.Run("deadline", func(t *testing.T) {
 		stubborn := make(chan struct{})
+		started := make(chan uint16, 2)
 		var once sync.Once
 		ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
+			started <- r.ID
 			if r.ID == 1 {
 				<-stubborn // ignores its context
 				return
@@ -866,8 +874,11 @@ func TestShutdown(t *testing.T) {
 		}), Limits{})
 		defer once.Do(func() { close(stubborn) })
 		p := ts.dial(t)
-		p.send(request(1, true, ""), request(3, true, ""), beginRec(5, RoleResponder, true))
-		time.Sleep(50 * time.Millisecond)
+		// The read loop takes records in order: once both handlers run,
+		// request 5 has begun too and waits for its PARAMS.
+		p.send(beginRec(5, RoleResponder, true), request(1, true, ""), request(3, true, ""))
+		recvTimeout(t, started, "handler 1 or 3")
+		recvTimeout(t, started, "handler 1 or 3")
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		require.ErrorIs(t, ts.srv.Shutdown(ctx), context.DeadlineExceeded)
@@ -886,6 +897,7 @@ func TestShutdown(t *testing.T) {
 
 // Limits: a peer that stops reading is cut off by WriteTimeout.
 func TestWriteTimeout(t *testing.T) {
+	writeFailed := make(chan error, 1)
 	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) {
 		if r.ID == 2 {
 			return
@@ -893,13 +905,15 @@ func TestWriteTimeout(t *testing.T) {
 		chunk := bytes.Repeat([]byte{'w'}, 1<<16)
 		for r.Context().Err() == nil {
 			if _, err := w.Write(chunk); err != nil {
+				writeFailed <- err
 				return
 			}
 		}
+		writeFailed <- context.Cause(r.Context())
 	}), Limits{WriteTimeout: 200 * time.Millisecond})
 	p := ts.dial(t)
 	p.send(request(1, true, ""))
-	time.Sleep(600 * time.Millisecond)
+	require.Error(t, recvTimeout(t, writeFailed, "the write timeout"))
 	// The server gave up: reading now drains what was buffered, then EOF.
 	p.expectClosed(5 * time.Second)
 	other := ts.dial(t)
