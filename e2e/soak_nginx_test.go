@@ -51,17 +51,18 @@ func soakLength(t *testing.T) time.Duration {
 	return 10 * time.Minute
 }
 
-// soakSite runs the JSON app, the bridge (without access lines: millions of
-// them would only fill the test's memory) with the node renderer, and nginx
-// with kept FastCGI connections in front.
-func soakSite(t *testing.T) (*daemon, *peers.Server) {
+// soakSite runs the JSON app, the bridge with the node renderer, and nginx
+// with kept FastCGI connections in front. access turns the bridge's access
+// lines on (the long soak leaves them off: millions of them would only fill
+// the test's memory).
+func soakSite(t *testing.T, access bool) (*daemon, *peers.Server) {
 	t.Helper()
 	_, nodeDir := requireRenderer(t)
 	app := jsonApp(t)
 	dir := peers.SocketDir(t)
 	sock := filepath.Join(dir, "bridge.sock")
 	config := filepath.Join(dir, "bridge.toml")
-	text := fmt.Sprintf("[[listen]]\naddr = \"unix:%s\"\nmode = \"0666\"\n\n[log]\nlevel = \"info\"\naccess = false\n", sock) +
+	text := fmt.Sprintf("[[listen]]\naddr = \"unix:%s\"\nmode = \"0666\"\n\n[log]\nlevel = \"info\"\naccess = %v\n", sock, access) +
 		lifecycleConfig(app.URL, nodeDir, "node")(sock)
 	if err := os.WriteFile(config, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -152,7 +153,7 @@ func TestSoakNginxReloads(t *testing.T) {
 		t.Fatalf("a %v soak does not fit in the %v left before the test deadline: add -timeout %v",
 			length, time.Until(dl).Round(time.Second), (length + 5*time.Minute).Round(time.Minute))
 	}
-	d, ngx := soakSite(t)
+	d, ngx := soakSite(t, false)
 	pid := d.cmd.Process.Pid
 	accessLog := filepath.Join(ngx.Dir, "access.log")
 
@@ -221,12 +222,17 @@ loop:
 }
 
 // TestSoakNginxTermUnderLoad sends TERM while nginx keeps the bridge
-// saturated. Requests nginx could not deliver once the listener closed
-// ("connect() ... failed") never reached the bridge; any other failure
-// (nginx's "upstream prematurely closed connection", a reset) was a
-// request the bridge had taken and dropped: there must be none.
+// saturated. A request reached the bridge when the bridge read it, and then
+// it logs it (an access line, or the error that ended it): of those, none may
+// fail. The others failed before the bridge could read them: nginx could
+// not connect once the listener was gone, or it wrote the request into a
+// kept connection at the moment the bridge closed it after its last
+// response (nginx then logs "upstream prematurely closed connection", tries
+// once more on a new connection and finds no listener). That race is in
+// every FastCGI server that closes kept connections; it is counted and
+// reported, not failed.
 func TestSoakNginxTermUnderLoad(t *testing.T) {
-	d, ngx := soakSite(t)
+	d, ngx := soakSite(t, true)
 	load := startSoakLoad(ngx)
 	// Saturated: every client has had answers on its kept connections.
 	if !waitTotal(load, 20*soakClients, 60*time.Second) {
@@ -241,11 +247,11 @@ func TestSoakNginxTermUnderLoad(t *testing.T) {
 	waitTotal(load, soakClients, 10*time.Second)
 	load.end()
 
-	// nginx may try a request again after a kept connection failed, so
-	// a failure counts as reaching the bridge when the client saw it and
-	// nginx logged something other than a refused connect for it.
+	// Failures nginx logged other than a refused connect, split by whether
+	// the bridge logged the request.
 	errLog, _ := os.ReadFile(filepath.Join(ngx.Dir, "error.log"))
-	var reached []string
+	bridgeLog := d.log.String()
+	var reached, closedUnread []string
 	seen := map[string]bool{}
 	for _, line := range strings.Split(string(errLog), "\n") {
 		_, rest, ok := strings.Cut(line, `request: "GET `)
@@ -253,18 +259,23 @@ func TestSoakNginxTermUnderLoad(t *testing.T) {
 			continue
 		}
 		path, _, _ := strings.Cut(rest, " ")
-		if load.failedURIs[path] && !seen[path] {
-			seen[path] = true
+		if !load.failedURIs[path] || seen[path] {
+			continue
+		}
+		seen[path] = true
+		if strings.Contains(bridgeLog, "uri="+path+" ") {
 			reached = append(reached, line)
+		} else {
+			closedUnread = append(closedUnread, line)
 		}
 	}
-	t.Logf("TERM under load (%d clients): exit status %d; %d requests before TERM, %d after; %d failed, of which %d had reached the bridge",
-		soakClients, code, before, load.total()-before, load.failed.Load(), len(reached))
+	t.Logf("TERM under load (%d clients): exit status %d; %d requests before TERM, %d after; %d failed: %d read by the bridge, %d written into a kept connection as the bridge closed it, the rest refused at connect",
+		soakClients, code, before, load.total()-before, load.failed.Load(), len(reached), len(closedUnread))
 	if code != 0 {
 		t.Errorf("exit status %d after TERM, want 0 (a clean drain)", code)
 	}
 	if len(reached) > 0 {
-		t.Errorf("%d requests that reached the bridge failed during the drain:\n%s", len(reached), strings.Join(reached, "\n"))
+		t.Errorf("%d requests the bridge read failed during the drain:\n%s", len(reached), strings.Join(reached, "\n"))
 	}
 }
 
