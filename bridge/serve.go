@@ -111,6 +111,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	req := &source.Request{
 		Role:          r.Role,
 		Params:        r.Params,
+		ParamOrder:    r.ParamOrder,
 		ContentLength: r.ContentLength,
 		Stdin:         x.in.wrap(r.Stdin),
 		Data:          x.in.wrap(r.Data),

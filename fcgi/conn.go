@@ -718,8 +718,13 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 		if len(name) > 0 {
 			if r.req.Params == nil {
 				r.req.Params = make(map[string]string, 32)
+				r.req.ParamOrder = make([]string, 0, 32)
 			}
-			r.req.Params[paramName(name)] = values.value(value)
+			k := paramName(name)
+			if _, again := r.req.Params[k]; !again {
+				r.req.ParamOrder = append(r.req.ParamOrder, k)
+			}
+			r.req.Params[k] = values.value(value)
 		}
 		return nil
 	})

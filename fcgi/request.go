@@ -17,6 +17,10 @@ type Request struct {
 	// php-fpm and net/http/fcgi. Empty values are kept (nginx sends
 	// CONTENT_LENGTH="" for a chunked body).
 	Params map[string]string
+	// ParamOrder names each key of Params once, in the order the web server
+	// first sent it, so that headers built from the HTTP_* params can go on
+	// in the client's order.
+	ParamOrder []string
 	// ContentLength is CONTENT_LENGTH, -1 when absent, empty or invalid. It is
 	// advisory: Stdin is read to its end record whatever it says, and a
 	// mismatch is reported by Stdin as a *LengthError.

@@ -424,7 +424,8 @@ func TestLifecycleAbort(t *testing.T) {
 // wins), empty values kept.
 func TestParamsReassembly(t *testing.T) {
 	got := make(chan map[string]string, 1)
-	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) { got <- r.Params }), Limits{})
+	order := make(chan []string, 1)
+	ts := startServer(t, HandlerFunc(func(w ResponseWriter, r *Request) { order <- r.ParamOrder; got <- r.Params }), Limits{})
 	var body []byte
 	body = appendPair(body, "SHORT", "v")
 	body = appendPair(body, "LONG_VALUE", strings.Repeat("L", 300))
@@ -443,6 +444,9 @@ func TestParamsReassembly(t *testing.T) {
 		require.Equal(t, map[string]string{
 			"SHORT": "v", "LONG_VALUE": strings.Repeat("L", 300), "NML": "x", "DUP": "second", "CONTENT_LENGTH": "",
 		}, params, "records of %d bytes", size)
+		// Each name once, where it first came: headers built from the
+		// params keep the client's order.
+		require.Equal(t, []string{"SHORT", "LONG_VALUE", "NML", "DUP", "CONTENT_LENGTH"}, <-order, "records of %d bytes", size)
 		p.result(1)
 	}
 }
