@@ -3,6 +3,7 @@ package pool
 import (
 	"bufio"
 	"fmt"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -209,7 +210,7 @@ func waitReadable(fd int, deadline time.Time) bool {
 
 // procInfo is a process seen in /proc.
 type procInfo struct {
-	procStat
+	child.Stat
 	pid int
 }
 
@@ -221,7 +222,7 @@ func allProcs() []procInfo {
 		if err != nil {
 			continue
 		}
-		if st, ok := readStat(pid); ok {
+		if st, ok := child.ReadStat(pid); ok {
 			out = append(out, procInfo{st, pid})
 		}
 	}

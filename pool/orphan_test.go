@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"os"
 	"os/exec"
 	"runtime"
@@ -60,10 +61,10 @@ func TestNoOrphansWhenBridgeIsKilled(t *testing.T) {
 	for _, f := range strings.Fields(line) {
 		pid, err := strconv.Atoi(f)
 		require.NoError(t, err)
-		st, ok := readStat(pid)
+		st, ok := child.ReadStat(pid)
 		require.True(t, ok, "transform %d runs", pid)
-		require.Equal(t, parent.Process.Pid, st.ppid)
-		require.Equal(t, pid, st.pgrp, "transform leads its own process group")
+		require.Equal(t, parent.Process.Pid, st.PPid)
+		require.Equal(t, pid, st.Pgrp, "transform leads its own process group")
 		pids = append(pids, pid)
 	}
 	require.Len(t, pids, 3)
