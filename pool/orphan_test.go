@@ -71,7 +71,7 @@ func TestNoOrphansWhenBridgeIsKilled(t *testing.T) {
 
 	require.NoError(t, parent.Process.Signal(syscall.SIGKILL))
 	_ = parent.Wait()
-	require.Empty(t, waitGone(pids, 5*time.Second), "transforms outlived the killed bridge")
+	require.Empty(t, testenv.WaitGone(pids, 5*time.Second), "transforms outlived the killed bridge")
 }
 
 // Pdeathsig fires when the forking thread exits. Goroutines that lock a

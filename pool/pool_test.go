@@ -534,7 +534,7 @@ func TestKillReachesProcessGroup(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, proc.Pid(), st.Pgrp, "helper runs in the transform's group")
 	p.Release(proc, false)
-	require.Empty(t, waitGone([]int{proc.Pid(), helper}, 5*time.Second))
+	require.Empty(t, testenv.WaitGone([]int{proc.Pid(), helper}, 5*time.Second))
 }
 
 // A helper that left the transform's process group may hold its stderr
@@ -623,7 +623,7 @@ func TestClose(t *testing.T) {
 	require.ErrorIs(t, err, ErrClosed)
 	p.Release(held, true) // after Close: harmless
 	require.NoError(t, p.Close(context.Background()), "Close is idempotent")
-	require.Empty(t, waitGone(logs.startedPids(), time.Second))
+	require.Empty(t, testenv.WaitGone(logs.startedPids(), time.Second))
 }
 
 // A program that exits cleanly at once with Min set must back off, not be
