@@ -10,7 +10,6 @@ import (
 	"image/png"
 	"io"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +19,6 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 func TestOneShotConfig(t *testing.T) {
@@ -277,45 +275,17 @@ func TestOneShotSurvivesCallerThreadExit(t *testing.T) {
 	leaks := startLeakCheck()
 	input, feed := io.Pipe()
 	in := &Message{Status: 200, Length: -1, Body: input}
-	type started struct {
-		out *Message
-		err error
-		tid int // the thread the caller ran on, ended when it returned
-	}
-	var s started
-	for {
-		res := make(chan started, 1)
-		go func() {
-			runtime.LockOSThread()
-			tid := unix.Gettid()
-			if tid == unix.Getpid() {
-				// The main thread is never ended, only parked: try
-				// again from another one.
-				runtime.UnlockOSThread()
-				res <- started{tid: tid}
-				return
-			}
-			out, err := tr.Apply(context.Background(), in, nil)
-			res <- started{out, err, tid}
-			// Returning while locked ends this thread.
-		}()
-		if s = <-res; s.tid != unix.Getpid() {
-			break
-		}
-	}
-	require.NoError(t, s.err, "the program wrote its first line")
-	// A thread's parent-death signals are sent before it leaves
-	// /proc/self/task.
-	require.True(t, testenv.WaitUntil(10*time.Second, 5*time.Millisecond, func() bool {
-		_, err := os.Stat("/proc/self/task/" + strconv.Itoa(s.tid))
-		return err != nil
+	var out *Message
+	require.True(t, testenv.OnEndingThread(10*time.Second, func() {
+		out, err = tr.Apply(context.Background(), in, nil)
 	}), "the caller's thread did not end")
+	require.NoError(t, err, "the program wrote its first line")
 	go func() {
 		_, _ = io.WriteString(feed, "still here\n")
 		feed.Close()
 	}()
-	body, err := io.ReadAll(s.out.Body)
-	s.out.Body.Close()
+	body, err := io.ReadAll(out.Body)
+	out.Body.Close()
 	require.NoError(t, err, "the program was killed when the caller's thread ended")
 	require.Equal(t, "ready\nstill here\n", string(body))
 	leaks.check(t)

@@ -6,9 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,32 +13,7 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
-
-// parentEnv makes the test binary a stand-in for the bridge: it starts a
-// child, prints its pid and waits to be killed.
-const parentEnv = "CHILD_TEST_PARENT"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(parentEnv) != "" {
-		os.Exit(runParent())
-	}
-	os.Exit(m.Run())
-}
-
-func runParent() int {
-	p, err := Start(&Spec{Path: "/bin/sleep", Args: []string{"sleep", "1000"}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Println(p.Pid())
-	// Not a wait for anything: the test kills this process, and what its
-	// death does to the child is what it checks.
-	time.Sleep(time.Hour)
-	return 0
-}
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -64,74 +36,23 @@ func shell(t *testing.T, script string) *Spec {
 	return &Spec{Path: sh, Args: []string{"sh", "-c", script}, KillGrace: 100 * time.Millisecond}
 }
 
-// The child dies with the bridge, also when the bridge is SIGKILLed and
-// cannot clean up.
-func TestChildDiesWithParent(t *testing.T) {
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	parent := exec.Command(exe)
-	parent.Env = append(os.Environ(), parentEnv+"=1")
-	parent.Stderr = os.Stderr
-	out, err := parent.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, parent.Start())
-	line, err := bufio.NewReader(out).ReadString('\n')
-	require.NoError(t, err)
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	require.NoError(t, err)
-	st, ok := ReadStat(pid)
-	require.True(t, ok, "child %d runs", pid)
-	require.Equal(t, parent.Process.Pid, st.PPid)
-	require.Equal(t, pid, st.Pgrp, "the child leads its own process group")
-
-	require.NoError(t, parent.Process.Signal(syscall.SIGKILL))
-	_ = parent.Wait()
-	require.Empty(t, testenv.WaitGone([]int{pid}, 5*time.Second), "the child outlived its killed parent")
-}
-
-// The parent-death signal fires when the forking thread ends. A caller of
+// The parent-death signal kills the child when the bridge dies (pool's
+// TestNoOrphansWhenBridgeIsKilled checks that through Start); it fires
+// when the forking thread ends. A caller of
 // Start whose goroutine returns with its thread locked ends that thread;
 // the child must not die of it.
 func TestChildSurvivesCallerThreadExit(t *testing.T) {
-	type started struct {
-		p   *Proc
-		err error
-		tid int
-	}
-	var s started
-	for {
-		res := make(chan started, 1)
-		go func() {
-			runtime.LockOSThread()
-			tid := unix.Gettid()
-			if tid == unix.Getpid() {
-				// The main thread is parked rather than ended: try
-				// again from another one.
-				runtime.UnlockOSThread()
-				res <- started{tid: tid}
-				return
-			}
-			p, err := Start(&Spec{Path: "/bin/cat", Args: []string{"cat"}, Log: quiet()})
-			res <- started{p, err, tid}
-			// Returning while locked ends this thread.
-		}()
-		if s = <-res; s.tid != unix.Getpid() {
-			break
-		}
-	}
-	require.NoError(t, s.err)
-	p := s.p
+	var p *Proc
+	var err error
+	require.True(t, testenv.OnEndingThread(10*time.Second, func() {
+		p, err = Start(&Spec{Path: "/bin/cat", Args: []string{"cat"}, Log: quiet()})
+	}), "the caller's thread did not end")
+	require.NoError(t, err)
 	t.Cleanup(func() {
 		p.Kill()
 		p.CloseFiles()
 	})
-	// A thread's parent-death signals are sent before it leaves
-	// /proc/self/task.
-	require.True(t, testenv.WaitUntil(10*time.Second, 5*time.Millisecond, func() bool {
-		_, err := os.Stat("/proc/self/task/" + strconv.Itoa(s.tid))
-		return err != nil
-	}), "the caller's thread did not end")
-	_, err := io.WriteString(p.Stdin(), "still here\n")
+	_, err = io.WriteString(p.Stdin(), "still here\n")
 	require.NoError(t, err)
 	got, err := bufio.NewReader(p.Stdout()).ReadString('\n')
 	require.NoError(t, err, "the child died with its caller's thread: %s", p.Exited())
