@@ -40,7 +40,7 @@ type OneShotConfig struct {
 	Env []string
 	Dir string
 	// Credential runs each process under another identity (see
-	// pool.Credential); nil keeps the bridge's.
+	// child.Credential); nil keeps the bridge's.
 	Credential *syscall.Credential
 	// Logger receives the process's stderr lines; nil means slog.Default().
 	Logger *slog.Logger

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -131,45 +129,14 @@ func (c *Config) withDefaults() (Config, error) {
 }
 
 func (c *Config) launch() (*launch, error) {
-	l := &launch{argv: c.Command, dir: c.Dir, env: buildEnv(c.Env, c.PassEnv)}
+	l := &launch{argv: c.Command, dir: c.Dir, env: child.Environ(c.Env, c.PassEnv)}
 	l.path, l.pathErr = child.ResolveProgram(c.Command[0], c.Dir)
 	if c.User != "" || c.Group != "" {
-		cred, err := Credential(c.User, c.Group)
+		cred, err := child.Credential(c.User, c.Group)
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", c.Name, err)
 		}
 		l.cred = cred
 	}
 	return l, nil
-}
-
-// buildEnv returns PassEnv values found in the bridge's environment followed
-// by Env, keeping the last value of each name so that Env overrides.
-func buildEnv(env, pass []string) []string {
-	out := make([]string, 0, len(env)+len(pass))
-	seen := make(map[string]int, len(env)+len(pass))
-	add := func(kv string) {
-		name, _, _ := strings.Cut(kv, "=")
-		if i, ok := seen[name]; ok {
-			out[i] = kv
-			return
-		}
-		seen[name] = len(out)
-		out = append(out, kv)
-	}
-	for _, name := range pass {
-		if v, ok := os.LookupEnv(name); ok {
-			add(name + "=" + v)
-		}
-	}
-	for _, kv := range env {
-		add(kv)
-	}
-	return out
-}
-
-// Credential resolves a user and a group to the identity a child process
-// runs under; see child.Credential.
-func Credential(userName, groupName string) (*syscall.Credential, error) {
-	return child.Credential(userName, groupName)
 }

@@ -383,7 +383,7 @@ func (p *Pool) startError(cause error, proc *Process) *StartError {
 	if proc != nil {
 		// Callers hold Pool.mu after exited() ran, or Kill returned: the
 		// exit description is written.
-		e.Exit = proc.Exited()
+		e.Exit = proc.proc.Exited()
 		e.Stderr = proc.StderrTail()
 	}
 	return e

@@ -81,7 +81,14 @@ func (p *Process) Started() time.Time { return p.started }
 
 // Exited describes how the process ended ("exit status 1", "signal:
 // killed"); empty while it runs.
-func (p *Process) Exited() string { return p.proc.Exited() }
+func (p *Process) Exited() string {
+	select {
+	case <-p.done:
+		return p.proc.Exited()
+	default:
+		return ""
+	}
+}
 
 // Stop starts ending the process and returns at once: it closes stdin (a
 // well-behaved transform exits on EOF), sends SIGTERM to the process group

@@ -39,6 +39,32 @@ func ResolveProgram(name, dir string) (string, error) {
 	}
 }
 
+// Environ returns the values of the variables named in pass that are set
+// in the bridge's environment, followed by env ("NAME=value" entries),
+// keeping one entry per name, the last: env wins over pass.
+func Environ(env, pass []string) []string {
+	out := make([]string, 0, len(env)+len(pass))
+	seen := make(map[string]int, len(env)+len(pass))
+	add := func(kv string) {
+		name, _, _ := strings.Cut(kv, "=")
+		if i, ok := seen[name]; ok {
+			out[i] = kv
+			return
+		}
+		seen[name] = len(out)
+		out = append(out, kv)
+	}
+	for _, name := range pass {
+		if v, ok := os.LookupEnv(name); ok {
+			add(name + "=" + v)
+		}
+	}
+	for _, kv := range env {
+		add(kv)
+	}
+	return out
+}
+
 // Credential resolves a user and a group (names or ids; either may be "")
 // to the identity a child process runs under: the user's uid and primary
 // group, the group replacing that group when given, and no supplementary

@@ -138,3 +138,12 @@ func TestStartFailure(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	require.ErrorIs(t, err, syscall.ENOENT)
 }
+
+// Env wins over the variables passed from the bridge's environment, one
+// entry per name, and unset names are not passed.
+func TestEnviron(t *testing.T) {
+	t.Setenv("CHILD_TEST_PASSED", "from-bridge")
+	t.Setenv("CHILD_TEST_BOTH", "from-bridge")
+	got := Environ([]string{"A=1", "CHILD_TEST_BOTH=from-env", "A=2"}, []string{"CHILD_TEST_PASSED", "CHILD_TEST_BOTH", "CHILD_TEST_UNSET_XYZ"})
+	require.Equal(t, []string{"CHILD_TEST_PASSED=from-bridge", "CHILD_TEST_BOTH=from-env", "A=2"}, got)
+}
