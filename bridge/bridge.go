@@ -25,6 +25,7 @@ import (
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/metrics"
 	"github.com/fcgi-bridge/fcgi-bridge/pool"
 	"github.com/fcgi-bridge/fcgi-bridge/source"
@@ -229,7 +230,7 @@ func (b *Bridge) buildTransform(t *conf.Transform) (filter.Transform, error) {
 	if t.Kind == conf.KindOneShot {
 		var cred *syscall.Credential
 		if t.User != "" || t.Group != "" {
-			if cred, err = pool.Credential(t.User, t.Group); err != nil {
+			if cred, err = child.Credential(t.User, t.Group); err != nil {
 				return nil, fmt.Errorf("transform %q: %w", t.Name, err)
 			}
 		}
@@ -239,7 +240,7 @@ func (b *Bridge) buildTransform(t *conf.Transform) (filter.Transform, error) {
 			Vars:        t.Vars,
 			ContentType: t.ContentType,
 			Timeout:     t.Timeout.Std(),
-			Env:         append(env, passEnv(t.PassEnv)...),
+			Env:         child.Environ(env, t.PassEnv),
 			Dir:         t.Dir,
 			Credential:  cred,
 			Logger:      logger,

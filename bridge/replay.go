@@ -41,18 +41,13 @@ func (b *Bridge) runReplayable(ctx context.Context, rt *route, in *filter.Messag
 		if !errors.As(err, &e) {
 			return nil, err
 		}
-		action := "fail closed"
-		switch {
-		case attempt == 1 && p.Retry && (e.Kind == filter.Crash || e.Kind == filter.Protocol):
-			action = "retry"
-		case p.FailOpen && failsOpen(e.Kind):
-			action = "fail open"
-		}
+		// The spool replays the whole input on every attempt.
+		action := p.OnFailure(e.Kind, attempt, true)
 		logTransformFailure(log, e, action, attempt)
 		switch action {
-		case "retry":
+		case filter.ActionRetry:
 			continue
-		case "fail open":
+		case filter.ActionFailOpen:
 			plain := *in
 			plain.Body = sp.Reader()
 			return &plain, nil
@@ -61,24 +56,14 @@ func (b *Bridge) runReplayable(ctx context.Context, rt *route, in *filter.Messag
 	}
 }
 
-// failsOpen lists the transform-side failures fail = "open" covers, as
-// filter.Run does: not bad requests, cancellations or a broken input.
-func failsOpen(k filter.Kind) bool {
-	switch k {
-	case filter.Saturated, filter.Start, filter.Closed, filter.Timeout, filter.Crash, filter.Protocol, filter.Internal:
-		return true
-	}
-	return false
-}
-
 // logTransformFailure writes the line filter.Run writes for a failure,
 // with the action taken.
-func logTransformFailure(log *slog.Logger, e *filter.Error, action string, attempt int) {
+func logTransformFailure(log *slog.Logger, e *filter.Error, action filter.Action, attempt int) {
 	if log == nil {
 		log = slog.Default()
 	}
 	attrs := []any{"transform", e.Transform, "pid", e.Pid, "kind", e.Kind.String(), "status", e.Status,
-		"action", action, "attempt", attempt, "input", "spooled", "err", e.Error()}
+		"action", action.String(), "attempt", attempt, "input", "spooled", "err", e.Error()}
 	if len(e.StderrTail) > 0 {
 		attrs = append(attrs, "stderr", strings.Join(e.StderrTail, "\n"))
 	}

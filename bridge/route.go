@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"mime"
 	"net/url"
-	"os"
 	"path"
 	"strings"
 	"time"
@@ -260,15 +259,4 @@ func (rt *route) requestInfo(params map[string]string) *filter.RequestInfo {
 		}
 	}
 	return info
-}
-
-// passEnv copies the named variables from the bridge's environment.
-func passEnv(names []string) []string {
-	var env []string
-	for _, n := range names {
-		if v, ok := os.LookupEnv(n); ok {
-			env = append(env, n+"="+v)
-		}
-	}
-	return env
 }

@@ -62,8 +62,9 @@
 // replaced. Close returns at once either way: a process that takes its
 // time to exit is the pool's to reap, off the request's path.
 //
-// A one-shot transform (NewOneShot) starts a process per request, in its
-// own process group and with Pdeathsig, from an argv template whose
+// A one-shot transform (NewOneShot) starts a process per request, as the
+// pool starts its own (own process group, Pdeathsig on a thread held until
+// the reap, stderr drained into the log), from an argv template whose
 // placeholders are filled only by query values that fully match their
 // regexp, never through a shell; the raw body goes to stdin and stdout
 // streams back as the body.

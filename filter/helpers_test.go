@@ -3,7 +3,6 @@ package filter
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/fcgi-bridge/fcgi-bridge/internal/testtransform"
 	"github.com/fcgi-bridge/fcgi-bridge/pool"
@@ -146,40 +146,21 @@ func countFDs() int {
 }
 
 // childProcesses lists live (not zombie) processes whose parent is this
-// process or that are in a process group led by one of its children.
+// process.
 func childProcesses() []int {
 	me := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	var kids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 3 || f[0] == "Z" {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(f[1]); ppid == me {
-			kids = append(kids, pid)
-		}
-	}
-	return kids
+	return liveProcesses(func(st child.Stat) bool { return st.PPid == me })
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // processGroup lists the live processes whose process group is pgid.
 func processGroup(pgid int) []int {
+	return liveProcesses(func(st child.Stat) bool { return st.Pgrp == pgid })
+}
+
+// liveProcesses lists the processes, zombies aside, that match.
+func liveProcesses(match func(child.Stat) bool) []int {
 	ents, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range ents {
@@ -187,13 +168,7 @@ func processGroup(pgid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 2 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
+		if st, ok := child.ReadStat(pid); ok && st.State != 'Z' && match(st) {
 			pids = append(pids, pid)
 		}
 	}

@@ -8,9 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,7 +16,6 @@ import (
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
-	"golang.org/x/sys/unix"
 )
 
 // OneShotConfig configures a transform that runs a new process per request,
@@ -44,7 +40,7 @@ type OneShotConfig struct {
 	Env []string
 	Dir string
 	// Credential runs each process under another identity (see
-	// pool.Credential); nil keeps the bridge's.
+	// child.Credential); nil keeps the bridge's.
 	Credential *syscall.Credential
 	// Logger receives the process's stderr lines; nil means slog.Default().
 	Logger *slog.Logger
@@ -76,6 +72,7 @@ func NewOneShot(cfg OneShotConfig) (Transform, error) {
 	if t.log == nil {
 		t.log = slog.Default()
 	}
+	t.log = t.log.With("transform", cfg.Name)
 	for name, expr := range cfg.Vars {
 		re, err := regexp.Compile(`^(?:` + expr + `)$`)
 		if err != nil {
@@ -90,15 +87,9 @@ func NewOneShot(cfg OneShotConfig) (Transform, error) {
 			}
 		}
 	}
-	path := cfg.Args[0]
-	if !strings.Contains(path, "/") {
-		p, err := exec.LookPath(path)
-		if err != nil {
-			return nil, fmt.Errorf("one-shot transform %q: program %q not found in PATH", cfg.Name, path)
-		}
-		path = p
-	} else if !filepath.IsAbs(path) && cfg.Dir != "" {
-		path = filepath.Join(cfg.Dir, path)
+	path, err := child.ResolveProgram(cfg.Args[0], cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("one-shot transform %q: program %w", cfg.Name, err)
 	}
 	t.path = path
 	return t, nil
@@ -175,28 +166,13 @@ func (t *oneShot) Apply(ctx context.Context, in *Message, req *RequestInfo) (*Me
 // oneShotRun is one process and its output; it is the Body of the
 // returned Message.
 type oneShotRun struct {
-	t      *oneShot
-	cmd    *exec.Cmd
-	pid    int
-	ctx    context.Context
-	stdin  *os.File
-	stdout *os.File
-	br     *bufio.Reader
-
-	tail    tailLines
-	exited  chan struct{} // closed after the process was reaped
-	exitErr error
-	drained chan struct{}
+	t       *oneShot
+	proc    *child.Proc
+	pid     int
+	ctx     context.Context
+	br      *bufio.Reader
 	written chan struct{}
 	in      io.ReadCloser
-
-	stderr *child.StderrReader
-
-	sigMu  sync.Mutex
-	reaped bool
-	// escalate sends SIGKILL when the grace after SIGTERM has passed;
-	// stopped at the reap.
-	escalate atomic.Pointer[time.Timer]
 
 	aborted   atomic.Int32 // Kind+1
 	timer     *time.Timer
@@ -208,60 +184,14 @@ type oneShotRun struct {
 }
 
 func (t *oneShot) start(ctx context.Context, args []string, in *Message) (*oneShotRun, error) {
-	var files []*os.File
-	closeAll := func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}
-	pipe := func() (*os.File, *os.File, error) {
-		r, w, err := os.Pipe()
-		if err == nil {
-			files = append(files, r, w)
-		}
-		return r, w, err
-	}
-	inR, inW, err1 := pipe()
-	outR, outW, err2 := pipe()
-	errR, errW, err3 := pipe()
-	if err := errors.Join(err1, err2, err3); err != nil {
-		closeAll()
-		return nil, newError(t.cfg.Name, 0, Start, err)
-	}
-	cmd := &exec.Cmd{
-		Path: t.path, Args: args, Env: append([]string{}, t.cfg.Env...), Dir: t.cfg.Dir,
-		Stdin: inR, Stdout: outW, Stderr: errW,
-		// Its own group, so that a kill reaches its helpers too; SIGKILL
-		// when the bridge dies, so nothing is orphaned.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: t.cfg.Credential},
-	}
-	err := cmd.Start()
-	inR.Close()
-	outW.Close()
-	errW.Close()
+	proc, err := child.Start(&child.Spec{Path: t.path, Args: args, Env: t.cfg.Env, Dir: t.cfg.Dir,
+		Cred: t.cfg.Credential, KillGrace: oneShotKillGrace, Log: t.log})
 	if err != nil {
-		inW.Close()
-		outR.Close()
-		errR.Close()
 		return nil, newError(t.cfg.Name, 0, Start, fmt.Errorf("start %s: %w", t.path, err))
 	}
-	r := &oneShotRun{
-		t: t, cmd: cmd, pid: cmd.Process.Pid, ctx: ctx, stdin: inW, stdout: outR,
-		exited: make(chan struct{}), drained: make(chan struct{}), written: make(chan struct{}), in: in.Body,
-	}
-	if r.stderr, err = child.NewStderrReader(errR); err != nil {
-		// Not a pipe the poller takes: nothing else would work either.
-		unix.Kill(-r.pid, unix.SIGKILL)
-		inW.Close()
-		outR.Close()
-		errR.Close()
-		_ = cmd.Wait()
-		return nil, newError(t.cfg.Name, 0, Start, fmt.Errorf("stderr of %s: %w", t.path, err))
-	}
+	r := &oneShotRun{t: t, proc: proc, pid: proc.Pid(), ctx: ctx, written: make(chan struct{}), in: in.Body}
 	r.br = readBuffers.Get().(*bufio.Reader)
-	r.br.Reset(outR)
-	go r.drainStderr(errR)
-	go r.wait()
+	r.br.Reset(proc.Stdout())
 	go r.write(in)
 	if t.cfg.Timeout > 0 {
 		r.timer = time.AfterFunc(t.cfg.Timeout, func() { r.abort(Timeout) })
@@ -278,17 +208,18 @@ func (t *oneShot) start(ctx context.Context, args []string, in *Message) (*oneSh
 
 func (r *oneShotRun) write(in *Message) {
 	defer close(r.written)
+	stdin := r.proc.Stdin()
 	if in.Body != nil {
 		var err error
 		if in.Length >= spliceMin {
-			_, handled, serr := spliceTo(r.stdin, in.Body, in.Length)
+			_, handled, serr := spliceTo(stdin, in.Body, in.Length)
 			if !handled {
-				_, err = io.Copy(r.stdin, in.Body)
+				_, err = io.Copy(stdin, in.Body)
 			} else {
 				err = serr
 			}
 		} else {
-			_, err = io.Copy(r.stdin, in.Body)
+			_, err = io.Copy(stdin, in.Body)
 		}
 		var ie *inputError
 		if errors.As(err, &ie) {
@@ -296,77 +227,19 @@ func (r *oneShotRun) write(in *Message) {
 		}
 		in.Body.Close()
 	}
-	r.stdin.Close() // EOF tells the program its input is complete
+	stdin.Close() // EOF tells the program its input is complete
 }
 
-func (r *oneShotRun) drainStderr(f *os.File) {
-	defer close(r.drained)
-	defer f.Close()
-	sc := bufio.NewScanner(r.stderr)
-	sc.Buffer(make([]byte, 4096), 4096)
-	logged := 0
-	for sc.Scan() {
-		line := sc.Text()
-		r.tail.add(line)
-		if logged++; logged <= 100 {
-			r.t.log.Info("transform stderr", "transform", r.t.cfg.Name, "pid", r.pid, "line", line)
-		}
-	}
-	// A line longer than the buffer ends the scan; keep draining so the
-	// program never blocks on stderr.
-	io.Copy(io.Discard, r.stderr)
-}
-
-// wait reaps the process; before reaping, it kills what is left of its
-// group, while the group id cannot yet be reused.
-func (r *oneShotRun) wait() {
-	var info unix.Siginfo
-	for unix.Waitid(unix.P_PID, r.pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
-	}
-	if t := r.escalate.Load(); t != nil {
-		t.Stop()
-	}
-	r.sigMu.Lock()
-	unix.Kill(-r.pid, unix.SIGKILL)
-	r.reaped = true
-	r.sigMu.Unlock()
-	r.exitErr = r.cmd.Wait()
-	// The group is gone: what it wrote to stderr is in the pipe, and a
-	// helper that left the group must not hold the run open.
-	r.stderr.Exited()
-	close(r.exited)
-}
-
-func (r *oneShotRun) signal(sig syscall.Signal) {
-	r.sigMu.Lock()
-	defer r.sigMu.Unlock()
-	if !r.reaped {
-		unix.Kill(-r.pid, sig)
-	}
-}
-
-// kill starts stopping the process group, without waiting: SIGTERM now,
-// SIGKILL after a short grace unless the process was reaped by then.
-// exited is closed when it is gone.
-func (r *oneShotRun) kill() {
-	r.signal(unix.SIGTERM)
-	t := time.AfterFunc(oneShotKillGrace, func() { r.signal(unix.SIGKILL) })
-	if !r.escalate.CompareAndSwap(nil, t) {
-		t.Stop() // a kill is under way already
-	}
-}
-
+// abort stops the process group without waiting (SIGTERM, then SIGKILL
+// after a short grace), recording why for failure.
 func (r *oneShotRun) abort(kind Kind) {
 	if r.aborted.CompareAndSwap(0, int32(kind)+1) {
-		r.kill()
+		r.proc.Stop()
 	}
 }
 
-// awaitExit waits for the process to end and its stderr to be drained.
-func (r *oneShotRun) awaitExit() {
-	<-r.exited
-	<-r.drained
-}
+// awaitExit waits for the process to be reaped and its stderr drained.
+func (r *oneShotRun) awaitExit() { <-r.proc.Done() }
 
 // failure returns the *Error for a run that ended (cause is what the read
 // saw), or nil when it ended well.
@@ -386,13 +259,13 @@ func (r *oneShotRun) failure(cause error) *Error {
 			cause = errors.New("its input broke off")
 		}
 		e := newError(name, r.pid, kind, cause)
-		e.StderrTail = r.tail.lines()
+		e.StderrTail = r.proc.StderrTail()
 		return e
 	}
-	if r.exitErr != nil {
-		e := newError(name, r.pid, Crash, fmt.Errorf("%s: %w", r.path(), r.exitErr))
-		e.StderrTail = r.tail.lines()
-		e.Exit = r.exitErr.Error()
+	if how, exitErr := r.proc.Exit(); exitErr != nil {
+		e := newError(name, r.pid, Crash, fmt.Errorf("%s: %w", r.path(), exitErr))
+		e.StderrTail = r.proc.StderrTail()
+		e.Exit = how
 		return e
 	}
 	if cause != nil && cause != io.EOF {
@@ -438,20 +311,14 @@ func (r *oneShotRun) stopWatch() {
 func (r *oneShotRun) Close() error {
 	r.closeOnce.Do(func() {
 		r.stopWatch()
-		select {
-		case <-r.exited:
-		default:
-			r.kill()
-		}
-		<-r.exited
+		r.proc.Kill()
 		if r.in != nil {
 			r.in.Close()
 		}
 		<-r.written
-		<-r.drained
 		r.readMu.Lock()
 		defer r.readMu.Unlock()
-		r.stdout.Close()
+		r.proc.CloseFiles()
 		r.br.Reset(nil)
 		readBuffers.Put(r.br)
 		if r.err == nil && !r.eof {
@@ -461,28 +328,4 @@ func (r *oneShotRun) Close() error {
 		}
 	})
 	return nil
-}
-
-// tailLines keeps the last lines a process wrote to stderr.
-type tailLines struct {
-	mu   sync.Mutex
-	ring []string
-}
-
-const tailMax = 20
-
-func (t *tailLines) add(line string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.ring) == tailMax {
-		copy(t.ring, t.ring[1:])
-		t.ring = t.ring[:tailMax-1]
-	}
-	t.ring = append(t.ring, line)
-}
-
-func (t *tailLines) lines() []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]string(nil), t.ring...)
 }

@@ -262,3 +262,31 @@ func TestOneShotStrayHelperHoldsStderr(t *testing.T) {
 	require.NoError(t, err, "body %q", r.body)
 	require.NoError(t, syscall.Kill(stray, syscall.SIGKILL))
 }
+
+// The parent-death signal that keeps a one-shot program from outliving
+// the bridge fires when the OS thread that forked it ends, and the runtime
+// ends a thread whenever a goroutine that locked it returns without
+// unlocking. A caller doing that must not kill the program it started: the
+// fork happens on a thread of its own, held until the reap.
+func TestOneShotSurvivesCallerThreadExit(t *testing.T) {
+	sh := testenv.Require(t, "sh")
+	tr, err := NewOneShot(OneShotConfig{Name: "late-input", Args: []string{sh, "-c", "echo ready; exec cat"}, Logger: discardLogger()})
+	require.NoError(t, err)
+	leaks := startLeakCheck()
+	input, feed := io.Pipe()
+	in := &Message{Status: 200, Length: -1, Body: input}
+	var out *Message
+	require.True(t, testenv.OnEndingThread(10*time.Second, func() {
+		out, err = tr.Apply(context.Background(), in, nil)
+	}), "the caller's thread did not end")
+	require.NoError(t, err, "the program wrote its first line")
+	go func() {
+		_, _ = io.WriteString(feed, "still here\n")
+		feed.Close()
+	}()
+	body, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	require.NoError(t, err, "the program was killed when the caller's thread ended")
+	require.Equal(t, "ready\nstill here\n", string(body))
+	leaks.check(t)
+}

@@ -60,7 +60,7 @@ func Run(ctx context.Context, t Transform, in *Message, req *RequestInfo, p Poli
 			if !errors.As(err, &e) {
 				e = newError(t.Name(), 0, Internal, err)
 			}
-			logFailure(log, e, "fail closed", 1)
+			logFailure(log, e, ActionFailClosed, 1)
 			return nil, e
 		}
 		out.Body = &runBody{body: out.Body, done: cancel, log: log}
@@ -83,20 +83,13 @@ func Run(ctx context.Context, t Transform, in *Message, req *RequestInfo, p Poli
 		if !errors.As(err, &e) {
 			e = newError(t.Name(), 0, Internal, err)
 		}
-		whole := k.whole()
-		action := "fail closed"
-		switch {
-		case attempt == 1 && p.Retry && whole && (e.Kind == Crash || e.Kind == Protocol):
-			action = "retry"
-		case p.FailOpen && whole && failOpenKind(e.Kind):
-			action = "fail open"
-		}
+		action := p.OnFailure(e.Kind, attempt, k.whole())
 		logFailure(log, e, action, attempt)
 		switch action {
-		case "retry":
+		case ActionRetry:
 			k = k.replay(p.KeepInput)
 			continue
-		case "fail open":
+		case ActionFailOpen:
 			cancel()
 			plain := *in
 			if in.Body != nil {
@@ -110,6 +103,40 @@ func Run(ctx context.Context, t Transform, in *Message, req *RequestInfo, p Poli
 	}
 }
 
+// Action is what follows a failed attempt under a Policy.
+type Action uint8
+
+const (
+	ActionFailClosed Action = iota // the caller gets the *Error
+	ActionRetry                    // the input is replayed to another process
+	ActionFailOpen                 // the input is served untransformed
+)
+
+// String is the action as failure log lines name it.
+func (a Action) String() string {
+	switch a {
+	case ActionRetry:
+		return "retry"
+	case ActionFailOpen:
+		return "fail open"
+	}
+	return "fail closed"
+}
+
+// OnFailure decides what follows a failure of the given kind on the given
+// attempt (1 for the first); whole says whether the input can still be
+// replayed from its start. Run uses it, and so does a caller that replays
+// the input from elsewhere (a spool), so that both follow one rule.
+func (p *Policy) OnFailure(kind Kind, attempt int, whole bool) Action {
+	switch {
+	case attempt == 1 && p.Retry && whole && (kind == Crash || kind == Protocol):
+		return ActionRetry
+	case p.FailOpen && whole && failOpenKind(kind):
+		return ActionFailOpen
+	}
+	return ActionFailClosed
+}
+
 func failOpenKind(k Kind) bool {
 	switch k {
 	case Saturated, Start, Closed, Timeout, Crash, Protocol, Internal:
@@ -118,10 +145,10 @@ func failOpenKind(k Kind) bool {
 	return false
 }
 
-func logFailure(log *slog.Logger, e *Error, action string, attempt int) {
+func logFailure(log *slog.Logger, e *Error, action Action, attempt int) {
 	// The stderr tail is logged once, whole, here; the pool does not quote
 	// it again for a process that died while leased.
-	attrs := []any{"transform", e.Transform, "pid", e.Pid, "kind", e.Kind.String(), "status", e.Status, "action", action, "attempt", attempt, "err", e.sentence(false)}
+	attrs := []any{"transform", e.Transform, "pid", e.Pid, "kind", e.Kind.String(), "status", e.Status, "action", action.String(), "attempt", attempt, "err", e.sentence(false)}
 	if len(e.StderrTail) > 0 {
 		attrs = append(attrs, "stderr", strings.Join(e.StderrTail, "\n"))
 	}

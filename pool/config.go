@@ -2,18 +2,13 @@ package pool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 )
 
 // Config describes one pool. The zero value of a field is its default, given
@@ -134,97 +129,14 @@ func (c *Config) withDefaults() (Config, error) {
 }
 
 func (c *Config) launch() (*launch, error) {
-	l := &launch{argv: c.Command, dir: c.Dir, env: buildEnv(c.Env, c.PassEnv)}
-	l.path, l.pathErr = resolveProgram(c.Command[0], c.Dir)
+	l := &launch{argv: c.Command, dir: c.Dir, env: child.Environ(c.Env, c.PassEnv)}
+	l.path, l.pathErr = child.ResolveProgram(c.Command[0], c.Dir)
 	if c.User != "" || c.Group != "" {
-		cred, err := Credential(c.User, c.Group)
+		cred, err := child.Credential(c.User, c.Group)
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", c.Name, err)
 		}
 		l.cred = cred
 	}
 	return l, nil
-}
-
-// buildEnv returns PassEnv values found in the bridge's environment followed
-// by Env, keeping the last value of each name so that Env overrides.
-func buildEnv(env, pass []string) []string {
-	out := make([]string, 0, len(env)+len(pass))
-	seen := make(map[string]int, len(env)+len(pass))
-	add := func(kv string) {
-		name, _, _ := strings.Cut(kv, "=")
-		if i, ok := seen[name]; ok {
-			out[i] = kv
-			return
-		}
-		seen[name] = len(out)
-		out = append(out, kv)
-	}
-	for _, name := range pass {
-		if v, ok := os.LookupEnv(name); ok {
-			add(name + "=" + v)
-		}
-	}
-	for _, kv := range env {
-		add(kv)
-	}
-	return out
-}
-
-func resolveProgram(name, dir string) (string, error) {
-	switch {
-	case !strings.Contains(name, "/"):
-		// Looked up in the bridge's PATH, not the child's: the child's
-		// environment is deliberately minimal and may have no PATH.
-		p, err := exec.LookPath(name)
-		if err != nil {
-			if errors.Is(err, exec.ErrNotFound) {
-				return name, fmt.Errorf("%q %w", name, errNotInPath)
-			}
-			return name, err
-		}
-		return p, nil
-	case !filepath.IsAbs(name) && dir != "":
-		return filepath.Join(dir, name), nil
-	default:
-		return name, nil
-	}
-}
-
-// Credential resolves a user and a group (names or ids; either may be "")
-// to the identity a child process runs under: the user's uid and primary
-// group, the group replacing that group when given, and no supplementary
-// groups. It fails unless the bridge runs as root.
-func Credential(userName, groupName string) (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("user %q / group %q need the bridge to run as root (it runs as uid %d)", userName, groupName, os.Geteuid())
-	}
-	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: []uint32{}}
-	if userName != "" {
-		u, err := user.Lookup(userName)
-		if err != nil {
-			return nil, fmt.Errorf("user %q: %w", userName, err)
-		}
-		uid, err := strconv.ParseUint(u.Uid, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("user %q: uid %q: %w", userName, u.Uid, err)
-		}
-		gid, err := strconv.ParseUint(u.Gid, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("user %q: gid %q: %w", userName, u.Gid, err)
-		}
-		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
-	}
-	if groupName != "" {
-		g, err := user.LookupGroup(groupName)
-		if err != nil {
-			return nil, fmt.Errorf("group %q: %w", groupName, err)
-		}
-		gid, err := strconv.ParseUint(g.Gid, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("group %q: gid %q: %w", groupName, g.Gid, err)
-		}
-		cred.Gid = uint32(gid)
-	}
-	return cred, nil
 }

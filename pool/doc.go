@@ -93,8 +93,9 @@
 // the kernel kills each transform through the parent-death signal
 // (Pdeathsig = SIGKILL). Linux sends that signal when the thread that forked
 // the child exits, not when the process does, and the Go runtime may end a
-// thread during the process's life; so each process is started from a
-// goroutine that locks its OS thread and keeps it locked, blocked waiting
+// thread during the process's life; so each process is started
+// (internal/child, which one-shot transforms use too) from a goroutine
+// that locks its OS thread and keeps it locked, blocked waiting
 // for the child, until the child is reaped. No other goroutine can run on
 // that thread, so it ends only with the bridge. The signal reaches the
 // transform itself, not helpers it forked: those lose their stdin writer

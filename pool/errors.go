@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 )
 
 // ErrSaturated is returned by Acquire when every process is busy and either
@@ -43,7 +45,7 @@ type StartError struct {
 var errEarlyExit = errors.New("exited right after start")
 
 // errNotInPath is the cause when a bare command name is not in PATH.
-var errNotInPath = errors.New("not found in PATH")
+var errNotInPath = child.ErrNotInPath
 
 func (e *StartError) Error() string {
 	var b strings.Builder

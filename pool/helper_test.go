@@ -3,6 +3,7 @@ package pool
 import (
 	"bufio"
 	"fmt"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -170,46 +171,9 @@ func mustGroups() []int {
 	return g
 }
 
-// waitGone waits until none of pids runs, for at most timeout, and returns
-// those still running. A zombie counts as gone (it holds no resources, and
-// its parent may be an init that reaps lazily): a pidfd becomes readable
-// when its process exits, reaped or not.
-func waitGone(pids []int, timeout time.Duration) []int {
-	deadline := time.Now().Add(timeout)
-	var alive []int
-	for _, pid := range pids {
-		fd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			continue // already reaped
-		}
-		if !waitReadable(fd, deadline) {
-			alive = append(alive, pid)
-		}
-		unix.Close(fd)
-	}
-	return alive
-}
-
-// waitReadable waits until fd is readable or deadline passes.
-func waitReadable(fd int, deadline time.Time) bool {
-	for {
-		ms := max(0, int(time.Until(deadline).Milliseconds()))
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
-		switch {
-		case err == unix.EINTR:
-		case err != nil:
-			return false
-		case n > 0:
-			return true
-		case ms == 0:
-			return false
-		}
-	}
-}
-
 // procInfo is a process seen in /proc.
 type procInfo struct {
-	procStat
+	child.Stat
 	pid int
 }
 
@@ -221,7 +185,7 @@ func allProcs() []procInfo {
 		if err != nil {
 			continue
 		}
-		if st, ok := readStat(pid); ok {
+		if st, ok := child.ReadStat(pid); ok {
 			out = append(out, procInfo{st, pid})
 		}
 	}

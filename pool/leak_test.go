@@ -99,8 +99,8 @@ func watch(t *testing.T) *logCapture {
 			}
 			groups := logs.startedPids()
 			for _, p := range allProcs() {
-				if p.ppid == os.Getpid() || (p.state != 'Z' && slices.Contains(groups, p.pgrp)) {
-					problems = append(problems, fmt.Sprintf("process %d (%s, ppid %d, pgrp %d, state %c) left", p.pid, p.comm, p.ppid, p.pgrp, p.state))
+				if p.PPid == os.Getpid() || (p.State != 'Z' && slices.Contains(groups, p.Pgrp)) {
+					problems = append(problems, fmt.Sprintf("process %d (%s, ppid %d, pgrp %d, state %c) left", p.pid, p.Comm, p.PPid, p.Pgrp, p.State))
 				}
 			}
 			return problems

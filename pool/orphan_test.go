@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"os"
 	"os/exec"
 	"runtime"
@@ -60,17 +61,17 @@ func TestNoOrphansWhenBridgeIsKilled(t *testing.T) {
 	for _, f := range strings.Fields(line) {
 		pid, err := strconv.Atoi(f)
 		require.NoError(t, err)
-		st, ok := readStat(pid)
+		st, ok := child.ReadStat(pid)
 		require.True(t, ok, "transform %d runs", pid)
-		require.Equal(t, parent.Process.Pid, st.ppid)
-		require.Equal(t, pid, st.pgrp, "transform leads its own process group")
+		require.Equal(t, parent.Process.Pid, st.PPid)
+		require.Equal(t, pid, st.Pgrp, "transform leads its own process group")
 		pids = append(pids, pid)
 	}
 	require.Len(t, pids, 3)
 
 	require.NoError(t, parent.Process.Signal(syscall.SIGKILL))
 	_ = parent.Wait()
-	require.Empty(t, waitGone(pids, 5*time.Second), "transforms outlived the killed bridge")
+	require.Empty(t, testenv.WaitGone(pids, 5*time.Second), "transforms outlived the killed bridge")
 }
 
 // Pdeathsig fires when the forking thread exits. Goroutines that lock a

@@ -197,11 +197,11 @@ func (p *Pool) Release(proc *Process, reusable bool) {
 	var rss int64
 	if reusable {
 		// The next lease must not inherit the caller's deadlines.
-		_ = proc.stdin.SetWriteDeadline(time.Time{})
-		_ = proc.stdout.SetReadDeadline(time.Time{})
+		_ = proc.Stdin().SetWriteDeadline(time.Time{})
+		_ = proc.Stdout().SetReadDeadline(time.Time{})
 		if p.cfg.MaxRSS > 0 {
 			// Read outside the lock: it is a few syscalls.
-			rss, _ = proc.rss()
+			rss, _ = proc.proc.RSS()
 		}
 	}
 	p.mu.Lock()
@@ -297,7 +297,7 @@ func (p *Pool) retireLocked(proc *Process, reason string) {
 	go func() {
 		defer p.wg.Done()
 		proc.Kill()
-		proc.closeFiles()
+		proc.proc.CloseFiles()
 		p.mu.Lock()
 		delete(p.all, proc)
 		p.mu.Unlock()
@@ -383,7 +383,7 @@ func (p *Pool) startError(cause error, proc *Process) *StartError {
 	if proc != nil {
 		// Callers hold Pool.mu after exited() ran, or Kill returned: the
 		// exit description is written.
-		e.Exit = proc.exit
+		e.Exit = proc.proc.Exited()
 		e.Stderr = proc.StderrTail()
 	}
 	return e
@@ -402,7 +402,7 @@ func (p *Pool) started(proc *Process, serr *StartError) {
 		if proc != nil {
 			proc.state = stateRetiring
 			delete(p.all, proc)
-			proc.closeFiles() // it has exited
+			proc.proc.CloseFiles() // it has exited
 		}
 		if p.closed {
 			return // a readiness check cut short by Close is no failure
@@ -460,14 +460,15 @@ func (p *Pool) exited(proc *Process) {
 		}
 		proc.state = stateRetiring
 		delete(p.all, proc)
-		proc.closeFiles()
+		proc.proc.CloseFiles()
 	case stateBusy:
 		// The caller sees EOF on stdout and Done closed; Release replaces it.
 	case stateRetiring:
 		// Released as broken before its death was seen, or being retired:
 		// the retiring goroutine finalises it.
 	}
-	if proc.ours {
+	how, exitErr := proc.proc.Exit()
+	if proc.proc.Stopped() {
 		return
 	}
 	now := time.Now()
@@ -482,7 +483,7 @@ func (p *Pool) exited(proc *Process) {
 	// once with Connection: close and exit.
 	early := proc.requests.Load() == 0 && now.Sub(proc.started) < earlyExitWindow
 	if early && proc.leased {
-		if proc.exitErr == nil || proc.retire.Load() || !proc.inputUnread() {
+		if exitErr == nil || proc.retire.Load() || !proc.inputUnread() {
 			early = false
 		} else {
 			p.firstLeaseDeaths++
@@ -496,9 +497,9 @@ func (p *Pool) exited(proc *Process) {
 		if proc.state == stateBusy {
 			// The caller's error reports this death with the stderr tail;
 			// quoting it here too logged each traceback twice.
-			p.log.Warn("transform exited", "pid", proc.pid, "exit", proc.exit, "requests", proc.requests.Load(), "while", "leased")
+			p.log.Warn("transform exited", "pid", proc.pid, "exit", how, "requests", proc.requests.Load(), "while", "leased")
 		} else {
-			p.log.Warn("transform exited", "pid", proc.pid, "exit", proc.exit, "requests", proc.requests.Load(), "stderr", proc.StderrTail())
+			p.log.Warn("transform exited", "pid", proc.pid, "exit", how, "requests", proc.requests.Load(), "stderr", proc.StderrTail())
 		}
 	}
 	p.replenishLocked(now)
@@ -609,7 +610,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	for proc := range p.all {
-		proc.forceKill()
+		proc.proc.KillNow()
 	}
 	p.mu.Unlock()
 	<-done

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/child"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -529,11 +530,11 @@ func TestKillReachesProcessGroup(t *testing.T) {
 	var helper int
 	_, err := fmt.Fscanln(proc.Stdout(), &helper)
 	require.NoError(t, err)
-	st, ok := readStat(helper)
+	st, ok := child.ReadStat(helper)
 	require.True(t, ok)
-	require.Equal(t, proc.Pid(), st.pgrp, "helper runs in the transform's group")
+	require.Equal(t, proc.Pid(), st.Pgrp, "helper runs in the transform's group")
 	p.Release(proc, false)
-	require.Empty(t, waitGone([]int{proc.Pid(), helper}, 5*time.Second))
+	require.Empty(t, testenv.WaitGone([]int{proc.Pid(), helper}, 5*time.Second))
 }
 
 // A helper that left the transform's process group may hold its stderr
@@ -581,9 +582,9 @@ func TestStderrFlood(t *testing.T) {
 	require.NoError(t, p.Close(context.Background()))
 
 	tail := proc.StderrTail()
-	require.Len(t, tail, stderrTailLines)
+	require.Len(t, tail, child.StderrTailLines)
 	require.Equal(t, "flood done", tail[len(tail)-1])
-	require.Len(t, tail[len(tail)-2], stderrLineMax, "overlong line is cut")
+	require.Len(t, tail[len(tail)-2], child.StderrLineMax, "overlong line is cut")
 	logged := logs.find("transform stderr")
 	require.Positive(t, len(logged))
 	require.Less(t, len(logged), requests*linesPerRequest, "stderr logging is rate limited")
@@ -622,7 +623,7 @@ func TestClose(t *testing.T) {
 	require.ErrorIs(t, err, ErrClosed)
 	p.Release(held, true) // after Close: harmless
 	require.NoError(t, p.Close(context.Background()), "Close is idempotent")
-	require.Empty(t, waitGone(logs.startedPids(), time.Second))
+	require.Empty(t, testenv.WaitGone(logs.startedPids(), time.Second))
 }
 
 // A program that exits cleanly at once with Min set must back off, not be

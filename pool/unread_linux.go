@@ -23,4 +23,4 @@ func PipeUnread(f *os.File) bool {
 
 // inputUnread reports whether the process left bytes written to its stdin
 // unread.
-func (p *Process) inputUnread() bool { return PipeUnread(p.stdin) }
+func (p *Process) inputUnread() bool { return PipeUnread(p.Stdin()) }

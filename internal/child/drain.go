@@ -1,5 +1,3 @@
-// Package child holds what the pool and the one-shot runner both need of a
-// child process's pipes.
 package child
 
 import (
