@@ -37,7 +37,7 @@ func OnEndingThread(timeout time.Duration, f func()) bool {
 			break
 		}
 	}
-	return WaitUntil(timeout, 5*time.Millisecond, func() bool {
+	return Poll(timeout, func() bool {
 		_, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid))
 		return err != nil
 	})
