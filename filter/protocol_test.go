@@ -52,7 +52,7 @@ func body(parts ...string) io.ReadCloser { p := pieces(parts); return &p }
 func TestWriteMessageGolden(t *testing.T) {
 	req := &RequestInfo{
 		URL: "http://example.org/items/1?format=html", Method: "GET", Path: "/items/1", Query: "format=html",
-		Params: []Field{{"REMOTE_ADDR", "192.0.2.1"}, {"HTTPS", "on"}},
+		Params: []Field{{Name: "REMOTE_ADDR", Value: "192.0.2.1"}, {Name: "HTTPS", Value: "on"}},
 	}
 	tests := []struct {
 		name string
@@ -60,13 +60,13 @@ func TestWriteMessageGolden(t *testing.T) {
 		req  *RequestInfo
 	}{
 		{"sized", &Message{Status: 200, Header: Header{
-			{"Content-Type", "text/html; charset=utf-8"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"},
-			{"Content-Length", "999"}, {"Connection", "keep-alive"}, {"X-Request-URL", "http://spoofed/"}, {"x-bridge-method", "SPOOF"},
+			{Name: "Content-Type", Value: "text/html; charset=utf-8"}, {Name: "Set-Cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"},
+			{Name: "Content-Length", Value: "999"}, {Name: "Connection", Value: "keep-alive"}, {Name: "X-Request-URL", Value: "http://spoofed/"}, {Name: "x-bridge-method", Value: "SPOOF"},
 		}, Length: 11, Body: body("hello ", "world")}, req},
-		{"chunked", &Message{Status: 200, Reason: "Fine", Header: Header{{"Transfer-Encoding", "chunked"}}, Length: -1, Body: body("hello ", "", "world")}, nil},
+		{"chunked", &Message{Status: 200, Reason: "Fine", Header: Header{{Name: "Transfer-Encoding", Value: "chunked"}}, Length: -1, Body: body("hello ", "", "world")}, nil},
 		{"chunked-empty", &Message{Status: 404, Length: -1, Body: body()}, nil},
-		{"no-content", &Message{Status: 204, Header: Header{{"X-A", "b"}}, Length: -1, Body: body("dropped")}, nil},
-		{"not-modified", &Message{Status: 304, Header: Header{{"Etag", `"x"`}}, Length: 0}, req},
+		{"no-content", &Message{Status: 204, Header: Header{{Name: "X-A", Value: "b"}}, Length: -1, Body: body("dropped")}, nil},
+		{"not-modified", &Message{Status: 304, Header: Header{{Name: "Etag", Value: `"x"`}}, Length: 0}, req},
 		{"nil-body", &Message{Status: 200, Length: -1}, nil},
 		{"unknown-status", &Message{Status: 599, Length: 0, Body: body()}, nil},
 	}
@@ -91,10 +91,10 @@ func TestWriteMessageErrors(t *testing.T) {
 		want string
 	}{
 		{"status", &Message{Status: 42}, nil, "three-digit"},
-		{"value-newline", &Message{Status: 200, Header: Header{{"X-A", "a\r\nX-Injected: 1"}}}, nil, "control character"},
-		{"bad-name", &Message{Status: 200, Header: Header{{"X A", "b"}}}, nil, "not a token"},
+		{"value-newline", &Message{Status: 200, Header: Header{{Name: "X-A", Value: "a\r\nX-Injected: 1"}}}, nil, "control character"},
+		{"bad-name", &Message{Status: 200, Header: Header{{Name: "X A", Value: "b"}}}, nil, "not a token"},
 		{"url-newline", &Message{Status: 200}, &RequestInfo{URL: "http://x/\r\n\r\nbody"}, "control character"},
-		{"param-name", &Message{Status: 200}, &RequestInfo{Params: []Field{{"A B", "x"}}}, "cannot be a header name"},
+		{"param-name", &Message{Status: 200}, &RequestInfo{Params: []Field{{Name: "A B", Value: "x"}}}, "cannot be a header name"},
 		{"short-body", &Message{Status: 200, Length: 10, Body: body("abc")}, nil, "shorter than its declared length"},
 	}
 	for _, tt := range tests {
@@ -226,5 +226,5 @@ func TestDuplicateHeaders(t *testing.T) {
 	msg.Header.Add("Vary", "Accept")
 	out, _, err := roundTrip(t, NewPooled("cat", p, 0), msg, nil)
 	require.NoError(t, err)
-	require.Equal(t, Header{{"Content-Type", "text/plain"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}, {"Set-Cookie", "c=3"}, {"Set-Cookie", "d=4"}, {"Vary", "Accept"}}, out.Header)
+	require.Equal(t, Header{{Name: "Content-Type", Value: "text/plain"}, {Name: "Set-Cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"}, {Name: "Set-Cookie", Value: "c=3"}, {Name: "Set-Cookie", Value: "d=4"}, {Name: "Vary", Value: "Accept"}}, out.Header)
 }
