@@ -30,11 +30,13 @@ func (e *Error) Error() string {
 	if e.Line > 0 {
 		where = "line " + strconv.Itoa(e.Line)
 	}
-	got := strconv.Quote(e.Got)
-	if e.Got == "" && e.Err != nil && e.Err != ErrTooLarge {
-		got = "end of input"
+	switch {
+	case e.Got == "" && e.Err != nil && e.Err != ErrTooLarge:
+		return where + ": expected " + e.Want + ", got end of input"
+	case e.Err != nil:
+		return where + ": expected " + e.Want + ", got " + strconv.Quote(e.Got) + ": " + e.Err.Error()
 	}
-	return where + ": expected " + e.Want + ", got " + got
+	return where + ": expected " + e.Want + ", got " + strconv.Quote(e.Got)
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -131,6 +131,8 @@ const (
 	FaultFieldLine        // a line where a field or the blank line was due is neither
 	FaultNoFraming        // RequireFraming and no framing
 	FaultShortBody        // a sized body ended early
+	FaultLength           // a Content-Length that is not one decimal number
+	FaultCoding           // a transfer coding other than chunked
 )
 
 // lineReader reads the lines of a head, counting lines and bytes.
@@ -422,8 +424,10 @@ func (h *Head) frame(o *Options, line int) error {
 			chunked = true
 		case teCount == 1 && o.IdentityTE && equalFold(te, "identity"):
 		default:
-			return newError(line, 0, `"Transfer-Encoding: chunked" as the only transfer coding`,
+			e := newError(line, 0, `"Transfer-Encoding: chunked" as the only transfer coding`,
 				[]byte("Transfer-Encoding: "+strings.Join(h.Header.Values("Transfer-Encoding"), ", ")), nil)
+			e.Fault = FaultCoding
+			return e
 		}
 	}
 	if clCount > 0 {
@@ -438,8 +442,10 @@ func (h *Head) frame(o *Options, line int) error {
 			for v := f.Value; ; {
 				item, rest, more := strings.Cut(v, ",")
 				if trimOWS(item) != first {
-					return newError(line, 0, "one Content-Length value",
+					e := newError(line, 0, "one Content-Length value",
 						[]byte("Content-Length: "+strings.Join(h.Header.Values("Content-Length"), ", ")), nil)
+					e.Fault = FaultLength
+					return e
 				}
 				if !more {
 					break
@@ -452,8 +458,10 @@ func (h *Head) frame(o *Options, line int) error {
 	parseCL := func() error {
 		n, ok := parseLength(cl)
 		if !ok {
-			return newError(line, 0, "a Content-Length of decimal digits",
+			e := newError(line, 0, "a Content-Length of decimal digits",
 				[]byte("Content-Length: "+strings.Join(h.Header.Values("Content-Length"), ", ")), nil)
+			e.Fault = FaultLength
+			return e
 		}
 		h.Length = n
 		return nil
