@@ -28,6 +28,7 @@ type Body struct {
 	offset   int64 // body bytes delivered
 	excess   int64
 	limits   Limits
+	fold     FoldPolicy
 	needCRLF bool // Chunked: the CRLF after chunk data is due
 	done     bool
 	err      error
@@ -35,7 +36,7 @@ type Body struct {
 
 // Reset makes b read the body that h frames from br.
 func (b *Body) Reset(br *bufio.Reader, h *Head) {
-	*b = Body{br: br, framing: h.Framing, limits: h.limits.withDefaults()}
+	*b = Body{br: br, framing: h.Framing, limits: h.limits.withDefaults(), fold: h.fold}
 	switch h.Framing {
 	case None:
 		b.done = true
@@ -179,28 +180,43 @@ func (b *Body) chunkLine(want string) ([]byte, error) {
 	case err != nil:
 		return nil, newError(0, b.offset, want, l, err)
 	}
-	if i := bytes.IndexByte(l, '\r'); i != len(l)-2 {
+	if len(l) < 2 || l[len(l)-2] != '\r' || bytes.IndexByte(l[:len(l)-2], '\r') >= 0 {
 		return nil, newError(0, b.offset, want+" ending in CRLF", l, nil)
 	}
 	return l[:len(l)-2], nil
 }
 
-// trailer reads and checks the trailer section, bounded as a head is.
+// trailer reads and checks the trailer section, bounded as a head is. Its
+// lines are field lines: a bare LF ends one, as in a head, and obs-fold is
+// treated as the head's Options said.
 func (b *Body) trailer() error {
 	const want = "a trailer line or the blank line ending the body"
-	total := 0
+	r := lineReader{br: b.br, line: 1, budget: b.limits.HeadBytes}
 	for n := 0; ; n++ {
-		line, err := b.chunkLine(want)
+		line, err := r.next(want, false)
 		if err != nil {
+			if e, ok := err.(*Error); ok {
+				e.Line, e.Offset = 0, b.offset
+			}
 			return err
 		}
 		if len(line) == 0 {
+			// The CRLF that ends the chunked body is framing, not a field
+			// line: a bare LF is refused here as in a chunk-size line.
+			if r.bareLF {
+				return newError(0, b.offset, "CRLF ending the chunked body", []byte("\n"), nil)
+			}
 			b.done = true
 			return io.EOF
 		}
-		total += len(line) + 2
-		if n >= b.limits.Fields || total > b.limits.HeadBytes {
-			return newError(0, b.offset, "a trailer section of at most "+strconv.Itoa(b.limits.Fields)+" lines and "+strconv.Itoa(b.limits.HeadBytes)+" bytes", line, ErrTooLarge)
+		if n >= b.limits.Fields {
+			return newError(0, b.offset, "a trailer section of at most "+strconv.Itoa(b.limits.Fields)+" lines", line, ErrTooLarge)
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if b.fold != JoinFold || n == 0 || !validValueBytes(line) {
+				return newError(0, b.offset, want, line, nil)
+			}
+			continue
 		}
 		i := bytes.IndexByte(line, ':')
 		if i <= 0 || !validNameBytes(line[:i]) || !validValueBytes(line[i+1:]) {

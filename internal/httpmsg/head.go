@@ -106,6 +106,7 @@ type Head struct {
 	Lines int
 
 	limits Limits
+	fold   FoldPolicy
 	buf    []byte
 	spans  []span
 }
@@ -141,6 +142,7 @@ type lineReader struct {
 	line   int
 	bytes  int
 	budget int
+	bareLF bool // the last line ended in a bare LF
 }
 
 // next returns the next line without its line ending (CRLF, or a bare LF,
@@ -167,8 +169,9 @@ func (r *lineReader) next(want string, first bool) ([]byte, error) {
 		return nil, newError(r.line, 0, "a head shorter than "+strconv.Itoa(r.budget)+" bytes", b, ErrTooLarge)
 	}
 	b = b[:len(b)-1]
+	r.bareLF = true
 	if n := len(b); n > 0 && b[n-1] == '\r' {
-		b = b[:n-1]
+		b, r.bareLF = b[:n-1], false
 	}
 	return b, nil
 }
@@ -189,7 +192,7 @@ func (l *Limits) withDefaults() Limits {
 // line came, and an *Error for anything the protocol does not allow.
 func ReadHead(br *bufio.Reader, o *Options, h *Head) error {
 	lim := o.Limits.withDefaults()
-	*h = Head{Header: h.Header[:0], buf: h.buf[:0], spans: h.spans[:0], limits: lim, Length: -1}
+	*h = Head{Header: h.Header[:0], buf: h.buf[:0], spans: h.spans[:0], limits: lim, fold: o.Fold, Length: -1}
 	r := lineReader{br: br, budget: lim.HeadBytes}
 	if o.Syntax == StatusLine {
 		if err := h.readStatus(&r, o); err != nil {
@@ -430,6 +433,7 @@ func (h *Head) frame(o *Options, line int) error {
 			return e
 		}
 	}
+	length := int64(-1)
 	if clCount > 0 {
 		// Repeated values, in several fields or as a list, must be
 		// identical (RFC 9110 section 8.6); the first then stands for all.
@@ -453,32 +457,24 @@ func (h *Head) frame(o *Options, line int) error {
 				v = rest
 			}
 		}
-		cl = first
-	}
-	parseCL := func() error {
-		n, ok := parseLength(cl)
+		n, ok := parseLength(first)
 		if !ok {
 			e := newError(line, 0, "a Content-Length of decimal digits",
 				[]byte("Content-Length: "+strings.Join(h.Header.Values("Content-Length"), ", ")), nil)
 			e.Fault = FaultLength
 			return e
 		}
-		h.Length = n
-		return nil
+		length = n
 	}
 	switch {
 	case o.Syntax == CGI:
-		h.Framing = UntilEOF
-		if clCount > 0 {
-			return parseCL()
-		}
+		h.Framing, h.Length = UntilEOF, length
 	case !BodyAllowed(h.Status) || o.Method == "HEAD":
 		h.Framing, h.Length = None, 0
 	case chunked:
 		h.Framing, h.Conflict = Chunked, clCount > 0
 	case clCount > 0:
-		h.Framing = Sized
-		return parseCL()
+		h.Framing, h.Length = Sized, length
 	case h.Close || !o.RequireFraming:
 		h.Framing = UntilEOF
 	default:
