@@ -278,7 +278,7 @@ func (h *Head) readFields(r *lineReader, o *Options, cgi bool) error {
 	fields := 0
 	statusSeen := false
 	for {
-		line, err := r.next(wantLine, false)
+		line, err := r.next(wantLine, r.line == 0)
 		if err != nil {
 			if e, ok := err.(*Error); ok && e.Got != "" {
 				e.Fault = FaultFieldLine
