@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Syntax says how a head begins and where its status comes from.
@@ -107,9 +108,18 @@ type Head struct {
 
 	limits Limits
 	fold   FoldPolicy
-	buf    []byte
-	spans  []span
+	*scratch // while ReadHead runs
 }
+
+// scratch is where a head is gathered before it becomes one string; it is
+// pooled, so a head costs that string and, when the caller does not reuse
+// one, its Header.
+type scratch struct {
+	buf   []byte
+	spans []span
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 2048), spans: make([]span, 0, 32)} }}
 
 // span locates one field in Head.buf.
 type span struct{ name, value, end int32 }
@@ -192,7 +202,15 @@ func (l *Limits) withDefaults() Limits {
 // line came, and an *Error for anything the protocol does not allow.
 func ReadHead(br *bufio.Reader, o *Options, h *Head) error {
 	lim := o.Limits.withDefaults()
-	*h = Head{Header: h.Header[:0], buf: h.buf[:0], spans: h.spans[:0], limits: lim, fold: o.Fold, Length: -1}
+	sc := scratchPool.Get().(*scratch)
+	sc.buf, sc.spans = sc.buf[:0], sc.spans[:0]
+	*h = Head{Header: h.Header[:0], scratch: sc, limits: lim, fold: o.Fold, Length: -1}
+	defer func() {
+		h.scratch = nil
+		if cap(sc.buf) <= 64<<10 {
+			scratchPool.Put(sc)
+		}
+	}()
 	r := lineReader{br: br, budget: lim.HeadBytes}
 	if o.Syntax == StatusLine {
 		if err := h.readStatus(&r, o); err != nil {
