@@ -72,28 +72,24 @@ func ReadMessage(r *bufio.Reader) (*Message, error) {
 	return m, nil
 }
 
+// faultWords name each kind of protocol fault in a transform author's words.
+var faultWords = map[httpmsg.Fault]string{
+	httpmsg.FaultOther:      "bad message",
+	httpmsg.FaultStatusLine: "bad status line, want HTTP/1.1 CODE REASON",
+	httpmsg.FaultFieldLine:  "bad header line",
+	httpmsg.FaultNoFraming:  "message has no Content-Length, no chunked encoding and no Connection: close, so its end is unknown",
+	httpmsg.FaultShortBody:  "body ended short of its Content-Length",
+	httpmsg.FaultLength:     "bad Content-Length",
+	httpmsg.FaultCoding:     "unsupported Transfer-Encoding",
+}
+
 // explain puts the protocol fault into a transform author's words.
 func explain(err error) error {
 	var e *httpmsg.Error
 	if !errors.As(err, &e) {
 		return err
 	}
-	what := "bad message"
-	switch e.Fault {
-	case httpmsg.FaultStatusLine:
-		what = "bad status line, want HTTP/1.1 CODE REASON"
-	case httpmsg.FaultFieldLine:
-		what = "bad header line"
-	case httpmsg.FaultNoFraming:
-		what = "message has no Content-Length, no chunked encoding and no Connection: close, so its end is unknown"
-	case httpmsg.FaultShortBody:
-		what = "body ended short of its Content-Length"
-	case httpmsg.FaultLength:
-		what = "bad Content-Length"
-	case httpmsg.FaultCoding:
-		what = "unsupported Transfer-Encoding"
-	}
-	return fmt.Errorf("%s: %w", what, err)
+	return fmt.Errorf("%s: %w", faultWords[e.Fault], err)
 }
 
 // body reads a message body and, at the end of a chunked one, its trailer

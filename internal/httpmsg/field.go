@@ -84,24 +84,8 @@ func validValueBytes(b []byte) bool {
 
 // equalFold reports whether a and b are equal ignoring ASCII case. Field
 // names are ASCII tokens, so Unicode folding (strings.EqualFold) is not
-// needed; this is also what lets lookups compare without allocating.
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
-			return false
-		}
-	}
-	return true
-}
-
-func equalFoldBytes(a []byte, b string) bool {
+// needed; comparing in place is what lets lookups run without allocating.
+func equalFold[T string | []byte](a T, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}

@@ -106,8 +106,8 @@ type Head struct {
 	// Lines is the number of lines read, the blank line included.
 	Lines int
 
-	limits Limits
-	fold   FoldPolicy
+	limits   Limits
+	fold     FoldPolicy
 	*scratch // while ReadHead runs
 }
 
@@ -348,7 +348,7 @@ func (h *Head) readFields(r *lineReader, o *Options, cgi bool) error {
 			return e
 		}
 		fields++
-		if cgi && equalFoldBytes(name, "Status") {
+		if cgi && equalFold(name, "Status") {
 			if statusSeen {
 				return newError(r.line, 0, "one Status field", line, nil)
 			}
@@ -475,7 +475,7 @@ func (h *Head) frame(o *Options, line int) error {
 				v = rest
 			}
 		}
-		n, ok := parseLength(first)
+		n, ok := ParseLength(first)
 		if !ok {
 			e := newError(line, 0, "a Content-Length of decimal digits",
 				[]byte("Content-Length: "+strings.Join(h.Header.Values("Content-Length"), ", ")), nil)
@@ -503,19 +503,9 @@ func (h *Head) frame(o *Options, line int) error {
 	return nil
 }
 
-// parseLength parses a Content-Length: decimal digits only, no sign, no
-// overflow.
-func parseLength(s string) (int64, bool) {
-	if s == "" || len(s) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
+// ParseLength parses a Content-Length value: decimal digits only (no sign,
+// no spaces), at most 2^63-1.
+func ParseLength(s string) (int64, bool) {
+	n, err := strconv.ParseUint(s, 10, 63)
+	return int64(n), err == nil
 }
