@@ -230,3 +230,32 @@ func BenchmarkReadHead(b *testing.B) {
 		}
 	}
 }
+
+// FuzzReadHead reads arbitrary bytes under every caller's options: no panic,
+// and what is accepted holds only valid fields (CGI: a status in range and
+// no Status field left among them).
+func FuzzReadHead(f *testing.F) {
+	for _, in := range tableInputs {
+		f.Add(in.in)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, p := range profiles {
+			br := bufio.NewReaderSize(strings.NewReader(in), 512)
+			var h Head
+			if err := ReadHead(br, &p.o, &h); err != nil {
+				continue
+			}
+			for _, fl := range h.Header {
+				if !ValidName(fl.Name) || !ValidValue(fl.Value) || (p.o.Syntax == CGI && EqualFold(fl.Name, "Status")) {
+					t.Fatalf("%s: field %q accepted", p.name, fl)
+				}
+			}
+			if h.Status < 100 || (p.o.Syntax == CGI && h.Status > 599) || !ValidValue(h.Reason) {
+				t.Fatalf("%s: status %d %q accepted", p.name, h.Status, h.Reason)
+			}
+			var b Body
+			b.Reset(br, &h)
+			_ = b.Discard()
+		}
+	})
+}
