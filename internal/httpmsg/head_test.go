@@ -150,6 +150,16 @@ func TestHeaderLookupsDoNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per lookup", allocs)
 	}
+	base := Header{{Name: "Connection", Value: "close, X-A"}, {Name: "X-A", Value: "1"}, {Name: "Accept", Value: "*/*"}}
+	work := make(Header, len(base))
+	allocs = testing.AllocsPerRun(100, func() {
+		work = work[:len(base)]
+		copy(work, base)
+		RemoveHopByHop(&work)
+	})
+	if allocs != 0 || len(work) != 1 {
+		t.Fatalf("%v allocations per removal, left %q", allocs, work)
+	}
 }
 
 func TestRemoveHopByHop(t *testing.T) {
@@ -159,6 +169,13 @@ func TestRemoveHopByHop(t *testing.T) {
 	}
 	RemoveHopByHop(&h)
 	if len(h) != 2 || h[0].Name != "Accept" || h[1].Name != "Host" {
+		t.Fatalf("left %q", h)
+	}
+	// The Connection field is overwritten while the list is compacted: the
+	// nominations must have been read before.
+	h = Header{{Name: "A", Value: "1"}, {Name: "Connection", Value: "X-Secret"}, {Name: "B", Value: "2"}, {Name: "X-Secret", Value: "1"}}
+	RemoveHopByHop(&h)
+	if len(h) != 2 || h[0].Name != "A" || h[1].Name != "B" {
 		t.Fatalf("left %q", h)
 	}
 }

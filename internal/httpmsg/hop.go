@@ -41,18 +41,25 @@ func BodyAllowed(status int) bool {
 // RemoveHopByHop removes, in place, the fields a Connection field nominates
 // and then the hop-by-hop fields themselves.
 func RemoveHopByHop(h *Header) {
-	hdr := *h
-	h.DelFunc(func(name string) bool { return IsHopByHop(name) || nominated(hdr, name) })
-}
-
-// nominated reports whether a Connection field of h lists name.
-func nominated(h Header, name string) bool {
-	for i := range h {
-		if equalFold(h[i].Name, "Connection") && HasToken(h[i].Value, name) {
-			return true
+	// The nominations are read first: compacting overwrites the list.
+	var small [4]string
+	nominations := small[:0]
+	for _, f := range *h {
+		if equalFold(f.Name, "Connection") {
+			nominations = append(nominations, f.Value)
 		}
 	}
-	return false
+	h.DelFunc(func(name string) bool {
+		if IsHopByHop(name) {
+			return true
+		}
+		for _, v := range nominations {
+			if HasToken(v, name) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // HasToken reports whether the comma-separated list v holds tok, ignoring
