@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -228,4 +229,32 @@ func TestDuplicateHeaders(t *testing.T) {
 	out, _, err := roundTrip(t, NewPooled("cat", p, 0), msg, nil)
 	require.NoError(t, err)
 	require.Equal(t, Header{{Name: "Content-Type", Value: "text/plain"}, {Name: "Set-Cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"}, {Name: "Set-Cookie", Value: "c=3"}, {Name: "Set-Cookie", Value: "d=4"}, {Name: "Vary", Value: "Accept"}}, out.Header)
+}
+
+// TestReplyHeadAllocs gates the cost of reading a reply head: the head, its
+// one string and its Header, and the body reader (22 allocations per head
+// before the reader moved onto httpmsg).
+func TestReplyHeadAllocs(t *testing.T) {
+	if testenv.Race {
+		t.Skip("allocation counts vary under the race detector")
+	}
+	const reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nDate: Thu, 03 Dec 2026 07:00:00 GMT\r\n" +
+		"Server: app\r\nCache-Control: no-cache\r\nVary: Accept-Encoding\r\nX-Request-Id: 0123456789abcdef\r\nSet-Cookie: a=1; Path=/\r\n\r\nok"
+	sr := strings.NewReader(reply)
+	br := bufio.NewReaderSize(sr, readBufferSize)
+	var p [2]byte
+	allocs := testing.AllocsPerRun(200, func() {
+		sr.Reset(reply)
+		br.Reset(sr)
+		h, err := readReplyHead(br)
+		if err != nil || len(h.msg.Header) != 7 {
+			t.Fatalf("%v %q", err, h.msg.Header)
+		}
+		if n, _ := io.ReadFull(newBodyReader(br, h), p[:]); n != 2 {
+			t.Fatal("short body")
+		}
+	})
+	if allocs > 4 {
+		t.Fatalf("%v allocations per reply head, want at most 4", allocs)
+	}
 }
