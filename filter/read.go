@@ -87,6 +87,9 @@ func protocolError(err error) error {
 		pe.Mistake = BodyShort
 	}
 	if e.Err == httpmsg.ErrTooLarge {
+		// A crossed limit is a protocol fault, not an output that ended:
+		// a ProtocolError without Err is what makes the exchange a
+		// Protocol failure rather than a Crash.
 		pe.Err = nil
 	}
 	return pe
