@@ -7,31 +7,18 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
 	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 	"github.com/fcgi-bridge/fcgi-bridge/source"
 )
 
-// notForwardedNames are header fields never written into the CGI response:
-// the framing the bridge decides itself, hop-by-hop fields, and Status, which
-// in a CGI header block would override the status line.
-var notForwardedNames = [...]string{
-	"content-length", "transfer-encoding", "connection", "keep-alive",
-	"proxy-connection", "te", "trailer", "upgrade", "status",
-}
-
-// notForwarded reports whether name is one of notForwardedNames, in any
-// case. It compares in place: lower-casing each name first cost an
-// allocation per header field of every response.
+// notForwarded reports the header fields never written into the CGI
+// response: the framing the bridge decides itself, hop-by-hop fields, and
+// Status, which in a CGI header block would override the status line.
 func notForwarded(name string) bool {
-	for _, n := range notForwardedNames {
-		if len(n) == len(name) && strings.EqualFold(n, name) {
-			return true
-		}
-	}
-	return false
+	return httpmsg.IsFraming(name) || httpmsg.IsHopByHop(name) || httpmsg.EqualFold(name, "Status")
 }
 
 // send writes m as the CGI response: Status, headers, body. Content-Length
@@ -44,7 +31,7 @@ func (b *Bridge) send(ctx context.Context, w fcgi.ResponseWriter, x *exchange, m
 	}
 	h := w.Header()
 	for _, f := range m.Header {
-		if notForwarded(f.Name) || !validField(f.Name, f.Value) {
+		if notForwarded(f.Name) || !httpmsg.ValidName(f.Name) || !httpmsg.ValidValue(f.Value) {
 			continue
 		}
 		h.Add(f.Name, f.Value)
@@ -96,14 +83,6 @@ func abortResponse(w fcgi.ResponseWriter, err error) {
 	if a, ok := w.(fcgi.Aborter); ok {
 		a.Abort(err)
 	}
-}
-
-// validField refuses header fields that would break the CGI header block.
-func validField(name, value string) bool {
-	if name == "" || strings.ContainsAny(name, " :\r\n\t") {
-		return false
-	}
-	return !strings.ContainsAny(value, "\r\n\x00")
 }
 
 // statusFor maps a failure to the status the client gets; 0 means the

@@ -80,7 +80,7 @@ func BenchmarkSmallExchange(b *testing.B) {
 		b.SetBytes(int64(len(payload)))
 		req := &RequestInfo{URL: "http://example.org/x", Method: "GET", Path: "/x"}
 		for b.Loop() {
-			out, err := tr.Apply(context.Background(), &Message{Status: 200, Header: Header{{"Content-Type", "text/plain"}}, Length: int64(len(payload)), Body: io.NopCloser(strings.NewReader(payload))}, req)
+			out, err := tr.Apply(context.Background(), &Message{Status: 200, Header: Header{{Name: "Content-Type", Value: "text/plain"}}, Length: int64(len(payload)), Body: io.NopCloser(strings.NewReader(payload))}, req)
 			if err != nil {
 				b.Fatal(err)
 			}

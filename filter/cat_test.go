@@ -68,7 +68,7 @@ func TestCatIdentity(t *testing.T) {
 					if chunked || size == 0 {
 						length = -1 // an empty body travels chunked
 					}
-					msg := &Message{Status: 200, Header: Header{{"Content-Type", "application/octet-stream"}}, Length: msgLength,
+					msg := &Message{Status: 200, Header: Header{{Name: "Content-Type", Value: "application/octet-stream"}}, Length: msgLength,
 						Body: struct {
 							io.Reader
 							io.Closer
@@ -82,7 +82,7 @@ func TestCatIdentity(t *testing.T) {
 					require.Equal(t, size, n)
 					require.Equal(t, in.Sum(nil), got.Sum(nil))
 					require.Equal(t, length, out.Length)
-					require.Equal(t, Header{{"Content-Type", "application/octet-stream"}}, out.Header, "reserved and framing headers are stripped")
+					require.Equal(t, Header{{Name: "Content-Type", Value: "application/octet-stream"}}, out.Header, "reserved and framing headers are stripped")
 				})
 			}
 		}

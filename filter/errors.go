@@ -148,19 +148,6 @@ func (e *ProtocolError) Error() string {
 
 func (e *ProtocolError) Unwrap() error { return e.Err }
 
-// as records the mistake the fault looks like.
-func (e *ProtocolError) as(m Mistake) *ProtocolError {
-	e.Mistake = m
-	return e
-}
-
-func protoErr(line int, offset int64, want string, got []byte, err error) *ProtocolError {
-	if len(got) > 80 {
-		got = got[:80]
-	}
-	return &ProtocolError{Line: line, Offset: offset, Want: want, Got: string(got), Err: err}
-}
-
 // inputError marks a failure to read the input body, so that it is not
 // blamed on the transform.
 type inputError struct{ err error }

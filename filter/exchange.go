@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 	"github.com/fcgi-bridge/fcgi-bridge/pool"
 )
 
@@ -136,7 +137,7 @@ func exchangeMessage(ctx context.Context, name string, proc process, release fun
 	}
 	x.body = newBodyReader(x.br, h)
 	x.retire = h.close
-	if x.body.done {
+	if x.body.Done() {
 		x.markComplete()
 	}
 	out := h.msg
@@ -238,8 +239,8 @@ func (x *exchange) WriteTo(w io.Writer) (int64, error) {
 	x.readMu.Lock()
 	defer x.readMu.Unlock()
 	var total int64
-	if f, ok := w.(*os.File); ok && x.err == nil && x.body != nil && x.body.framing == framingSized && x.body.remain >= spliceMin {
-		n, _, err := x.spliceOutLocked(f, x.body.remain)
+	if f, ok := w.(*os.File); ok && x.err == nil && x.body != nil && x.body.Framing() == httpmsg.Sized && x.body.Remaining() >= spliceMin {
+		n, _, err := x.spliceOutLocked(f, x.body.Remaining())
 		total += n
 		if err != nil {
 			if x.err != nil {
@@ -275,7 +276,7 @@ func (x *exchange) WriteTo(w io.Writer) (int64, error) {
 func (x *exchange) spliceOut(dst *os.File, n int64) (int64, bool, error) {
 	x.readMu.Lock()
 	defer x.readMu.Unlock()
-	if x.err != nil || x.body == nil || x.body.framing != framingSized || n > x.body.remain {
+	if x.err != nil || x.body == nil || x.body.Framing() != httpmsg.Sized || n > x.body.Remaining() {
 		return 0, false, nil
 	}
 	return x.spliceOutLocked(dst, n)
@@ -288,7 +289,7 @@ func (x *exchange) spliceOutLocked(dst *os.File, n int64) (int64, bool, error) {
 		p, _ := x.br.Peek(int(k))
 		w, err := dst.Write(p)
 		x.br.Discard(w)
-		b.advance(int64(w))
+		b.Advance(int64(w))
 		total += int64(w)
 		if err != nil {
 			return total, true, err
@@ -300,7 +301,7 @@ func (x *exchange) spliceOutLocked(dst *os.File, n int64) (int64, bool, error) {
 			return total, false, nil
 		}
 		w, err := spliceRaw(dst, rc, n-total)
-		b.advance(w)
+		b.Advance(w)
 		total += w
 		var ie *inputError
 		if errors.As(err, &ie) {
@@ -308,29 +309,20 @@ func (x *exchange) spliceOutLocked(dst *os.File, n int64) (int64, bool, error) {
 			// transform's.
 			cause := ie.err
 			if errors.Is(cause, errShortInput) {
-				cause = shortBody(b.offset, b.remain)
+				cause = shortBody(b.Offset(), b.Remaining())
 			}
 			x.err = x.fail(cause)
-			b.err = x.err
+			b.Fail(x.err)
 			return total, true, &inputError{x.err}
 		}
 		if err != nil {
 			return total, true, err
 		}
 	}
-	if b.done {
+	if b.Done() {
 		x.markComplete()
 	}
 	return total, true, nil
-}
-
-// advance accounts for n body bytes moved around Read (by splice).
-func (b *bodyReader) advance(n int64) {
-	b.remain -= n
-	b.offset += n
-	if b.remain == 0 && b.framing == framingSized {
-		b.done = true
-	}
 }
 
 // Close ends the exchange as soon as it is called: a process whose reply
@@ -364,7 +356,7 @@ func (x *exchange) finish(complete bool) {
 		// (a long body's rest, read past the buffer): the stream is out of
 		// step, and the next exchange would take it for its reply.
 		reusable = false
-		if x.complete.Load() && x.body != nil && x.body.framing == framingSized {
+		if x.complete.Load() && x.body != nil && x.body.Framing() == httpmsg.Sized {
 			x.mistake = BodyLong
 		}
 	}
@@ -444,11 +436,11 @@ func (x *exchange) fail(err error) *Error {
 			var pe *ProtocolError
 			if !errors.As(err, &pe) || pe.Mistake == NoMistake {
 				pe = nil
-				if b := x.body; b != nil && b.framing == framingSized && b.remain > 0 && b.offset > 0 {
+				if b := x.body; b != nil && b.Framing() == httpmsg.Sized && b.Remaining() > 0 && b.Offset() > 0 {
 					// It wrote part of the body its Content-Length
 					// announced, then stopped and waited: most often a
 					// Content-Length not updated with the body.
-					pe = shortBody(b.offset, b.remain)
+					pe = shortBody(b.Offset(), b.Remaining())
 					pe.Err = os.ErrDeadlineExceeded // it stalled; its output did not end
 				}
 			}

@@ -88,7 +88,7 @@ func closePool(t testing.TB, p *pool.Pool) {
 }
 
 func textMessage(body string) *Message {
-	return &Message{Status: 200, Header: Header{{"Content-Type", "text/plain"}}, Length: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}
+	return &Message{Status: 200, Header: Header{{Name: "Content-Type", Value: "text/plain"}}, Length: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}
 }
 
 // roundTrip applies t and reads the whole reply.

@@ -15,7 +15,7 @@ import (
 
 // TestTransformBehaviour covers the well-behaved but demanding transforms.
 func TestTransformBehaviour(t *testing.T) {
-	req := &RequestInfo{URL: "http://example.org/a?b=c", Method: "POST", Path: "/a", Query: "b=c", Params: []Field{{"REMOTE_ADDR", "192.0.2.7"}}}
+	req := &RequestInfo{URL: "http://example.org/a?b=c", Method: "POST", Path: "/a", Query: "b=c", Params: []Field{{Name: "REMOTE_ADDR", Value: "192.0.2.7"}}}
 	tests := []struct {
 		name       string
 		mode       string

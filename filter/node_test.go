@@ -32,7 +32,7 @@ func newNodePool(t testing.TB) *pool.Pool {
 }
 
 func jsonMessage(body string, header ...Field) *Message {
-	h := append(Header{{"Content-Type", "application/json"}}, header...)
+	h := append(Header{{Name: "Content-Type", Value: "application/json"}}, header...)
 	return &Message{Status: 200, Header: h, Length: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}
 }
 
@@ -47,7 +47,7 @@ func TestNodeRenderer(t *testing.T) {
 	// keeps any number.
 	t.Run("set-cookies", func(t *testing.T) {
 		out, body, err := roundTrip(t, tr, jsonMessage(`{"title":"One","tags":["a","b"]}`,
-			Field{"Set-Cookie", "a=1; Path=/"}, Field{"Set-Cookie", "c=3; HttpOnly"}), req)
+			Field{Name: "Set-Cookie", Value: "a=1; Path=/"}, Field{Name: "Set-Cookie", Value: "c=3; HttpOnly"}), req)
 		require.NoError(t, err)
 		require.Equal(t, 200, out.Status)
 		require.Equal(t, []string{"a=1; Path=/", "c=3; HttpOnly"}, out.Header.Values("Set-Cookie"))

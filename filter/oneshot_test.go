@@ -168,7 +168,7 @@ func TestOneShotConvert(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	require.NoError(t, png.Encode(&buf, img))
-	out, body, err := roundTrip(t, tr, &Message{Status: 200, Header: Header{{"Content-Type", "image/png"}}, Length: int64(buf.Len()), Body: io.NopCloser(&buf)}, &RequestInfo{Query: "size=300x200"})
+	out, body, err := roundTrip(t, tr, &Message{Status: 200, Header: Header{{Name: "Content-Type", Value: "image/png"}}, Length: int64(buf.Len()), Body: io.NopCloser(&buf)}, &RequestInfo{Query: "size=300x200"})
 	require.NoError(t, err)
 	require.Equal(t, "image/png", out.Header.Get("Content-Type"))
 	cfg, err := png.DecodeConfig(strings.NewReader(body))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -52,7 +53,7 @@ func body(parts ...string) io.ReadCloser { p := pieces(parts); return &p }
 func TestWriteMessageGolden(t *testing.T) {
 	req := &RequestInfo{
 		URL: "http://example.org/items/1?format=html", Method: "GET", Path: "/items/1", Query: "format=html",
-		Params: []Field{{"REMOTE_ADDR", "192.0.2.1"}, {"HTTPS", "on"}},
+		Params: []Field{{Name: "REMOTE_ADDR", Value: "192.0.2.1"}, {Name: "HTTPS", Value: "on"}},
 	}
 	tests := []struct {
 		name string
@@ -60,13 +61,13 @@ func TestWriteMessageGolden(t *testing.T) {
 		req  *RequestInfo
 	}{
 		{"sized", &Message{Status: 200, Header: Header{
-			{"Content-Type", "text/html; charset=utf-8"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"},
-			{"Content-Length", "999"}, {"Connection", "keep-alive"}, {"X-Request-URL", "http://spoofed/"}, {"x-bridge-method", "SPOOF"},
+			{Name: "Content-Type", Value: "text/html; charset=utf-8"}, {Name: "Set-Cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"},
+			{Name: "Content-Length", Value: "999"}, {Name: "Connection", Value: "keep-alive"}, {Name: "X-Request-URL", Value: "http://spoofed/"}, {Name: "x-bridge-method", Value: "SPOOF"},
 		}, Length: 11, Body: body("hello ", "world")}, req},
-		{"chunked", &Message{Status: 200, Reason: "Fine", Header: Header{{"Transfer-Encoding", "chunked"}}, Length: -1, Body: body("hello ", "", "world")}, nil},
+		{"chunked", &Message{Status: 200, Reason: "Fine", Header: Header{{Name: "Transfer-Encoding", Value: "chunked"}}, Length: -1, Body: body("hello ", "", "world")}, nil},
 		{"chunked-empty", &Message{Status: 404, Length: -1, Body: body()}, nil},
-		{"no-content", &Message{Status: 204, Header: Header{{"X-A", "b"}}, Length: -1, Body: body("dropped")}, nil},
-		{"not-modified", &Message{Status: 304, Header: Header{{"Etag", `"x"`}}, Length: 0}, req},
+		{"no-content", &Message{Status: 204, Header: Header{{Name: "X-A", Value: "b"}}, Length: -1, Body: body("dropped")}, nil},
+		{"not-modified", &Message{Status: 304, Header: Header{{Name: "Etag", Value: `"x"`}}, Length: 0}, req},
 		{"nil-body", &Message{Status: 200, Length: -1}, nil},
 		{"unknown-status", &Message{Status: 599, Length: 0, Body: body()}, nil},
 	}
@@ -91,10 +92,10 @@ func TestWriteMessageErrors(t *testing.T) {
 		want string
 	}{
 		{"status", &Message{Status: 42}, nil, "three-digit"},
-		{"value-newline", &Message{Status: 200, Header: Header{{"X-A", "a\r\nX-Injected: 1"}}}, nil, "control character"},
-		{"bad-name", &Message{Status: 200, Header: Header{{"X A", "b"}}}, nil, "not a token"},
+		{"value-newline", &Message{Status: 200, Header: Header{{Name: "X-A", Value: "a\r\nX-Injected: 1"}}}, nil, "control character"},
+		{"bad-name", &Message{Status: 200, Header: Header{{Name: "X A", Value: "b"}}}, nil, "not a token"},
 		{"url-newline", &Message{Status: 200}, &RequestInfo{URL: "http://x/\r\n\r\nbody"}, "control character"},
-		{"param-name", &Message{Status: 200}, &RequestInfo{Params: []Field{{"A B", "x"}}}, "cannot be a header name"},
+		{"param-name", &Message{Status: 200}, &RequestInfo{Params: []Field{{Name: "A B", Value: "x"}}}, "cannot be a header name"},
 		{"short-body", &Message{Status: 200, Length: 10, Body: body("abc")}, nil, "shorter than its declared length"},
 	}
 	for _, tt := range tests {
@@ -165,6 +166,7 @@ var replyCases = []struct {
 	{"chunk-size-bad", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", false, false},
 	{"chunk-size-huge", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n", false, false},
 	{"chunk-no-crlf", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX\r\n0\r\n\r\n", false, false},
+	{"chunk-bare-lf", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", false, false},
 	{"chunked-no-last", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", true, false},
 	{"too-many-headers", "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-A: b\r\n", MaxHeaderFields+1) + "\r\n", false, false},
 	{"line-too-long", "HTTP/1.1 200 OK\r\nX-A: " + strings.Repeat("b", readBufferSize) + "\r\n\r\n", false, false},
@@ -226,5 +228,33 @@ func TestDuplicateHeaders(t *testing.T) {
 	msg.Header.Add("Vary", "Accept")
 	out, _, err := roundTrip(t, NewPooled("cat", p, 0), msg, nil)
 	require.NoError(t, err)
-	require.Equal(t, Header{{"Content-Type", "text/plain"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}, {"Set-Cookie", "c=3"}, {"Set-Cookie", "d=4"}, {"Vary", "Accept"}}, out.Header)
+	require.Equal(t, Header{{Name: "Content-Type", Value: "text/plain"}, {Name: "Set-Cookie", Value: "a=1"}, {Name: "Set-Cookie", Value: "b=2"}, {Name: "Set-Cookie", Value: "c=3"}, {Name: "Set-Cookie", Value: "d=4"}, {Name: "Vary", Value: "Accept"}}, out.Header)
+}
+
+// TestReplyHeadAllocs gates the cost of reading a reply head: the head, its
+// one string and its Header, and the body reader (22 allocations per head
+// before the reader moved onto httpmsg).
+func TestReplyHeadAllocs(t *testing.T) {
+	if testenv.Race {
+		t.Skip("allocation counts vary under the race detector")
+	}
+	const reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nDate: Thu, 03 Dec 2026 07:00:00 GMT\r\n" +
+		"Server: app\r\nCache-Control: no-cache\r\nVary: Accept-Encoding\r\nX-Request-Id: 0123456789abcdef\r\nSet-Cookie: a=1; Path=/\r\n\r\nok"
+	sr := strings.NewReader(reply)
+	br := bufio.NewReaderSize(sr, readBufferSize)
+	var p [2]byte
+	allocs := testing.AllocsPerRun(200, func() {
+		sr.Reset(reply)
+		br.Reset(sr)
+		h, err := readReplyHead(br)
+		if err != nil || len(h.msg.Header) != 7 {
+			t.Fatalf("%v %q", err, h.msg.Header)
+		}
+		if n, _ := io.ReadFull(newBodyReader(br, h), p[:]); n != 2 {
+			t.Fatal("short body")
+		}
+	})
+	if allocs > 4 {
+		t.Fatalf("%v allocations per reply head, want at most 4", allocs)
+	}
 }

@@ -2,9 +2,8 @@ package filter
 
 import (
 	"fmt"
-	"strings"
 
-	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // RequestInfo is what a transform may need to know about the request whose
@@ -40,26 +39,12 @@ const RequestURLHeader = "X-Request-URL"
 
 // isReserved reports whether a header name is one the bridge owns.
 func isReserved(name string) bool {
-	return strings.EqualFold(name, RequestURLHeader) || hasPrefixFold(name, ReservedPrefix)
+	return httpmsg.EqualFold(name, RequestURLHeader) || httpmsg.HasPrefixFold(name, ReservedPrefix)
 }
 
 // isFraming reports whether a header describes the pipe rather than the
 // message; the bridge writes and consumes these itself.
-func isFraming(name string) bool {
-	switch len(name) {
-	case 10:
-		return strings.EqualFold(name, "Connection") || strings.EqualFold(name, "Keep-Alive")
-	case 14:
-		return strings.EqualFold(name, "Content-Length")
-	case 17:
-		return strings.EqualFold(name, "Transfer-Encoding")
-	}
-	return false
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
+func isFraming(name string) bool { return httpmsg.IsFraming(name) }
 
 // appendRequestHeaders appends the request-describing header lines.
 func appendRequestHeaders(dst []byte, req *RequestInfo) ([]byte, error) {
@@ -71,11 +56,11 @@ func appendRequestHeaders(dst []byte, req *RequestInfo) ([]byte, error) {
 		if err != nil {
 			return
 		}
-		if !field.Value(value) {
+		if !httpmsg.ValidValue(value) {
 			err = fmt.Errorf("request %s contains a control character", name)
 			return
 		}
-		dst = appendField(dst, name, value)
+		dst, err = httpmsg.AppendField(dst, name, value)
 	}
 	if req.URL != "" {
 		add(RequestURLHeader, req.URL)
@@ -90,17 +75,10 @@ func appendRequestHeaders(dst []byte, req *RequestInfo) ([]byte, error) {
 		add(ReservedPrefix+"Query", req.Query)
 	}
 	for _, p := range req.Params {
-		if !field.Token(p.Name) {
+		if !httpmsg.ValidName(p.Name) {
 			return dst, fmt.Errorf("param name %q cannot be a header name", p.Name)
 		}
 		add(ReservedPrefix+"Param-"+p.Name, p.Value)
 	}
 	return dst, err
-}
-
-func appendField(dst []byte, name, value string) []byte {
-	dst = append(dst, name...)
-	dst = append(dst, ": "...)
-	dst = append(dst, value...)
-	return append(dst, "\r\n"...)
 }

@@ -1,14 +1,12 @@
 package filter
 
 import (
-	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
 
-	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // Buffers. One write buffer per exchange writer and one read buffer per
@@ -35,37 +33,13 @@ var writeBuffers = sync.Pool{New: func() any { b := make([]byte, chunkRoom+ioBuf
 // m's headers in order (without framing and reserved ones), the
 // request-describing headers, the framing header and the blank line.
 func appendHead(dst []byte, m *Message, req *RequestInfo) ([]byte, error) {
-	if m.Status < 100 || m.Status > 999 {
-		return dst, fmt.Errorf("status %d is not a three-digit code", m.Status)
+	dst, err := httpmsg.AppendHead(dst, m.Status, m.Reason, m.Header, func(name string) bool {
+		return httpmsg.IsFraming(name) || isReserved(name)
+	})
+	if err != nil {
+		return dst, err
 	}
-	reason := m.Reason
-	if reason == "" {
-		reason = http.StatusText(m.Status)
-	}
-	if reason == "" {
-		reason = "Unknown"
-	}
-	if !field.Value(reason) {
-		return dst, fmt.Errorf("reason %q contains a control character", reason)
-	}
-	dst = append(dst, "HTTP/1.1 "...)
-	dst = strconv.AppendInt(dst, int64(m.Status), 10)
-	dst = append(dst, ' ')
-	dst = append(dst, reason...)
-	dst = append(dst, "\r\n"...)
-	for _, f := range m.Header {
-		if isFraming(f.Name) || isReserved(f.Name) {
-			continue
-		}
-		if !field.Token(f.Name) {
-			return dst, fmt.Errorf("header name %q is not a token", f.Name)
-		}
-		if !field.Value(f.Value) {
-			return dst, fmt.Errorf("header %s: value contains a control character", f.Name)
-		}
-		dst = appendField(dst, f.Name, f.Value)
-	}
-	dst, err := appendRequestHeaders(dst, req)
+	dst, err = appendRequestHeaders(dst, req)
 	if err != nil {
 		return dst, err
 	}
@@ -84,7 +58,7 @@ func appendHead(dst []byte, m *Message, req *RequestInfo) ([]byte, error) {
 	return append(dst, "\r\n"...), nil
 }
 
-const lastChunk = "0\r\n\r\n"
+const lastChunk = httpmsg.LastChunk
 
 // bodyLength is the length the head announces: 0 when there is no body.
 func bodyLength(m *Message) int64 {
@@ -179,7 +153,7 @@ func writeChunked(w io.Writer, head []byte, body io.Reader, buf []byte) error {
 		end := start + k
 		if k > 0 {
 			var size [16]byte
-			line := append(strconv.AppendInt(size[:0], int64(k), 16), '\r', '\n')
+			line := httpmsg.AppendChunkSize(size[:0], k)
 			start -= len(line)
 			copy(buf[start:], line)
 			end += copy(buf[end:], "\r\n")

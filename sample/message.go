@@ -5,21 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httputil"
-	"strconv"
-	"strings"
 
-	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // Field is one header line, kept in order with its original case.
-type Field struct{ Name, Value string }
+type Field = httpmsg.Field
 
 // Message is one HTTP-framed message of the pipe protocol, in either direction.
 type Message struct {
 	Status int
 	Reason string
-	Header []Field
+	Header httpmsg.Header
 	// Length of Body in bytes, or -1 when it is sent chunked (or, on input,
 	// delimited by the end of the stream).
 	Length int64
@@ -33,173 +30,76 @@ type Message struct {
 }
 
 // Get returns the first value of the header name, or "".
-func (m *Message) Get(name string) string {
-	for _, f := range m.Header {
-		if strings.EqualFold(f.Name, name) {
-			return f.Value
-		}
-	}
-	return ""
-}
+func (m *Message) Get(name string) string { return m.Header.Get(name) }
 
-// Set replaces every field called name by one, or appends it.
+// Set replaces every field called name by one, appended at the end.
 func (m *Message) Set(name, value string) {
-	m.Del(name)
-	m.Header = append(m.Header, Field{name, value})
+	m.Header.Del(name)
+	m.Header.Add(name, value)
 }
 
 // Del removes every field called name.
-func (m *Message) Del(name string) {
-	out := m.Header[:0]
-	for _, f := range m.Header {
-		if !strings.EqualFold(f.Name, name) {
-			out = append(out, f)
-		}
-	}
-	m.Header = out
-}
+func (m *Message) Del(name string) { m.Header.Del(name) }
 
-// bodyless reports the statuses that never carry a body.
-func bodyless(status int) bool {
-	return status < 200 || status == 204 || status == 304
+// readOptions is how a message is read: every body framed (the process
+// must know where a message ends to answer it), a head of at most 1 MiB so
+// that a runaway sender cannot make the transform allocate without limit.
+var readOptions = httpmsg.Options{
+	Syntax:         httpmsg.StatusLine,
+	Limits:         httpmsg.Limits{HeadBytes: 1 << 20, Fields: 4096},
+	RequireFraming: true,
 }
-
-// maxHeaderBytes bounds one message's head, so a runaway sender cannot make
-// the transform allocate without limit.
-const maxHeaderBytes = 1 << 20
 
 // ReadMessage reads the next message from r. It returns io.EOF when r ends
 // cleanly between messages. The caller must read Body to its end before
 // reading the next message, since both come from the same stream.
 func ReadMessage(r *bufio.Reader) (*Message, error) {
-	line, err := readLine(r)
-	if err != nil {
-		if err == io.EOF && line == "" {
+	var h httpmsg.Head
+	if err := httpmsg.ReadHead(r, &readOptions, &h); err != nil {
+		if err == io.EOF {
 			return nil, io.EOF
 		}
-		return nil, fmt.Errorf("read status line: %w", noEOF(err))
+		return nil, explain(err)
 	}
-	m := &Message{Length: -1}
-	proto, rest, _ := strings.Cut(line, " ")
-	code, reason, _ := strings.Cut(rest, " ")
-	if !strings.HasPrefix(proto, "HTTP/1.") || len(code) != 3 {
-		return nil, fmt.Errorf("bad status line %q: want HTTP/1.1 CODE REASON", line)
+	m := &Message{Status: h.Status, Reason: h.Reason, Header: h.Header, Length: h.Length, Last: h.Close}
+	// Whoever writes the message next frames it again.
+	m.Header.DelFunc(httpmsg.IsFraming)
+	if h.Framing != httpmsg.None {
+		b := &body{}
+		b.Reset(r, &h)
+		m.Body = b
 	}
-	if m.Status, err = strconv.Atoi(code); err != nil || m.Status < 100 {
-		return nil, fmt.Errorf("bad status code in %q", line)
-	}
-	if !field.Value(reason) {
-		return nil, fmt.Errorf("bad reason phrase in %q", line)
-	}
-	m.Reason = reason
-
-	size := len(line)
-	for {
-		line, err := readLine(r)
-		if err != nil {
-			return nil, fmt.Errorf("read header: %w", noEOF(err))
-		}
-		if line == "" {
-			break
-		}
-		if size += len(line); size > maxHeaderBytes {
-			return nil, fmt.Errorf("header larger than %d bytes", maxHeaderBytes)
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || name == "" || strings.ContainsAny(name, " \t") || !field.Value(line) {
-			return nil, fmt.Errorf("bad header line %q", line)
-		}
-		m.Header = append(m.Header, Field{name, strings.TrimSpace(value)})
-	}
-	return m, frameBody(m, r)
+	return m, nil
 }
 
-// frameBody decides how the body ends, from the headers, and strips the
-// framing headers: whoever writes the message next frames it again.
-func frameBody(m *Message, r *bufio.Reader) error {
-	te, cl := m.Get("Transfer-Encoding"), m.Get("Content-Length")
-	m.Last = strings.EqualFold(m.Get("Connection"), "close")
-	m.Del("Transfer-Encoding")
-	m.Del("Content-Length")
-	m.Del("Connection")
-	switch {
-	case bodyless(m.Status):
-		m.Length = 0
-	case strings.EqualFold(te, "chunked"):
-		m.Body = &chunkedBody{r: r, cr: httputil.NewChunkedReader(r)}
-	case te != "":
-		return fmt.Errorf("unsupported Transfer-Encoding %q", te)
-	case cl != "":
-		n, err := strconv.ParseInt(cl, 10, 64)
-		if err != nil || n < 0 {
-			return fmt.Errorf("bad Content-Length %q", cl)
-		}
-		m.Length = n
-		m.Body = &exactBody{r: io.LimitReader(r, n), left: n}
-	case m.Last:
-		m.Body = r
-	default:
-		return errors.New("message has no Content-Length, no chunked encoding and no Connection: close, so its end is unknown")
+// faultWords name each kind of protocol fault in a transform author's words.
+var faultWords = map[httpmsg.Fault]string{
+	httpmsg.FaultOther:      "bad message",
+	httpmsg.FaultStatusLine: "bad status line, want HTTP/1.1 CODE REASON",
+	httpmsg.FaultFieldLine:  "bad header line",
+	httpmsg.FaultNoFraming:  "message has no Content-Length, no chunked encoding and no Connection: close, so its end is unknown",
+	httpmsg.FaultShortBody:  "body ended short of its Content-Length",
+	httpmsg.FaultLength:     "bad Content-Length",
+	httpmsg.FaultCoding:     "unsupported Transfer-Encoding",
+}
+
+// explain puts the protocol fault into a transform author's words.
+func explain(err error) error {
+	var e *httpmsg.Error
+	if !errors.As(err, &e) {
+		return err
 	}
-	return nil
+	return fmt.Errorf("%s: %w", faultWords[e.Fault], err)
 }
 
-// readLine reads one CRLF- (or LF-) terminated line without its terminator.
-func readLine(r *bufio.Reader) (string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return line, err
-	}
-	return strings.TrimRight(line, "\r\n"), nil
-}
+// body reads a message body and, at the end of a chunked one, its trailer
+// section, so the stream is positioned at the next message.
+type body struct{ httpmsg.Body }
 
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
-// exactBody turns a short Content-Length body into an error instead of a
-// silent truncation.
-type exactBody struct {
-	r    io.Reader
-	left int64
-}
-
-func (b *exactBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	b.left -= int64(n)
-	if err == io.EOF && b.left > 0 {
-		return n, fmt.Errorf("body ended %d bytes short of its Content-Length: %w", b.left, io.ErrUnexpectedEOF)
-	}
-	return n, err
-}
-
-// chunkedBody reads a chunked body and, at its end, the trailer section, so
-// the stream is positioned at the next message.
-type chunkedBody struct {
-	r    *bufio.Reader
-	cr   io.Reader
-	done bool
-}
-
-func (b *chunkedBody) Read(p []byte) (int, error) {
-	if b.done {
-		return 0, io.EOF
-	}
-	n, err := b.cr.Read(p)
-	if err == io.EOF {
-		for {
-			line, lerr := readLine(b.r)
-			if lerr != nil {
-				return n, fmt.Errorf("read chunked trailer: %w", noEOF(lerr))
-			}
-			if line == "" {
-				break
-			}
-		}
-		b.done = true
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.Body.Read(p)
+	if err != nil && err != io.EOF {
+		err = explain(err)
 	}
 	return n, err
 }
@@ -208,38 +108,46 @@ func (b *chunkedBody) Read(p []byte) (int, error) {
 // framed by Content-Length when m.Length is known, chunked otherwise. It
 // flushes w, so the bridge sees the whole message at once.
 func WriteMessage(w *bufio.Writer, m *Message) error {
-	reason := m.Reason
-	if reason == "" {
-		reason = "Status"
+	head, err := httpmsg.AppendHead(w.AvailableBuffer(), m.Status, m.Reason, m.Header, nil)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(w, "HTTP/1.1 %03d %s\r\n", m.Status, reason)
-	for _, f := range m.Header {
-		if strings.ContainsAny(f.Name+f.Value, "\r\n") {
-			return fmt.Errorf("header %q contains a line break", f.Name)
-		}
-		fmt.Fprintf(w, "%s: %s\r\n", f.Name, f.Value)
-	}
+	w.Write(head)
 	switch {
-	case bodyless(m.Status):
+	case !httpmsg.BodyAllowed(m.Status):
 		w.WriteString("\r\n")
 	case m.Length >= 0:
 		fmt.Fprintf(w, "Content-Length: %d\r\n\r\n", m.Length)
 		if m.Body != nil {
 			n, err := io.CopyN(w, m.Body, m.Length)
 			if err != nil {
-				return fmt.Errorf("write body (%d of %d bytes): %w", n, m.Length, noEOF(err))
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return fmt.Errorf("write body (%d of %d bytes): %w", n, m.Length, err)
 			}
 		}
 	default:
 		w.WriteString("Transfer-Encoding: chunked\r\n\r\n")
-		cw := httputil.NewChunkedWriter(w)
 		if m.Body != nil {
-			if _, err := io.Copy(cw, m.Body); err != nil {
+			if _, err := io.Copy(chunkWriter{w}, m.Body); err != nil {
 				return fmt.Errorf("write chunked body: %w", err)
 			}
 		}
-		cw.Close()
-		w.WriteString("\r\n") // no trailers
+		w.WriteString(httpmsg.LastChunk)
 	}
 	return w.Flush()
+}
+
+// chunkWriter writes each Write as one chunk.
+type chunkWriter struct{ w *bufio.Writer }
+
+func (c chunkWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.w.Write(httpmsg.AppendChunkSize(c.w.AvailableBuffer(), len(p)))
+	c.w.Write(p)
+	_, err := c.w.WriteString("\r\n")
+	return len(p), err
 }

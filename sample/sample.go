@@ -19,8 +19,15 @@
 // which the process exits. 1xx, 204 and 304 carry no body. A transform may
 // change the status and headers; it must read each body to its end before
 // the next message, and flush its answer, because the bridge waits for it.
-// This package speaks the protocol on its own, independently of the bridge's
-// package filter, as any transform in any language would.
+//
+// This package reads and writes messages with the bridge's own HTTP message
+// layer (internal/httpmsg), so that a message is judged by one set of rules
+// on both ends of the pipe: what the bridge writes this package reads, and
+// what this package writes the bridge accepts. To reuse this code outside
+// the fcgi-bridge module, where internal/httpmsg cannot be imported, read
+// messages with net/http's http.ReadResponse (httpmsg is fuzzed against it
+// and accepts and refuses the same framing) and write them as WriteMessage
+// does: status line, fields, Content-Length or chunked, and a flush.
 package sample
 
 import (
