@@ -196,7 +196,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if raw := run("step 5 (JSON)", curls[1]); raw != string(content) {
 		t.Errorf("step 5: %q gave %q, want the JSON untouched: %q", curls[1], raw, content)
 	}
-	if !strings.Contains(full.log.String(), "route=page") {
+	if _, ok := full.log.WaitFor("route=page", 10*time.Second); !ok {
 		t.Errorf("step 5: no access line for the page route:\n%s", full.log)
 	}
 
