@@ -155,11 +155,27 @@ func fileUpstream(t *testing.T) (*conf.Upstream, string) {
 	return u, root
 }
 
+// TestFile runs the same requests through both ways of opening files: one
+// openat2 (Linux 5.6 and later) and os.Root (elsewhere, and where a seccomp
+// filter refuses openat2).
 func TestFile(t *testing.T) {
+	t.Run("openat2", func(t *testing.T) { testFile(t, true) })
+	t.Run("os.Root", func(t *testing.T) { testFile(t, false) })
+}
+
+func testFile(t *testing.T, openat2 bool) {
 	u, _ := fileUpstream(t)
 	src, err := NewFile(u)
 	require.NoError(t, err)
 	defer src.Close()
+	fs := src.(*fileSource)
+	if openat2 && fs.fast == nil {
+		t.Skip("openat2 is not available here")
+	}
+	if !openat2 && fs.fast != nil {
+		fs.fast.close()
+		fs.fast = nil
+	}
 	tests := []struct {
 		name   string
 		params map[string]string
