@@ -422,8 +422,10 @@ func (x *h1Body) writeBody(q *h1Request) {
 		// answer, often sent before it stopped reading, is still read.)
 		x.relMu.Lock()
 		if !x.released {
-			_ = x.cn.nc.SetReadDeadline(aLongTimeAgo)
+			// Marked before the deadline fires: the reader it wakes must
+			// not take it for response_timeout (a 504).
 			x.cn.cancelled.Store(true) // never reused
+			_ = x.cn.nc.SetReadDeadline(aLongTimeAgo)
 		}
 		x.relMu.Unlock()
 	} else if err == nil {
