@@ -164,8 +164,12 @@ func (c *conn) removeRequest(r *activeRequest) {
 		c.inParams--
 	}
 	delete(c.reqs, r.id)
-	if len(c.reqs) == 0 {
-		c.reqs = nil // an idle kept connection holds no table
+	if len(c.reqs) == 0 && c.multiplexed {
+		// An idle kept connection holds no table that multiplexing may
+		// have grown. One that only ever had one request at a time keeps
+		// its small one (a single group, under 200 bytes) rather than
+		// allocating it again on every request.
+		c.reqs = nil
 	}
 	c.srv.activeReqs.Add(-1)
 	if !r.req.KeepConn {

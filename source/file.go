@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
@@ -23,6 +24,7 @@ import (
 type fileSource struct {
 	name  string
 	root  *os.Root
+	fast  *beneath // nil: every lookup goes through root
 	index string
 }
 
@@ -35,11 +37,16 @@ func NewFile(u *conf.Upstream) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: open root: %w", u.Name, err)
 	}
-	return &fileSource{name: u.Name, root: root, index: u.Index}, nil
+	return &fileSource{name: u.Name, root: root, fast: newBeneath(root), index: u.Index}, nil
 }
 
 func (s *fileSource) Name() string { return s.name }
-func (s *fileSource) Close() error { return s.root.Close() }
+func (s *fileSource) Close() error {
+	if s.fast != nil {
+		s.fast.close()
+	}
+	return s.root.Close()
+}
 
 // filePath picks the requested path: SCRIPT_NAME+PATH_INFO (Apache,
 // lighttpd), else DOCUMENT_URI (nginx), else the path of REQUEST_URI.
@@ -131,17 +138,26 @@ func (s *fileSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 }
 
 // open opens name beneath the root; status is 403 or 404 when it cannot be
-// served, 0 on success.
-func (s *fileSource) open(name string) (*os.File, fs.FileInfo, int) {
-	f, err := s.root.Open(name)
-	if err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, nil, http.StatusNotFound
-		default:
-			// Escapes (symlinks out of the root), permissions, loops.
-			return nil, nil, http.StatusForbidden
+// served, 0 on success. On Linux it takes one openat2 and one fstat
+// (beneath, file_linux.go); os.Root serves where openat2 cannot.
+//
+// With os.Root, O_NONBLOCK changes nothing for reading a regular file or a directory, but
+// it saves four fcntl calls per request: the file is opened in the mode the
+// runtime's poller asks for, so it is not switched to non-blocking and back
+// around the poller's (refused) registration. It also makes opening a FIFO
+// under the root return at once, to be refused as not a regular file,
+// instead of blocking the request until some writer opens it.
+func (s *fileSource) open(name string) (io.ReadCloser, fs.FileInfo, int) {
+	if s.fast != nil {
+		f, st, err := s.fast.open(name)
+		if err != nil {
+			return nil, nil, openStatus(err)
 		}
+		return f, st, 0
+	}
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, openStatus(err)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -151,10 +167,19 @@ func (s *fileSource) open(name string) (*os.File, fs.FileInfo, int) {
 	return f, st, 0
 }
 
+// openStatus is the answer to a file that cannot be opened.
+func openStatus(err error) int {
+	if errors.Is(err, fs.ErrNotExist) {
+		return http.StatusNotFound
+	}
+	// Escapes (symlinks out of the root), permissions, loops.
+	return http.StatusForbidden
+}
+
 // fileBody reads through a buffered reader and closes the file.
 type fileBody struct {
 	io.Reader
-	f *os.File
+	f io.Closer
 }
 
 func (b *fileBody) Close() error { return b.f.Close() }

@@ -192,6 +192,28 @@ func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request,
 	return req, nil
 }
 
+// forwardSorted calls client for the HTTP_* params of p sorted by name. It
+// is apart from forwardFields, and never inlined there, so that the key
+// buffer does not enlarge forwardFields' frame: on the usual path (the
+// params' order known) that frame is at the deepest point of a handler's
+// stack, and a larger one made every handler goroutine grow, and copy, its
+// stack once more.
+//
+//go:noinline
+func forwardSorted(p map[string]string, client func(k, v string)) {
+	var keyBuf [48]string
+	keys := keyBuf[:0]
+	for k := range p {
+		if strings.HasPrefix(k, "HTTP_") {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		client(k, p[k])
+	}
+}
+
 // forwardFields calls add for every header field sent upstream except Host
 // and the body's framing: the client's own fields, in the order they came
 // (Request.ParamOrder) or else sorted by name, without hop-by-hop ones and
@@ -236,17 +258,7 @@ func forwardFields(r *Request, add func(name, value string)) {
 			}
 		}
 	} else {
-		var keyBuf [48]string
-		keys := keyBuf[:0]
-		for k := range p {
-			if strings.HasPrefix(k, "HTTP_") {
-				keys = append(keys, k)
-			}
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			client(k, p[k])
-		}
+		forwardSorted(p, client)
 	}
 	if ct != "" && !connectionNamed(hop, "Content-Type") {
 		add("Content-Type", ct)

@@ -50,6 +50,9 @@ type h1Client struct {
 type h1Conn struct {
 	nc        net.Conn
 	br        *bufio.Reader
+	rc        syscall.RawConn // nc's, for the idle check; nil when nc has none
+	peek      func(fd uintptr) bool
+	quietNow  bool // the last idle check's answer, set by peek
 	idleSince time.Time
 	reused    bool
 	cancelled atomic.Bool // the request's context ended: deadlines stay in the past
@@ -100,7 +103,26 @@ func (c *h1Client) get(ctx context.Context) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10)}, nil
+	return newH1Conn(nc), nil
+}
+
+func newH1Conn(nc net.Conn) *h1Conn {
+	cn := &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10)}
+	// The raw connection and the probe are made once per connection: each
+	// SyscallConn call and each closure would otherwise cost an allocation
+	// on every reuse.
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			cn.rc = rc
+			cn.peek = func(fd uintptr) bool {
+				var b [1]byte
+				_, _, perr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+				cn.quietNow = perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
+				return true // never wait: this is a probe
+			}
+		}
+	}
+	return cn
 }
 
 // quiet reports whether an idle connection has nothing to say: no bytes
@@ -112,22 +134,15 @@ func (cn *h1Conn) quiet() bool {
 	if cn.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := cn.nc.(syscall.Conn)
-	if !ok {
+	if _, ok := cn.nc.(syscall.Conn); !ok {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	if cn.rc == nil {
 		return false
 	}
-	quiet := false
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, perr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		quiet = perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
-		return true // never wait: this is a probe
-	})
-	return err == nil && quiet
+	cn.quietNow = false
+	err := cn.rc.Read(cn.peek)
+	return err == nil && cn.quietNow
 }
 
 // put keeps cn for the next request, or closes it.
@@ -407,8 +422,10 @@ func (x *h1Body) writeBody(q *h1Request) {
 		// answer, often sent before it stopped reading, is still read.)
 		x.relMu.Lock()
 		if !x.released {
-			_ = x.cn.nc.SetReadDeadline(aLongTimeAgo)
+			// Marked before the deadline fires: the reader it wakes must
+			// not take it for response_timeout (a 504).
 			x.cn.cancelled.Store(true) // never reused
+			_ = x.cn.nc.SetReadDeadline(aLongTimeAgo)
 		}
 		x.relMu.Unlock()
 	} else if err == nil {

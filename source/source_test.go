@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,11 +155,27 @@ func fileUpstream(t *testing.T) (*conf.Upstream, string) {
 	return u, root
 }
 
+// TestFile runs the same requests through both ways of opening files: one
+// openat2 (Linux 5.6 and later) and os.Root (elsewhere, and where a seccomp
+// filter refuses openat2).
 func TestFile(t *testing.T) {
+	t.Run("openat2", func(t *testing.T) { testFile(t, true) })
+	t.Run("os.Root", func(t *testing.T) { testFile(t, false) })
+}
+
+func testFile(t *testing.T, openat2 bool) {
 	u, _ := fileUpstream(t)
 	src, err := NewFile(u)
 	require.NoError(t, err)
 	defer src.Close()
+	fs := src.(*fileSource)
+	if openat2 && fs.fast == nil {
+		t.Skip("openat2 is not available here")
+	}
+	if !openat2 && fs.fast != nil {
+		fs.fast.close()
+		fs.fast = nil
+	}
 	tests := []struct {
 		name   string
 		params map[string]string
@@ -341,4 +358,39 @@ func TestHTTPErrors(t *testing.T) {
 	_, err = src.Fetch(ctx, &Request{Params: map[string]string{"REQUEST_URI": "/"}})
 	require.Error(t, err)
 	assert.False(t, errors.As(err, &se), "%v", err)
+}
+
+// A FIFO under the root is not content: it is refused at once, not left
+// blocking the request until some process opens it for writing.
+func TestFileFIFORefused(t *testing.T) {
+	u, root := fileUpstream(t)
+	fifo := filepath.Join(root, "pipe")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+	src, err := NewFile(u)
+	require.NoError(t, err)
+	defer src.Close()
+	done := make(chan int, 1)
+	go func() {
+		m, err := src.Fetch(context.Background(), &Request{Params: map[string]string{"SCRIPT_NAME": "/pipe"}})
+		if err != nil {
+			done <- -1
+			return
+		}
+		if m.Body != nil {
+			m.Body.Close()
+		}
+		done <- m.Status
+	}()
+	select {
+	case status := <-done:
+		assert.Equal(t, http.StatusForbidden, status)
+	case <-time.After(10 * time.Second):
+		// Release the blocked open so the goroutine ends with the test.
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err == nil {
+			w.Close()
+		}
+		<-done
+		t.Fatal("opening a FIFO under the root blocked the request")
+	}
 }

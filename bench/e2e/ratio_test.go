@@ -1,0 +1,33 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestComparisons(t *testing.T) {
+	sec := time.Second
+	results := map[string]result{
+		"render": {ok: 1000, elapsed: sec, bridgeCPU: 60 * time.Millisecond, transformCPU: 100 * time.Millisecond, hasBridge: true, hasTransforms: true},
+		"pass":   {ok: 2000, elapsed: sec, bridgeCPU: 50 * time.Millisecond, hasBridge: true},
+		"direct": {ok: 5000, elapsed: sec},
+		"hop":    {ok: 2500, elapsed: sec},
+	}
+	got := map[string][2]string{}
+	for _, c := range comparisons() {
+		v, ok := c.value(results)
+		if !ok {
+			continue
+		}
+		got[c.label] = [2]string{fmtValue(c.format, v), c.met(v)}
+	}
+	assert.Equal(t, map[string][2]string{
+		"render: fcgi-bridge CPU/req ÷ transforms CPU/req": {"0.60", "no"},
+		"pass-through: fcgi-bridge CPU/req (µs)":           {"25", "yes"},
+		"fcgi-bridge pass-through / nginx proxy_pass":      {"0.40x", "no"},
+		"fcgi-bridge pass-through / nginx proxy hop":       {"0.80x", "yes"},
+		"nginx proxy hop / nginx proxy_pass":               {"0.50x", "–"},
+	}, got, "the cgi scenario did not run: its ratio is left out")
+}
