@@ -136,16 +136,9 @@ func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message
 		return fail("response", context.DeadlineExceeded)
 	}
 
-	m := &httpmsg.Message{Status: cgi.Status, Reason: cgi.Reason, Length: -1}
+	m := &httpmsg.Message{Status: cgi.Status, Reason: cgi.Reason, Length: cgi.Length}
 	for _, p := range cgi.Header {
-		name := http.CanonicalHeaderKey(p.Name)
-		if name == "Content-Length" {
-			if n, err := strconv.ParseInt(strings.TrimSpace(p.Value), 10, 64); err == nil && n >= 0 {
-				m.Length = n
-			}
-			continue
-		}
-		if notForwarded(name) {
+		if notForwarded(p.Name) || httpmsg.EqualFold(p.Name, "Content-Length") {
 			continue
 		}
 		m.Header = append(m.Header, httpmsg.Field{Name: p.Name, Value: p.Value})
