@@ -318,12 +318,16 @@ func TestH1AnswerBeforeBody(t *testing.T) {
 
 func TestH1MalformedResponses(t *testing.T) {
 	answers := map[string]string{
-		"/status":  "HTTP/1.1 OK\r\n\r\n",
-		"/proto":   "SPDY/3 200 OK\r\n\r\n",
-		"/length":  "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-		"/field":   "HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n",
-		"/huge":    "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", maxHeadBytes) + "\r\n\r\n",
-		"/switch":  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+		"/status": "HTTP/1.1 OK\r\n\r\n",
+		"/proto":  "SPDY/3 200 OK\r\n\r\n",
+		"/length": "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+		"/field":  "HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n",
+		"/huge":   "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", maxHeadBytes) + "\r\n\r\n",
+		"/switch": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+		// A line is bounded by the connection's 8 KiB read buffer.
+		"/longline": "HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("a", 9000) + "\r\nContent-Length: 0\r\n\r\n",
+		// RFC 9112 section 2.2 lets a server skip it; net/http's client refuses it.
+		"/blank":   "\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
 		"/nothing": "",
 	}
 	up := newRawUpstream(t, func(n int, head string, c net.Conn) bool {
