@@ -60,7 +60,7 @@ func (c *Config) validate(lines *keyLines) Errors {
 			bad(k+".owner", "owner and group apply to unix sockets only")
 		}
 		for j, a := range l.Allow {
-			if _, err := ParseAllow(a); err != nil {
+			if _, err := listen.ParseAllowEntry(a); err != nil {
 				bad(fmt.Sprintf("%s.allow", k), "entry %d: %v", j+1, err)
 			}
 		}
@@ -435,22 +435,6 @@ func ParseMode(s string) (uint32, error) {
 	return uint32(v), nil
 }
 
-// ParseAllow parses an allow-list entry: an IP address or a CIDR prefix.
-func ParseAllow(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("invalid CIDR %q", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("invalid address %q (an IP or a CIDR such as 10.0.0.0/8)", s)
-	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
 // aboveZero reports key unless d is positive: for durations that have no
 // "off", where 0 would otherwise quietly become some other value.
 func aboveZero(bad func(string, string, ...any), key string, d Duration) {
@@ -575,7 +559,7 @@ func (c *Config) Warnings() Errors {
 		}
 		if network == "tcp" && !loopbackAddr(address) {
 			for _, a := range l.Allow {
-				if p, err := ParseAllow(a); err == nil && p.Bits() == 0 {
+				if p, err := listen.ParseAllowEntry(a); err == nil && p.Bits() == 0 {
 					warn(k+".allow", "%q accepts FastCGI from any address on a port that is not loopback: anyone who reaches it can send requests the web server would refuse; list the web servers instead, unless a firewall does", a)
 					break
 				}

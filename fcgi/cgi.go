@@ -2,13 +2,14 @@ package fcgi
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
+	"sync"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // CGIResponse is the parsed output of a FastCGI responder: the status, the
@@ -17,13 +18,15 @@ type CGIResponse struct {
 	Status int
 	Reason string
 	Header []Pair // in the order received; duplicates kept
+	// Length is the Content-Length the application sent, -1 without one.
+	Length int64
 	Body   io.Reader
 }
 
 // Get returns the value of the first header named name (case-insensitive), or "".
 func (r *CGIResponse) Get(name string) string {
 	for _, p := range r.Header {
-		if strings.EqualFold(p.Name, name) {
+		if httpmsg.EqualFold(p.Name, name) {
 			return p.Value
 		}
 	}
@@ -57,131 +60,97 @@ func ReadCGIResponse(r io.Reader) (*CGIResponse, error) {
 	return ReadCGIResponseLimit(r, MaxCGIHeaderBytes)
 }
 
-// ReadCGIResponseLimit parses the CGI header block at the start of r. Lines
-// may end in CRLF or LF. The Status line is optional: without it the status is
-// 200, or 302 when a Location header is present (what nginx and lighttpd do
-// with a "local redirect"). The returned Body reads what follows the blank
-// line, including bytes already buffered. maxHeader bounds the header block
-// (<= 0 means MaxCGIHeaderBytes).
+// ReadCGIResponseLimit parses the CGI header block at the start of r with
+// httpmsg's CGI syntax. Lines may end in CRLF or LF. The Status line is
+// optional: without it the status is 200, or 302 when a Location header is
+// present (what nginx and lighttpd do with a "local redirect"). The returned
+// Body reads what follows the blank line, including bytes already buffered.
+// maxHeader bounds the header block (<= 0 means MaxCGIHeaderBytes).
 func ReadCGIResponseLimit(r io.Reader, maxHeader int) (*CGIResponse, error) {
 	if maxHeader <= 0 {
 		maxHeader = MaxCGIHeaderBytes
 	}
-	br := bufio.NewReaderSize(r, 4096)
-	resp := &CGIResponse{Body: br}
-	total := 0
-	statusSeen := false
-	for line := 1; ; line++ {
-		raw, err := readCGILine(br, maxHeader-total)
-		total += len(raw)
-		if err != nil {
-			if errors.Is(err, ErrCGIHeaderTooLarge) {
-				return nil, fmt.Errorf("%w (over %d bytes)", ErrCGIHeaderTooLarge, maxHeader)
-			}
-			if errors.Is(err, io.EOF) {
-				if total == 0 {
-					return nil, &CGIError{Reason: "empty output (no header block)"}
-				}
-				return nil, &CGIError{Line: line, Reason: "output ended inside the header block (no blank line)"}
-			}
-			return nil, fmt.Errorf("fcgi: read CGI header block: %w", err)
-		}
-		text := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte{'\n'}), []byte{'\r'})
-		if len(text) == 0 {
-			break
-		}
-		if text[0] == ' ' || text[0] == '\t' {
-			return nil, &CGIError{Line: line, Reason: "folded (continuation) header lines are not allowed"}
-		}
-		colon := bytes.IndexByte(text, ':')
-		if colon <= 0 {
-			return nil, &CGIError{Line: line, Reason: fmt.Sprintf("no header name before a colon in %q", truncateForError(text))}
-		}
-		name := string(text[:colon])
-		if !validHeaderName(name) {
-			return nil, &CGIError{Line: line, Reason: fmt.Sprintf("invalid header name %q", truncateForError([]byte(name)))}
-		}
-		value := strings.Trim(string(text[colon+1:]), " \t")
-		if strings.EqualFold(name, "Status") {
-			if statusSeen {
-				return nil, &CGIError{Line: line, Reason: "more than one Status header"}
-			}
-			statusSeen = true
-			code, reason, err := parseCGIStatus(value)
-			if err != nil {
-				return nil, &CGIError{Line: line, Reason: err.Error()}
-			}
-			resp.Status, resp.Reason = code, reason
-			continue
-		}
-		resp.Header = append(resp.Header, Pair{Name: name, Value: value})
+	br := getReader(r, maxHeader)
+	o := httpmsg.Options{Syntax: httpmsg.CGI, Limits: httpmsg.Limits{HeadBytes: maxHeader, Fields: maxHeader}}
+	var h httpmsg.Head
+	if err := httpmsg.ReadHead(br, &o, &h); err != nil {
+		putReader(br, maxHeader)
+		return nil, cgiError(err, maxHeader)
 	}
-	if !statusSeen {
-		resp.Status = 200
-		if resp.Get("Location") != "" {
-			resp.Status = 302
-		}
-	}
+	resp := &CGIResponse{Status: h.Status, Reason: h.Reason, Length: h.Length}
 	if resp.Reason == "" {
 		resp.Reason = http.StatusText(resp.Status)
+	}
+	if len(h.Header) > 0 {
+		resp.Header = make([]Pair, len(h.Header))
+		for i, f := range h.Header {
+			resp.Header[i] = Pair{Name: f.Name, Value: f.Value}
+		}
+	}
+	if br.Buffered() == 0 {
+		putReader(br, maxHeader)
+		resp.Body = r
+	} else {
+		resp.Body = &cgiBody{br: br, r: r, size: maxHeader}
 	}
 	return resp, nil
 }
 
-// readCGILine returns one line including its '\n', refusing to buffer more
-// than budget bytes.
-func readCGILine(br *bufio.Reader, budget int) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := br.ReadSlice('\n')
-		if len(line)+len(frag) > budget {
-			return nil, ErrCGIHeaderTooLarge
-		}
-		line = append(line, frag...)
-		switch {
-		case err == nil:
-			return line, nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF) && len(line) > 0:
-			// A last line without a newline cannot end the block.
-			return nil, io.EOF
-		default:
-			return nil, err
-		}
+// cgiError turns a fault of the header block into a CGIError, or into
+// ErrCGIHeaderTooLarge or the read error that ended the block.
+func cgiError(err error, maxHeader int) error {
+	var perr *httpmsg.Error
+	switch {
+	case errors.Is(err, httpmsg.ErrTooLarge):
+		return fmt.Errorf("%w (over %d bytes)", ErrCGIHeaderTooLarge, maxHeader)
+	case err == io.EOF:
+		return &CGIError{Reason: "empty output (no header block)"}
+	case !errors.As(err, &perr):
+		return fmt.Errorf("fcgi: read CGI header block: %w", err)
+	case perr.Err == io.ErrUnexpectedEOF:
+		return &CGIError{Line: perr.Line, Reason: "output ended inside the header block: expected " + perr.Want}
+	case perr.Err != nil:
+		return fmt.Errorf("fcgi: read CGI header block: %w", err)
+	}
+	return &CGIError{Line: perr.Line, Reason: "expected " + perr.Want + ", got " + strconv.Quote(perr.Got)}
+}
+
+// Readers of the default size are pooled: a header block is parsed per
+// request, and its reader goes back as soon as the body no longer needs
+// the bytes it buffered.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxCGIHeaderBytes) }}
+
+func getReader(r io.Reader, size int) *bufio.Reader {
+	if size != MaxCGIHeaderBytes {
+		// A line may be as long as the whole block.
+		return bufio.NewReaderSize(r, size)
+	}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader, size int) {
+	if size == MaxCGIHeaderBytes {
+		br.Reset(nil)
+		readers.Put(br)
 	}
 }
 
-func parseCGIStatus(v string) (int, string, error) {
-	codeStr, reason, _ := strings.Cut(v, " ")
-	if len(codeStr) != 3 || strings.Trim(codeStr, "0123456789") != "" {
-		return 0, "", fmt.Errorf("Status %q: want a 3-digit code", truncateForError([]byte(v)))
-	}
-	code, err := strconv.Atoi(codeStr)
-	if err != nil || code < 100 || code > 599 {
-		return 0, "", fmt.Errorf("Status %q: code out of range 100-599", truncateForError([]byte(v)))
-	}
-	return code, strings.TrimSpace(reason), nil
+// cgiBody reads the body bytes buffered with the header block, then r.
+type cgiBody struct {
+	br   *bufio.Reader // nil once its bytes were read
+	r    io.Reader
+	size int
 }
 
-// validHeaderName accepts RFC 9110 token characters.
-func validHeaderName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
+func (b *cgiBody) Read(p []byte) (int, error) {
+	if b.br != nil {
+		if b.br.Buffered() > 0 {
+			return b.br.Read(p)
 		}
+		putReader(b.br, b.size)
+		b.br = nil
 	}
-	return s != ""
-}
-
-func truncateForError(b []byte) string {
-	const max = 64
-	if len(b) > max {
-		return string(b[:max]) + "..."
-	}
-	return string(b)
+	return b.r.Read(p)
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 func TestReadCGIResponse(t *testing.T) {
@@ -40,13 +42,16 @@ func TestReadCGIResponse(t *testing.T) {
 		{name: "empty", in: "", errContain: "empty output"},
 		{name: "no blank line", in: "Status: 200 OK\r\nX: y\r\n", errLine: 3, errContain: "ended inside the header block"},
 		{name: "last line without newline", in: "Status: 200 OK\r\nX: y", errLine: 2},
-		{name: "no colon", in: "Status: 200\r\ngarbage\r\n\r\n", errLine: 2, errContain: "no header name"},
+		{name: "no colon", in: "Status: 200\r\ngarbage\r\n\r\n", errLine: 2, errContain: `expected a header line "Name: value"`},
 		{name: "empty name", in: ": v\r\n\r\n", errLine: 1},
-		{name: "space in name", in: "Bad Name: v\r\n\r\n", errLine: 1, errContain: "invalid header name"},
-		{name: "folded line", in: "A: b\r\n c\r\n\r\n", errLine: 2, errContain: "folded"},
-		{name: "bad status code", in: "Status: abc\r\n\r\n", errLine: 1, errContain: "3-digit"},
-		{name: "status out of range", in: "Status: 099\r\n\r\n", errLine: 1, errContain: "out of range"},
-		{name: "two status lines", in: "Status: 200\r\nStatus: 500\r\n\r\n", errLine: 2, errContain: "more than one"},
+		{name: "space in name", in: "Bad Name: v\r\n\r\n", errLine: 1, errContain: "whose name is a token"},
+		{name: "folded line", in: "A: b\r\n c\r\n\r\n", errLine: 2, errContain: "folded continuation lines are not allowed"},
+		{name: "bad status code", in: "Status: abc\r\n\r\n", errLine: 1, errContain: `a Status field "NNN reason"`},
+		{name: "status out of range", in: "Status: 099\r\n\r\n", errLine: 1, errContain: "a code from 100 to 599"},
+		{name: "control character in a value", in: "X-A: a\x01b\r\n\r\n", errLine: 1, errContain: "no control characters"},
+		{name: "CR inside a value", in: "Location: /a\rSet-Cookie: x=1\r\n\r\n", errLine: 1, errContain: "no control characters"},
+		{name: "control character in the reason", in: "Status: 200 O\x7fK\r\n\r\n", errLine: 1, errContain: "no control characters"},
+		{name: "two status lines", in: "Status: 200\r\nStatus: 500\r\n\r\n", errLine: 2, errContain: "one Status field"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,7 +128,7 @@ func FuzzCGIResponse(f *testing.F) {
 			t.Fatalf("status %d accepted", resp.Status)
 		}
 		for _, p := range resp.Header {
-			if !validHeaderName(p.Name) || strings.EqualFold(p.Name, "Status") {
+			if !httpmsg.ValidName(p.Name) || !httpmsg.ValidValue(p.Value) || strings.EqualFold(p.Name, "Status") {
 				t.Fatalf("bad header %q", p.Name)
 			}
 		}

@@ -22,22 +22,32 @@ func ParseAllow(entries []string) (*AllowList, error) {
 	}
 	a := &AllowList{}
 	for _, e := range entries {
-		e = strings.TrimSpace(e)
-		if strings.Contains(e, "/") {
-			p, err := netip.ParsePrefix(e)
-			if err != nil {
-				return nil, fmt.Errorf("allow %q: not an address or CIDR: %w", e, err)
-			}
-			a.prefixes = append(a.prefixes, p.Masked())
-			continue
-		}
-		ip, err := netip.ParseAddr(e)
+		p, err := ParseAllowEntry(e)
 		if err != nil {
-			return nil, fmt.Errorf("allow %q: not an address or CIDR (host names are not accepted, so that a DNS change cannot open the port)", e)
+			return nil, fmt.Errorf("allow: %w", err)
 		}
-		a.prefixes = append(a.prefixes, netip.PrefixFrom(ip, ip.BitLen()))
+		a.prefixes = append(a.prefixes, p)
 	}
 	return a, nil
+}
+
+// ParseAllowEntry parses one allow-list entry, an IP address or a CIDR
+// prefix, into a prefix (an address is a prefix of its full length). It is
+// the one parser of allow entries: the configuration's checks use it too.
+func ParseAllowEntry(e string) (netip.Prefix, error) {
+	e = strings.TrimSpace(e)
+	if strings.Contains(e, "/") {
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR: %w", e, err)
+		}
+		return p.Masked(), nil
+	}
+	ip, err := netip.ParseAddr(e)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR such as 10.0.0.0/8 (host names are not accepted, so that a DNS change cannot open the port)", e)
+	}
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }
 
 // Allows reports whether a client at ip may connect. A nil list allows

@@ -9,7 +9,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // dataSource serves the FILTER role: the file the web server sends on
@@ -25,7 +25,7 @@ func NewData(contentType string) Source { return &dataSource{contentType: conten
 func (s *dataSource) Name() string { return "data" }
 func (s *dataSource) Close() error { return nil }
 
-func (s *dataSource) Fetch(ctx context.Context, r *Request) (*filter.Message, error) {
+func (s *dataSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message, error) {
 	// The spec has the application read all of STDIN before FCGI_DATA; the
 	// request information lives in params, so STDIN is drained unread.
 	if r.Stdin != nil {
@@ -33,7 +33,7 @@ func (s *dataSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 			return nil, fmt.Errorf("FILTER request: read stdin: %w", err)
 		}
 	}
-	m := &filter.Message{Status: http.StatusOK, Length: -1}
+	m := &httpmsg.Message{Status: http.StatusOK, Length: -1}
 	if !r.DataLastMod.IsZero() {
 		mod := r.DataLastMod.UTC()
 		m.Header.Add("Last-Modified", mod.Format(http.TimeFormat))
@@ -88,8 +88,8 @@ func NewBody(name, contentType string) Source {
 func (s *bodySource) Name() string { return s.name }
 func (s *bodySource) Close() error { return nil }
 
-func (s *bodySource) Fetch(ctx context.Context, r *Request) (*filter.Message, error) {
-	m := &filter.Message{Status: http.StatusOK, Length: -1}
+func (s *bodySource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message, error) {
+	m := &httpmsg.Message{Status: http.StatusOK, Length: -1}
 	ct := r.Params["CONTENT_TYPE"]
 	if ct == "" {
 		ct = s.contentType
@@ -129,7 +129,7 @@ func NewRequestDescription() Source { return requestSource{} }
 func (requestSource) Name() string { return "request" }
 func (requestSource) Close() error { return nil }
 
-func (requestSource) Fetch(ctx context.Context, r *Request) (*filter.Message, error) {
+func (requestSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message, error) {
 	if r.Stdin != nil {
 		// mod_authnz_fcgi sends none; anything sent is not part of the decision.
 		if _, err := io.Copy(io.Discard, r.Stdin); err != nil {
@@ -138,7 +138,7 @@ func (requestSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 	}
 	h := RequestHeader(r.Params)
 	h.Del("Content-Length")
-	return &filter.Message{Status: http.StatusOK, Header: h, Length: 0, Body: io.NopCloser(strings.NewReader(""))}, nil
+	return &httpmsg.Message{Status: http.StatusOK, Header: h, Length: 0, Body: io.NopCloser(strings.NewReader(""))}, nil
 }
 
 // exactBody reads exactly n bytes from r: a short stream is an error

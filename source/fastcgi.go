@@ -14,7 +14,7 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
-	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // fastcgiSource forwards the request to a FastCGI responder (php-fpm and
@@ -84,7 +84,7 @@ func (s *fastcgiSource) forwardParams(p map[string]string, identity bool) []fcgi
 	return out
 }
 
-func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*filter.Message, error) {
+func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var timedOut atomic.Bool
 	var timer *time.Timer
@@ -96,7 +96,7 @@ func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*filter.Message,
 			cancel()
 		})
 	}
-	fail := func(op string, err error) (*filter.Message, error) {
+	fail := func(op string, err error) (*httpmsg.Message, error) {
 		if timer != nil {
 			timer.Stop()
 		}
@@ -136,24 +136,17 @@ func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*filter.Message,
 		return fail("response", context.DeadlineExceeded)
 	}
 
-	m := &filter.Message{Status: cgi.Status, Reason: cgi.Reason, Length: -1}
+	m := &httpmsg.Message{Status: cgi.Status, Reason: cgi.Reason, Length: cgi.Length}
 	for _, p := range cgi.Header {
-		name := http.CanonicalHeaderKey(p.Name)
-		if name == "Content-Length" {
-			if n, err := strconv.ParseInt(strings.TrimSpace(p.Value), 10, 64); err == nil && n >= 0 {
-				m.Length = n
-			}
+		if notForwarded(p.Name) || httpmsg.EqualFold(p.Name, "Content-Length") {
 			continue
 		}
-		if hopByHop[name] {
-			continue
-		}
-		m.Header = append(m.Header, filter.Field{Name: p.Name, Value: p.Value})
+		m.Header = append(m.Header, httpmsg.Field{Name: p.Name, Value: p.Value})
 	}
-	if r.Params["REQUEST_METHOD"] == http.MethodHead || !filter.BodyAllowed(m.Status) {
+	if r.Params["REQUEST_METHOD"] == http.MethodHead || !httpmsg.BodyAllowed(m.Status) {
 		resp.Stdout.Close()
 		cancel()
-		if !filter.BodyAllowed(m.Status) {
+		if !httpmsg.BodyAllowed(m.Status) {
 			m.Length = -1
 		}
 		return m, nil

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
-	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // fileSource serves files under a root: the FILTER role for web servers that
@@ -60,7 +60,7 @@ func filePath(params map[string]string) string {
 	return Path(params)
 }
 
-func (s *fileSource) Fetch(ctx context.Context, r *Request) (*filter.Message, error) {
+func (s *fileSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message, error) {
 	if r.Stdin != nil {
 		// A GET carries no body; whatever came is not used.
 		if _, err := io.Copy(io.Discard, r.Stdin); err != nil {
@@ -109,7 +109,7 @@ func (s *fileSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 	}
 
 	mod := st.ModTime().UTC().Truncate(time.Second)
-	m := &filter.Message{Status: http.StatusOK, Length: st.Size()}
+	m := &httpmsg.Message{Status: http.StatusOK, Length: st.Size()}
 	m.Header.Add("Last-Modified", mod.Format(http.TimeFormat))
 	if ims := r.Params["HTTP_IF_MODIFIED_SINCE"]; ims != "" {
 		if t, err := http.ParseTime(ims); err == nil && !mod.After(t) {
@@ -185,8 +185,8 @@ type fileBody struct {
 func (b *fileBody) Close() error { return b.f.Close() }
 
 // plainMessage is a short text answer the source makes itself (403, 404, 405).
-func plainMessage(status int, text string) *filter.Message {
-	m := &filter.Message{Status: status, Length: int64(len(text))}
+func plainMessage(status int, text string) *httpmsg.Message {
+	m := &httpmsg.Message{Status: status, Length: int64(len(text))}
 	m.Header.Add("Content-Type", "text/plain; charset=utf-8")
 	m.Body = io.NopCloser(strings.NewReader(text))
 	return m

@@ -16,8 +16,7 @@ import (
 	"sync"
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
-	"github.com/fcgi-bridge/fcgi-bridge/filter"
-	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // httpSource forwards the request to an HTTP upstream (the app whose output
@@ -78,7 +77,7 @@ func (s *httpSource) Close() error {
 	return nil
 }
 
-func (s *httpSource) Fetch(ctx context.Context, r *Request) (*filter.Message, error) {
+func (s *httpSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message, error) {
 	if s.h1 != nil {
 		return s.fetchH1(ctx, r)
 	}
@@ -90,15 +89,15 @@ func (s *httpSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 	if err != nil {
 		return nil, classify(ctx, s.name, "request", err)
 	}
-	m := &filter.Message{Status: resp.StatusCode, Length: resp.ContentLength, Body: resp.Body}
+	m := &httpmsg.Message{Status: resp.StatusCode, Length: resp.ContentLength, Body: resp.Body}
 	if _, reason, ok := strings.Cut(resp.Status, " "); ok && reason != http.StatusText(resp.StatusCode) {
 		m.Reason = reason
 	}
 	m.Header = responseHeader(resp.Header)
-	if req.Method == http.MethodHead || !filter.BodyAllowed(resp.StatusCode) {
+	if req.Method == http.MethodHead || !httpmsg.BodyAllowed(resp.StatusCode) {
 		resp.Body.Close()
 		m.Body = nil
-		if !filter.BodyAllowed(resp.StatusCode) {
+		if !httpmsg.BodyAllowed(resp.StatusCode) {
 			m.Length = -1
 		}
 	}
@@ -108,7 +107,7 @@ func (s *httpSource) Fetch(ctx context.Context, r *Request) (*filter.Message, er
 	return m, nil
 }
 
-func (s *httpSource) fetchH1(ctx context.Context, r *Request) (*filter.Message, error) {
+func (s *httpSource) fetchH1(ctx context.Context, r *Request) (*httpmsg.Message, error) {
 	bp := headPool.Get().(*[]byte)
 	q, err := s.newH1Request(r, bp)
 	if err != nil {
@@ -222,11 +221,12 @@ func forwardSorted(p map[string]string, client func(k, v string)) {
 func forwardFields(r *Request, add func(name, value string)) {
 	p := r.Params
 	ct, host, remote := p["CONTENT_TYPE"], p["HTTP_HOST"], p["REMOTE_ADDR"]
-	var hopBuf [4]string
-	hop, _ := connectionOptions(hopBuf[:0], p["HTTP_CONNECTION"])
+	// Fields the client's Connection field names stay on its hop too.
+	connection := p["HTTP_CONNECTION"]
+	named := func(name string) bool { return connection != "" && httpmsg.HasToken(connection, name) }
 	client := func(k, v string) {
 		name, ok := HeaderName(k)
-		if !ok || hopByHop[name] || connectionNamed(hop, name) {
+		if !ok || notForwarded(name) || named(name) {
 			return
 		}
 		switch name {
@@ -260,14 +260,14 @@ func forwardFields(r *Request, add func(name, value string)) {
 	} else {
 		forwardSorted(p, client)
 	}
-	if ct != "" && !connectionNamed(hop, "Content-Type") {
+	if ct != "" && !named("Content-Type") {
 		add("Content-Type", ct)
 	}
 	if host != "" {
 		add("X-Forwarded-Host", host)
 	}
 	if remote != "" {
-		if prior := p["HTTP_X_FORWARDED_FOR"]; prior != "" && !connectionNamed(hop, "X-Forwarded-For") {
+		if prior := p["HTTP_X_FORWARDED_FOR"]; prior != "" && !named("X-Forwarded-For") {
 			remote = prior + ", " + remote
 		}
 		add("X-Forwarded-For", remote)
@@ -285,7 +285,7 @@ func (s *httpSource) newH1Request(r *Request, bp *[]byte) (*h1Request, error) {
 	if method == "" {
 		method = http.MethodGet
 	}
-	if !field.Token(method) {
+	if !httpmsg.ValidName(method) {
 		return nil, fmt.Errorf("bad method %q", truncate(method))
 	}
 	b := append((*bp)[:0], method...)
@@ -299,14 +299,14 @@ func (s *httpSource) newH1Request(r *Request, bp *[]byte) (*h1Request, error) {
 	if host == "" {
 		host = s.hostHeader
 	}
-	if !field.Value(host) {
+	if !httpmsg.ValidValue(host) {
 		return nil, errors.New("bad Host")
 	}
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
 	var bad string
 	forwardFields(r, func(name, v string) {
-		if !field.Token(name) || !field.Value(v) {
+		if !httpmsg.ValidName(name) || !httpmsg.ValidValue(v) {
 			bad = name
 			return
 		}
@@ -417,11 +417,7 @@ func requestBody(r *Request) (io.Reader, int64, error) {
 // (including those the Connection header names) and without
 // Content-Length, which Message.Length carries. Values of one name keep
 // their order (several Set-Cookie); names are sorted since Go's map has none.
-func responseHeader(h http.Header) filter.Header {
-	var drop []string
-	for _, v := range h.Values("Connection") {
-		drop, _ = connectionOptions(drop, v)
-	}
+func responseHeader(h http.Header) httpmsg.Header {
 	// A usual response has a handful of fields: names stays on the stack
 	// and out is allocated once.
 	var buf [16]string
@@ -430,19 +426,13 @@ func responseHeader(h http.Header) filter.Header {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	out := make(filter.Header, 0, len(h))
+	out := make(httpmsg.Header, 0, len(h))
 	for _, n := range names {
-		if hopByHop[n] || connectionNamed(drop, n) || n == "Content-Length" {
-			continue
-		}
 		for _, v := range h[n] {
-			out = append(out, filter.Field{Name: n, Value: v})
+			out = append(out, httpmsg.Field{Name: n, Value: v})
 		}
 	}
-	if len(out) == 0 {
-		return nil // as before: no fields, no slice
-	}
-	return out
+	return passedOn(out)
 }
 
 // upstreamBody turns read errors of the upstream body into *Error, so a

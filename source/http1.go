@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
@@ -18,8 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fcgi-bridge/fcgi-bridge/filter"
-	"github.com/fcgi-bridge/fcgi-bridge/internal/field"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // h1Client speaks HTTP/1.1 to a plain-http upstream on the calling
@@ -230,7 +227,7 @@ func (q *h1Request) replayable() bool {
 
 // roundTrip sends q and reads the response head; the body is read through
 // the returned message.
-func (c *h1Client) roundTrip(ctx context.Context, q *h1Request) (*filter.Message, error) {
+func (c *h1Client) roundTrip(ctx context.Context, q *h1Request) (*httpmsg.Message, error) {
 	for attempt := 0; ; attempt++ {
 		cn, err := c.get(ctx)
 		if err != nil {
@@ -258,7 +255,7 @@ func (c *h1Client) roundTrip(ctx context.Context, q *h1Request) (*filter.Message
 // net/http does.
 const maxInterim = 5
 
-func (c *h1Client) exchange(ctx context.Context, cn *h1Conn, q *h1Request) (*filter.Message, error) {
+func (c *h1Client) exchange(ctx context.Context, cn *h1Conn, q *h1Request) (*httpmsg.Message, error) {
 	x := &h1Body{c: c, cn: cn, ctx: ctx, awaiting: true}
 	if ctx.Done() != nil {
 		x.stop = context.AfterFunc(ctx, func() {
@@ -266,7 +263,7 @@ func (c *h1Client) exchange(ctx context.Context, cn *h1Conn, q *h1Request) (*fil
 			_ = cn.nc.SetDeadline(aLongTimeAgo)
 		})
 	}
-	fail := func(op string, err error) (*filter.Message, error) {
+	fail := func(op string, err error) (*httpmsg.Message, error) {
 		x.discard()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -295,46 +292,51 @@ func (c *h1Client) exchange(ctx context.Context, cn *h1Conn, q *h1Request) (*fil
 		x.writeDone, x.input = make(chan struct{}), q.body
 		go x.writeBody(q)
 	}
-	h, err := readResponseHead(cn.br, q.method)
+	h := &x.head
+	err := readResponseHead(cn.br, q.method, h)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) && !cn.cancelled.Load() {
 			x.discard()
 			err = fmt.Errorf("no response within response_timeout (%v): %w", c.responseTimeout, err)
 			return nil, &Error{Op: "request", Status: http.StatusGatewayTimeout, Err: err}
 		}
-		if h.started {
-			return fail("response", err)
+		var perr *httpmsg.Error
+		if errors.As(err, &perr) {
+			// Some of the response arrived: not a stale connection.
+			return fail("response", fmt.Errorf("response head: %w", err))
 		}
 		return fail("request", err)
 	}
 	x.headDone()
-	x.reusable = c.keepAlive && h.keepAlive
-	m := &filter.Message{Status: h.status, Reason: h.reason, Header: h.header, Length: h.length}
-	switch {
-	case h.noBody:
+	x.reusable = c.keepAlive && keepAlive(h)
+	m := &httpmsg.Message{Status: h.Status, Length: h.Length}
+	if h.Framing == httpmsg.None {
 		// HEAD keeps the length a GET would have had; 1xx, 204 and 304
 		// have none.
-		x.done()
-		if !filter.BodyAllowed(h.status) {
-			m.Length = -1
-		}
-		return m, nil
-	case h.chunked:
-		x.r = httputil.NewChunkedReader(cn.br)
-		x.chunked = true
 		m.Length = -1
-	case h.length >= 0:
-		x.left = h.length
-		if x.left == 0 {
+		if q.method == http.MethodHead && httpmsg.BodyAllowed(h.Status) {
+			m.Length = headLength(h)
+		}
+	}
+	m.Header = passedOn(h.Header)
+	if h.Reason != http.StatusText(h.Status) {
+		m.Reason = h.Reason
+	}
+	h.Header = nil // the message owns it now
+	switch h.Framing {
+	case httpmsg.None:
+		x.done()
+		return m, nil
+	case httpmsg.Sized:
+		if h.Length == 0 {
 			x.done()
 			m.Body = http.NoBody
 			return m, nil
 		}
-	default:
-		x.r = cn.br // to the connection's end
-		x.reusable = false
-		m.Length = -1
+	case httpmsg.UntilEOF:
+		x.reusable = false // the body ends with the connection
 	}
+	x.body.Reset(cn.br, h)
 	m.Body = x
 	return m, nil
 }
@@ -367,9 +369,8 @@ type h1Body struct {
 	stop func() bool
 
 	mu       sync.Mutex // held by Read and by the release in Close
-	r        io.Reader  // chunked or close-delimited; nil: Content-Length
-	left     int64      // Content-Length bytes still to read
-	chunked  bool
+	head     httpmsg.Head
+	body     httpmsg.Body // the framing the head announced
 	reusable bool
 	finished bool // no more reads: the body ended or failed
 	err      error
@@ -446,35 +447,10 @@ func (x *h1Body) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var err error
-	if x.r == nil {
-		if int64(len(p)) > x.left {
-			p = p[:x.left]
-		}
-		n, err = x.cn.br.Read(p)
-		x.left -= int64(n)
-		if x.left == 0 {
-			x.done()
-			return n, io.EOF
-		}
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-	} else {
-		n, err = x.r.Read(p)
-		if err == io.EOF {
-			if x.chunked {
-				if terr := skipTrailers(x.cn.br); terr != nil {
-					x.reusable = false
-					err = terr
-				}
-			}
-			if err == io.EOF {
-				x.done()
-				return n, io.EOF
-			}
-		}
+	n, err := x.body.Read(p)
+	if err == io.EOF {
+		x.done()
+		return n, io.EOF
 	}
 	if err != nil {
 		if x.ctx.Err() != nil {
@@ -586,24 +562,6 @@ func (x *h1Body) closeConn() {
 	}
 }
 
-// skipTrailers reads a chunked body's trailer section up to its empty line;
-// trailers are not passed on (nor are they by net/http's Body).
-func skipTrailers(br *bufio.Reader) error {
-	for range 1000 {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
-		}
-		if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" {
-			return nil
-		}
-	}
-	return errors.New("too many trailer fields")
-}
-
 func writeFixed(w io.Writer, head []byte, body io.Reader, n int64) error {
 	if _, err := w.Write(head); err != nil {
 		return err
@@ -659,273 +617,69 @@ func (ir inputReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// responseHead is a parsed status line and header section.
-type responseHead struct {
-	started   bool // some of the response arrived
-	status    int
-	reason    string
-	header    filter.Header
-	length    int64 // -1 unknown
-	chunked   bool
-	noBody    bool
-	keepAlive bool
-	http10    bool // an HTTP/1.0 answer: Transfer-Encoding is ignored
-}
-
 // maxHeadBytes bounds a response head, as net/http's default does for the
 // same reason: an upstream cannot make the bridge buffer without end.
 const maxHeadBytes = 1 << 20
 
-var headBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+// responseOptions are the client's choices for reading a response head:
+// obs-fold joined and names canonicalised as net/http does, up to
+// maxInterim 1xx answers skipped. headOptions answers a HEAD request.
+var responseOptions, headOptions = h1Options(http.MethodGet), h1Options(http.MethodHead)
 
-// readResponseHead reads the status line and the header section, skipping
-// interim (1xx) responses, and works out how the body is framed (RFC 9112
-// section 6.3).
-func readResponseHead(br *bufio.Reader, method string) (responseHead, error) {
-	var h responseHead
-	bp := headBuffers.Get().(*[]byte)
-	defer func() { *bp = (*bp)[:0]; headBuffers.Put(bp) }()
-	for interim := 0; ; interim++ {
-		raw, err := readHeadBlock(br, (*bp)[:0], &h.started)
-		*bp = raw
-		if err != nil {
-			return h, err
-		}
-		// One string for the whole head: the fields are cut out of it
-		// instead of costing a string each.
-		s := string(raw)
-		line, rest, _ := strings.Cut(s, "\n")
-		if err := h.parseStatus(strings.TrimSuffix(line, "\r")); err != nil {
-			return h, err
-		}
-		if h.status >= 100 && h.status < 200 {
-			if h.status == http.StatusSwitchingProtocols {
-				return h, errors.New("upstream switched protocols, which the bridge does not relay")
-			}
-			if interim == maxInterim {
-				return h, fmt.Errorf("more than %d interim (1xx) answers", maxInterim)
-			}
-			continue // 100 Continue, 103 Early Hints: the real answer follows
-		}
-		if err := h.parseFields(rest); err != nil {
-			return h, err
-		}
-		if method == http.MethodHead || !filter.BodyAllowed(h.status) {
-			h.noBody, h.chunked = true, false
-		}
-		return h, nil
+func h1Options(method string) httpmsg.Options {
+	return httpmsg.Options{
+		Syntax:    httpmsg.StatusLine,
+		Limits:    httpmsg.Limits{HeadBytes: maxHeadBytes, Fields: maxHeadBytes, Interim: maxInterim},
+		Fold:      httpmsg.JoinFold,
+		Method:    method,
+		Canonical: true,
 	}
 }
 
-// readHeadBlock appends lines up to and including the empty line that ends
-// a head.
-func readHeadBlock(br *bufio.Reader, dst []byte, started *bool) ([]byte, error) {
-	for partial := false; ; {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			*started = true
-		}
-		if len(dst)+len(line) > maxHeadBytes {
-			return dst, fmt.Errorf("response head larger than %d bytes", maxHeadBytes)
-		}
-		dst = append(dst, line...)
-		if err == bufio.ErrBufferFull {
-			partial = true
-			continue // a long line: the rest follows
-		}
-		if err != nil {
-			if err == io.EOF && *started {
-				err = io.ErrUnexpectedEOF
-			}
-			return dst, err
-		}
-		if partial {
-			// The end of a long line, which may be just its "\r\n" or
-			// "\n": not an empty line.
-			partial = false
-			continue
-		}
-		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
-			if len(dst) == len(line) {
-				// A stray empty line before the status line is tolerated
-				// (RFC 9112 section 2.2).
-				dst = dst[:0]
-				continue
-			}
-			return dst, nil
-		}
+// readResponseHead reads the response head into h, skipping interim (1xx)
+// answers; httpmsg decides the framing (RFC 9112 section 6.3).
+func readResponseHead(br *bufio.Reader, method string, h *httpmsg.Head) error {
+	o := &responseOptions
+	if method == http.MethodHead {
+		o = &headOptions
 	}
+	return httpmsg.ReadHead(br, o, h)
 }
 
-func (h *responseHead) parseStatus(line string) error {
-	proto, rest, ok := strings.Cut(line, " ")
-	if !ok || len(rest) < 3 {
-		return fmt.Errorf("malformed status line %q", truncate(line))
-	}
-	switch proto {
-	case "HTTP/1.1":
-		h.keepAlive, h.http10 = true, false
-	case "HTTP/1.0":
-		h.keepAlive, h.http10 = false, true
-	default:
-		return fmt.Errorf("unsupported protocol in status line %q", truncate(line))
-	}
-	code, reason, _ := strings.Cut(rest, " ")
-	n, err := strconv.Atoi(code)
-	if err != nil || len(code) != 3 || n < 100 {
-		return fmt.Errorf("malformed status code in %q", truncate(line))
-	}
-	if !field.Value(reason) {
-		return fmt.Errorf("control character in status line %q", truncate(line))
-	}
-	h.status = n
-	h.reason = ""
-	if reason != "" && reason != http.StatusText(n) {
-		h.reason = reason
-	}
-	return nil
+// keepAlive reports whether the connection may carry another request after
+// the response h: an HTTP/1.1 answer that did not ask to close and whose
+// framing was not in doubt (Transfer-Encoding with Content-Length may be an
+// attempt at smuggling, RFC 9112 section 6.3).
+func keepAlive(h *httpmsg.Head) bool {
+	return !h.HTTP10 && !h.Close && !h.Conflict
 }
 
-// parseFields fills the header without hop-by-hop fields and decides the
-// framing. Field values are substrings of block.
-func (h *responseHead) parseFields(block string) error {
-	h.header, h.length, h.chunked = nil, -1, false
-	if strings.Contains(block, "\n ") || strings.Contains(block, "\n\t") {
-		// obs-fold: continuation lines belong to the field above, whatever
-		// becomes of it; RFC 9112 section 5.2 has a proxy replace each
-		// fold with a space.
-		var err error
-		if block, err = unfold(block); err != nil {
-			return err
-		}
+// passedOn trims a response's fields to those passed on: no hop-by-hop
+// fields, none its Connection field names, and no Content-Length, which
+// Message.Length carries.
+func passedOn(h httpmsg.Header) httpmsg.Header {
+	httpmsg.RemoveHopByHop(&h)
+	h.DelFunc(func(name string) bool { return notForwarded(name) || httpmsg.EqualFold(name, "Content-Length") })
+	if len(h) == 0 {
+		return nil
 	}
-	var connection []string
-	hasTE, hasCL := false, false
-	fields := make(filter.Header, 0, 8)
-	for block != "" {
-		var line string
-		line, block, _ = strings.Cut(block, "\n")
-		line = strings.TrimSuffix(line, "\r")
-		if line == "" {
-			break
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !field.Token(name) {
-			return fmt.Errorf("malformed header line %q", truncate(line))
-		}
-		name = textproto.CanonicalMIMEHeaderKey(name)
-		value = strings.Trim(value, " \t")
-		if !field.Value(value) {
-			// A bare CR would be a line break to the next reader of the
-			// head; net/http refuses these too.
-			return fmt.Errorf("control character in header %s", name)
-		}
-		switch name {
-		case "Content-Length":
-			n, ok := parseDigits(value)
-			if !ok || (hasCL && n != h.length) {
-				return fmt.Errorf("invalid Content-Length %q", truncate(value))
-			}
-			h.length, hasCL = n, true
-			continue
-		case "Transfer-Encoding":
-			// net/http's rules (RFC 9112 section 6.1), since an upstream
-			// and the bridge that disagree on where a body ends would take
-			// the rest of it for the next answer on a kept connection.
-			if h.http10 {
-				// HTTP/1.0 has no transfer codings: the field is ignored
-				// and the body framed by Content-Length or the close.
-				continue
-			}
-			if hasTE {
-				return errors.New("more than one Transfer-Encoding field: the body's end is ambiguous")
-			}
-			hasTE = true
-			if !strings.EqualFold(value, "chunked") {
-				// A coding other than chunked alone ("gzip, chunked",
-				// "chunked, chunked") would either be passed on
-				// undeclared or decoded twice.
-				return fmt.Errorf("unsupported Transfer-Encoding %q: only \"chunked\" alone frames a body", truncate(value))
-			}
-			h.chunked = true
-			continue
-		case "Connection":
-			var closing bool
-			if connection, closing = connectionOptions(connection, value); closing {
-				h.keepAlive = false
-			}
-			continue
-		}
-		if hopByHop[name] {
-			continue
-		}
-		fields = append(fields, filter.Field{Name: name, Value: value})
-	}
-	if hasTE {
-		// Transfer-Encoding overrides Content-Length; a message with both
-		// may be an attempt at smuggling, so its connection is not reused
-		// (RFC 9112 section 6.3).
-		h.length = -1
-		if hasCL {
-			h.keepAlive = false
-		}
-	}
-	if len(connection) > 0 {
-		kept := fields[:0]
-		for _, f := range fields {
-			if !connectionNamed(connection, f.Name) {
-				kept = append(kept, f)
-			}
-		}
-		fields = kept
-	}
-	if len(fields) > 0 {
-		h.header = fields
-	}
-	return nil
+	return h
 }
 
-// unfold joins continuation lines to the line above with one space.
-func unfold(block string) (string, error) {
-	var b strings.Builder
-	b.Grow(len(block))
-	first := true
-	for block != "" {
-		var line string
-		line, block, _ = strings.Cut(block, "\n")
-		line = strings.TrimSuffix(line, "\r")
-		if line != "" && (line[0] == ' ' || line[0] == '\t') {
-			if first {
-				return "", fmt.Errorf("malformed header line %q", truncate(line))
-			}
-			b.WriteByte(' ')
-			b.WriteString(strings.Trim(line, " \t"))
-			continue
-		}
-		if !first {
-			b.WriteString("\r\n")
-		}
-		b.WriteString(line)
-		first = false
+// headLength is the body length a HEAD answer announces, -1 when it is
+// chunked or unknown.
+func headLength(h *httpmsg.Head) int64 {
+	if !h.HTTP10 && h.Header.Has("Transfer-Encoding") {
+		return -1
 	}
-	b.WriteString("\r\n")
-	return b.String(), nil
-}
-
-// parseDigits parses a Content-Length: digits only (no sign, no spaces).
-func parseDigits(s string) (int64, bool) {
-	if s == "" || len(s) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
+	if v := h.Header.Get("Content-Length"); v != "" {
+		// ReadHead checked that a list repeats one value.
+		first, _, _ := strings.Cut(v, ",")
+		if n, ok := httpmsg.ParseLength(strings.TrimSpace(first)); ok {
+			return n
 		}
-		n = n*10 + int64(c-'0')
 	}
-	return n, true
+	return -1
 }
 
 func truncate(s string) string {

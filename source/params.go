@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // HeaderName turns a CGI variable name into an HTTP header name:
@@ -59,67 +59,33 @@ func ParamName(header string) string {
 	return "HTTP_" + strings.ToUpper(strings.ReplaceAll(header, "-", "_"))
 }
 
-// hopByHop are connection-level headers: they describe one hop and must not
-// be forwarded (RFC 9110 section 7.6.1), plus Proxy-Connection, still sent by
-// old clients. HTTP_PROXY is refused on the way in as well (httpoxy): some
-// upstreams would read it as their proxy setting.
-var hopByHop = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
-	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Proxy": true,
-}
-
-// connectionOptions appends to names the field names a Connection value
-// lists (RFC 9110 section 7.6.1), as written, and reports whether one of
-// them is "close". Those fields describe the hop the value came on, like
-// the hopByHop ones, and are not forwarded: see connectionNamed.
-func connectionOptions(names []string, value string) ([]string, bool) {
-	closing := false
-	for value != "" {
-		var tok string
-		tok, value, _ = strings.Cut(value, ",")
-		tok = strings.TrimSpace(tok)
-		if tok == "" {
-			continue
-		}
-		if strings.EqualFold(tok, "close") {
-			closing = true
-		}
-		names = append(names, tok)
-	}
-	return names, closing
-}
-
-// connectionNamed reports whether field is one of the names
-// connectionOptions found; names are case-insensitive.
-func connectionNamed(names []string, field string) bool {
-	for _, n := range names {
-		if strings.EqualFold(n, field) {
-			return true
-		}
-	}
-	return false
+// notForwarded reports whether a field stays on its hop: the hop-by-hop
+// fields (httpmsg), and Proxy, refused on the way in as well (httpoxy):
+// some upstreams would read it as their proxy setting.
+func notForwarded(name string) bool {
+	return httpmsg.IsHopByHop(name) || httpmsg.EqualFold(name, "Proxy")
 }
 
 // RequestHeader returns the request's headers (the HTTP_* params, plus
 // Content-Type and Content-Length from their CGI variables) without
 // hop-by-hop ones, sorted by name because params carry no order.
-func RequestHeader(params map[string]string) filter.Header {
-	var h filter.Header
+func RequestHeader(params map[string]string) httpmsg.Header {
+	var h httpmsg.Header
 	for k, v := range params {
 		name, ok := HeaderName(k)
-		if !ok || hopByHop[name] {
+		if !ok || notForwarded(name) {
 			continue
 		}
-		h = append(h, filter.Field{Name: name, Value: v})
+		h = append(h, httpmsg.Field{Name: name, Value: v})
 	}
 	if v := params["CONTENT_TYPE"]; v != "" {
-		h = append(h, filter.Field{Name: "Content-Type", Value: v})
+		h = append(h, httpmsg.Field{Name: "Content-Type", Value: v})
 	}
 	sortHeader(h)
 	return h
 }
 
-func sortHeader(h filter.Header) {
+func sortHeader(h httpmsg.Header) {
 	// Insertion sort: a few dozen fields; keeps duplicates in order.
 	for i := 1; i < len(h); i++ {
 		for j := i; j > 0 && h[j].Name < h[j-1].Name; j-- {

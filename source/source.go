@@ -1,5 +1,5 @@
 // Package source produces the content a route transforms: one
-// *filter.Message per request, from the FILTER role's data stream, the request
+// *httpmsg.Message per request, from the FILTER role's data stream, the request
 // body, a file under a root, an HTTP upstream or a FastCGI upstream (php-fpm),
 // or, for the AUTHORIZER role, a description of the request itself.
 //
@@ -20,7 +20,7 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
-	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // Request is what a source reads from one FastCGI request. The bridge fills
@@ -57,7 +57,7 @@ type Request struct {
 // belongs to the caller, who must close it.
 type Source interface {
 	Name() string
-	Fetch(ctx context.Context, r *Request) (*filter.Message, error)
+	Fetch(ctx context.Context, r *Request) (*httpmsg.Message, error)
 	// Close releases idle connections and open directories; in-flight
 	// fetches finish normally.
 	Close() error

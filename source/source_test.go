@@ -19,10 +19,10 @@ import (
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
-	"github.com/fcgi-bridge/fcgi-bridge/filter"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
-func readAll(t *testing.T, m *filter.Message) string {
+func readAll(t *testing.T, m *httpmsg.Message) string {
 	t.Helper()
 	if m.Body == nil {
 		return ""
@@ -109,7 +109,7 @@ func TestRequestDescription(t *testing.T) {
 		"HTTP_AUTHORIZATION": "Basic eA==", "HTTP_CONNECTION": "close", "REQUEST_METHOD": "GET", "HTTP_PROXY": "evil"}})
 	require.NoError(t, err)
 	assert.Equal(t, 200, m.Status)
-	assert.Equal(t, filter.Header{{Name: "Authorization", Value: "Basic eA=="}}, m.Header)
+	assert.Equal(t, httpmsg.Header{{Name: "Authorization", Value: "Basic eA=="}}, m.Header)
 	assert.Equal(t, "", readAll(t, m))
 }
 
