@@ -3,6 +3,7 @@ package fcgi_test
 import (
 	"bytes"
 	"errors"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"net"
 	"path/filepath"
 	"strings"
@@ -109,7 +110,7 @@ func replayConn(t *testing.T, name string, index int, transcript []byte) {
 		begun := map[uint16]int{}
 		for _, seg := range splitAtBegins(transcript) {
 			if id, ok := beginID(seg); ok {
-				fcgi.PollUntil(10*time.Second, func() bool {
+				testenv.Poll(10*time.Second, func() bool {
 					_, _, byID := countEnds()
 					return byID[id] >= begun[id]
 				})
@@ -121,7 +122,7 @@ func replayConn(t *testing.T, name string, index int, transcript []byte) {
 		}
 	}()
 
-	if !fcgi.PollUntil(10*time.Second, func() bool {
+	if !testenv.Poll(10*time.Second, func() bool {
 		ends, values, _ := countEnds()
 		return ends >= wantEnds && values >= wantValues
 	}) {

@@ -2,6 +2,7 @@ package fcgi
 
 import (
 	"errors"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"io"
 	"net"
 	"runtime"
@@ -169,7 +170,7 @@ func FuzzServerConn(f *testing.F) {
 		if len(ctl) == 0 || ctl[len(ctl)-1].h.Type != typeEndRequest {
 			t.Fatalf("a normal connection was not served afterwards: %d records", len(ctl))
 		}
-		if !pollUntil(2*time.Second, func() bool { return runtime.NumGoroutine() <= g0 }) {
+		if !testenv.Poll(2*time.Second, func() bool { return runtime.NumGoroutine() <= g0 }) {
 			t.Fatalf("goroutines %d -> %d", g0, runtime.NumGoroutine())
 		}
 	})

@@ -3,6 +3,7 @@ package fcgi
 import (
 	"context"
 	"errors"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -277,7 +278,7 @@ func leakCheck(t *testing.T) {
 	fd0 := openFDs()
 	t.Cleanup(func() {
 		var g, fd int
-		settled := pollUntil(5*time.Second, func() bool {
+		settled := testenv.Poll(5*time.Second, func() bool {
 			g, fd = runtime.NumGoroutine(), openFDs()
 			return g <= g0 && fd <= fd0
 		})
@@ -289,32 +290,10 @@ func leakCheck(t *testing.T) {
 	})
 }
 
-// pollUntil checks cond every millisecond until it holds (true) or d has
-// passed (false). Unlike require.Eventually it may run off the test goroutine.
-func pollUntil(d time.Duration, cond func() bool) bool {
-	if cond() {
-		return true
-	}
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-			if cond() {
-				return true
-			}
-		case <-deadline.C:
-			return cond()
-		}
-	}
-}
-
 // waitFor fails the test unless cond holds within 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	if !pollUntil(10*time.Second, cond) {
+	if !testenv.Poll(10*time.Second, cond) {
 		t.Fatalf("timed out waiting for %s", what)
 	}
 }
