@@ -3,7 +3,6 @@ package fcgi_test
 import (
 	"bytes"
 	"errors"
-	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"net"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 

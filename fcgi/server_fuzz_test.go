@@ -2,13 +2,14 @@ package fcgi
 
 import (
 	"errors"
-	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"io"
 	"net"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 )
 
 // fuzzLimits keep every timeout short so that each input ends quickly.

@@ -3,7 +3,6 @@ package fcgi
 import (
 	"context"
 	"errors"
-	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
