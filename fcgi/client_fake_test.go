@@ -225,6 +225,15 @@ func (a *fakeApp) serveConn(nc net.Conn) {
 			}
 			if len(content) == 0 {
 				r.stdinW.Close()
+				if a.closeAfterEach && r.req.role != RoleFilter {
+					// An application recycling itself (php-fpm at
+					// pm.max_requests) serves the request it has read and
+					// closes: it reads no further request from the
+					// connection, so none is started and then cut off.
+					<-closeConn
+					abandon()
+					return
+				}
 				continue
 			}
 			r.stdinW.Write(content)
