@@ -64,6 +64,17 @@ func startBridge(t *testing.T, body func(sock string) string, extraArgs ...strin
 // daemon's start-up line. Cleanup stops the whole group.
 func runDaemon(t *testing.T, argv0 string, args ...string) *daemon {
 	t.Helper()
+	d, ok := launchDaemon(t, argv0, args...)
+	if !ok {
+		t.Fatalf("fcgi-bridge did not start:\n%s", d.log)
+	}
+	return d
+}
+
+// launchDaemon is runDaemon that reports a daemon that did not start
+// instead of failing the test.
+func launchDaemon(t *testing.T, argv0 string, args ...string) (*daemon, bool) {
+	t.Helper()
 	cmd := exec.Command(argv0, args...)
 	cmd.Dir = repoRoot
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -97,10 +108,8 @@ func runDaemon(t *testing.T, argv0 string, args ...string) *daemon {
 	})
 	// Generous: under CI every package's tests compete for the CPU, and
 	// `go run` may compile first. A daemon that exits ends the wait at once.
-	if _, ok := d.log.WaitFor("fcgi-bridge started", 3*time.Minute); !ok {
-		t.Fatalf("fcgi-bridge did not start:\n%s", d.log)
-	}
-	return d
+	_, ok := d.log.WaitFor("fcgi-bridge started", 3*time.Minute)
+	return d, ok
 }
 
 func (d *daemon) upstream() peers.Upstream { return peers.Upstream("unix:" + d.socket) }
