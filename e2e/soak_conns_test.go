@@ -45,18 +45,11 @@ source = "body"
 // vmRSS returns the process's resident set in bytes.
 func vmRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
+	_, rss := procMemory(pid)
+	if rss == 0 {
+		t.Fatalf("no resident set for pid %d", pid)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return rss
 }
 
 // raiseFileLimit lifts the soft descriptor limit to the hard one, for this

@@ -162,13 +162,8 @@ func countFDsOf(pid int) int {
 }
 
 func rssOf(pid int) string {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
+	_, rss := procMemory(pid)
+	return fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20))
 }
 
 type faultResult struct {
