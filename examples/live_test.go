@@ -293,23 +293,29 @@ func checkServedRoute(t *testing.T, s *peers.Server, uid int, b *runningBridge) 
 
 func post(t *testing.T, url, accept string) (int, string, string) {
 	t.Helper()
+	code, ctype, body, err := postErr(url, accept)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	return code, ctype, body
+}
+
+// postErr POSTs the app's JSON to url, for callers that poll and must not
+// fail on a refused connection.
+func postErr(url, accept string) (int, string, string, error) {
 	req, err := http.NewRequest("POST", url, strings.NewReader(appJSON))
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", accept)
-	c := &http.Client{Timeout: 20 * time.Second}
-	resp, err := c.Do(req)
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
 	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
+		return 0, "", "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body), err
 }
 
 // ---- nginx ----
@@ -622,9 +628,9 @@ func TestHAProxyLive(t *testing.T) {
 		errs := make(chan error, 8)
 		for range 8 {
 			go func() {
-				code, _, body := postQuiet(s.URL("/app/x"))
-				if code != 200 || !strings.Contains(body, "<dt>name</dt>") {
-					errs <- fmt.Errorf("concurrent POST /app/x: %d\n%s", code, body)
+				code, _, body, err := postErr(s.URL("/app/x"), "text/html")
+				if err != nil || code != 200 || !strings.Contains(body, "<dt>name</dt>") {
+					errs <- fmt.Errorf("concurrent POST /app/x: %d %v\n%s", code, err, body)
 					return
 				}
 				errs <- nil
@@ -676,19 +682,6 @@ func haproxyStandalone(t *testing.T, sock string) *peers.Server {
 	runOK(t, nil, haproxy, "-c", "-q", "-f", conf)
 	return peers.StartProcess(t, peers.Process{Name: "haproxy", Port: port, Dir: dir,
 		Argv: []string{haproxy, "-db", "-f", conf}})
-}
-
-func postQuiet(url string) (int, string, string) {
-	req, _ := http.NewRequest("POST", url, strings.NewReader(appJSON))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/html")
-	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
-	if err != nil {
-		return 0, "", err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
 }
 
 // ---- Caddy ----
