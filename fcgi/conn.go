@@ -216,10 +216,15 @@ func (c *conn) waitThenServe() {
 		return
 	}
 	// After a deadline that changes nothing (a wake-up) the loop may hand
-	// the wait off again; after bytes it reads them.
-	if c.readRecords(err == nil) {
-		c.finish()
-	}
+	// the wait off again; after bytes it reads them, on a kept goroutine
+	// whose stack has room for the records and the handler it starts (see
+	// workers): this one ends with the small stack it had.
+	readable := err == nil
+	c.srv.workers.run(func() {
+		if c.readRecords(readable) {
+			c.finish()
+		}
+	})
 }
 
 // readRecords reads and handles records; it returns true when the connection
@@ -710,7 +715,7 @@ func (c *conn) handleParams(r *activeRequest, content []byte) error {
 		}
 		c.handlers.Add(1)
 		c.mu.Unlock()
-		go c.runHandler(r)
+		c.srv.workers.run(func() { c.runHandler(r) })
 		return nil
 	}
 	r.paramsBytes += len(content)

@@ -28,13 +28,18 @@
 //     connection's request table (under conn.mu; handlers only remove).
 //     When no STDIN or DATA is expected and no whole record is buffered, the
 //     loop gives its read buffer back to a pool and hands the wait for the
-//     peer's next bytes to a new goroutine with a small stack, which then
-//     runs the loop: a kept connection between requests holds no buffer and
-//     no grown stack. Read buffers start at 4 KiB and become 64 KiB only
-//     once more than that has arrived.
+//     peer's next bytes to a new goroutine with a small stack; once bytes
+//     arrive, that goroutine passes the loop on to a kept worker (below) and
+//     ends: a kept connection between requests holds no buffer and no grown
+//     stack. Read buffers start at 4 KiB and become 64 KiB only once more
+//     than that has arrived.
 //   - Each request whose PARAMS ended has one handler goroutine. The read loop
 //     never waits for it, except for flow control when it is the only request
 //     (below).
+//   - Read loops and handlers run on goroutines the server keeps once they
+//     have finished one (workers.go), at most 4 per CPU (8 at least) waiting,
+//     so each runs on a stack that has already grown to what a request needs
+//     instead of growing a new one, copy by copy, every time.
 //   - Writes come from handlers, the read loop (management replies, refusals)
 //     and Shutdown; conn.write holds a mutex for each single Write call of
 //     whole records, with the write deadline set, so records never interleave.

@@ -31,6 +31,7 @@ type Server struct {
 	activeReqs atomic.Int64
 	lastReject atomic.Int64 // unix nanos of the last "too many connections" log line
 	lastEvict  atomic.Int64 // unix nanos of the last "closed a connection to make room" log line
+	workers    *workers     // goroutines that run handlers
 }
 
 func (s *Server) init() {
@@ -42,6 +43,7 @@ func (s *Server) init() {
 		}
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
+		s.workers = newWorkers()
 	})
 }
 
@@ -285,11 +287,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		if len(s.connections()) == 0 {
+			s.workers.stop()
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			s.endAll()
+			s.workers.stop()
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -335,5 +339,6 @@ func (s *Server) Close() error {
 	for _, c := range s.connections() {
 		c.closeNow(ErrServerClosed)
 	}
+	s.workers.stop()
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -140,7 +139,7 @@ func FuzzServerConn(f *testing.F) {
 	srv := &Server{Handler: echoHandler, Limits: fuzzLimits, Logger: quietLogger()}
 	control := request(1, false, "control", "Q=c")
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		g0 := runtime.NumGoroutine()
+		g0 := goroutines()
 		out, _, returned := serveBytes(srv, stream)
 		if !returned {
 			t.Fatal("ServeConn did not return after the peer closed")
@@ -171,8 +170,8 @@ func FuzzServerConn(f *testing.F) {
 		if len(ctl) == 0 || ctl[len(ctl)-1].h.Type != typeEndRequest {
 			t.Fatalf("a normal connection was not served afterwards: %d records", len(ctl))
 		}
-		if !testenv.Poll(2*time.Second, func() bool { return runtime.NumGoroutine() <= g0 }) {
-			t.Fatalf("goroutines %d -> %d", g0, runtime.NumGoroutine())
+		if !testenv.Poll(2*time.Second, func() bool { return goroutines() <= g0 }) {
+			t.Fatalf("goroutines %d -> %d", g0, goroutines())
 		}
 	})
 }
