@@ -55,6 +55,7 @@ func main() {
 	fcgiwrapChildren := flag.Int("fcgiwrap-children", 0, "fcgiwrap worker processes (0: same as -c)")
 	only := flag.String("scenarios", "render,cgi,pass,direct,hop", "comma-separated scenarios to run (for profiling one); a ratio is printed when both its scenarios ran")
 	client := flag.String("client", "raw", "load generator: raw (a minimal HTTP/1.1 loop, the default) or net/http (Go's client, 20–30 µs more CPU per request on the same CPUs)")
+	compare := flag.String("compare", "", "a second fcgi-bridge binary, run beside the tree's build with the same configuration: adds render-b and pass-b, measured in the same interleaved rounds, and the ratios of the two builds")
 	rounds := flag.Int("rounds", 3, "interleave the scenarios in this many rounds of duration/rounds each, so a change in the machine's background load hits all of them alike")
 	flag.Parse()
 	switch *client {
@@ -76,7 +77,7 @@ func main() {
 	}
 	h := &harness{}
 	code := 0
-	if err := h.run(*duration, *warmup, *conc, *maxReqs, *renderers, *fcgiwrapChildren, *rounds, *only); err != nil {
+	if err := h.run(*duration, *warmup, *conc, *maxReqs, *renderers, *fcgiwrapChildren, *rounds, *only, *compare); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		code = 1
 	}
@@ -177,7 +178,7 @@ var page = map[string]any{
 	"user": map[string]string{"name": "alice", "lang": "en"},
 }
 
-func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, renderers, fcgiwrapChildren, rounds int, only string) error {
+func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, renderers, fcgiwrapChildren, rounds int, only, compare string) error {
 	root, err := findRepoRoot()
 	if err != nil {
 		return err
@@ -238,46 +239,19 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 		return fmt.Errorf("build fcgi-bridge: %w", err)
 	}
 	bridgeSock := filepath.Join(h.dir, "bridge.sock")
-	bridgeConf := filepath.Join(h.dir, "bridge.toml")
-	err = os.WriteFile(bridgeConf, []byte(fmt.Sprintf(`[[listen]]
-addr = "unix:%s"
-mode = "0666"
-
-[log]
-level = "warn"
-access = false
-
-[upstream.app]
-kind = "http"
-url = "http://%s/"
-
-[transform.render]
-command = [%q, "render.js"]
-dir = %q
-min = %d
-max = %d
-
-[[route]]
-name = "render"
-path = "/render"
-source = "app"
-transform = ["render"]
-source_content_type = ["application/json"]
-content_type = "text/html; charset=utf-8"
-
-[[route]]
-name = "pass"
-path = "/pass"
-source = "app"
-`, bridgeSock, appAddr, node, nodeDir, renderers, renderers)), 0o644)
+	bridgePid, err := h.startBridge("fcgi-bridge", bridgeBin, bridgeSock, "", appAddr, node, nodeDir, renderers)
 	if err != nil {
 		return err
 	}
-	bridgeCmd, err := h.start("fcgi-bridge", []string{bridgeBin, "-c", bridgeConf}, h.dir, nil)
-	if err != nil {
-		return err
+	// The build to compare with, if any: same configuration, its own
+	// socket, its routes under /render-b/ and /pass-b/.
+	bridgeSockB, bridgePidB := "", 0
+	if compare != "" {
+		bridgeSockB = filepath.Join(h.dir, "bridge-b.sock")
+		if bridgePidB, err = h.startBridge("fcgi-bridge-b", compare, bridgeSockB, "-b", appAddr, node, nodeDir, renderers); err != nil {
+			return err
+		}
 	}
-	bridgePid := bridgeCmd.Process.Pid
 
 	// fcgiwrap running a CGI script that starts the renderer per request.
 	cgiSock := filepath.Join(h.dir, "fcgiwrap.sock")
@@ -306,7 +280,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		return err
 	}
 	nginxConf := filepath.Join(h.dir, "nginx.conf")
-	if err := os.WriteFile(nginxConf, []byte(nginxConfig(h.dir, port, bridgeSock, cgiSock, script, appAddr)), 0o644); err != nil {
+	if err := os.WriteFile(nginxConf, []byte(nginxConfig(h.dir, port, bridgeSock, cgiSock, script, appAddr, bridgeSockB)), 0o644); err != nil {
 		return err
 	}
 	// With daemon off the started process is nginx's master; its workers
@@ -319,7 +293,11 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	base := "http://" + addr
 	hopSock := filepath.Join(h.dir, "hop.sock")
-	for _, s := range []string{bridgeSock, cgiSock, hopSock} {
+	socks := []string{bridgeSock, cgiSock, hopSock}
+	if bridgeSockB != "" {
+		socks = append(socks, bridgeSockB)
+	}
+	for _, s := range socks {
 		if err := waitDial("unix", s, 30*time.Second); err != nil {
 			return fmt.Errorf("%w\n%s", err, h.logs())
 		}
@@ -336,6 +314,10 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		{"/direct/page", `"title":"Benchmark page"`},
 		{"/hop/page", `"title":"Benchmark page"`},
 	}
+	if compare != "" {
+		checks = append(checks, struct{ path, want string }{"/render-b/page", "<dt>title</dt><dd>Benchmark page</dd>"},
+			struct{ path, want string }{"/pass-b/page", `"title":"Benchmark page"`})
+	}
 	for _, c := range checks {
 		if err := checkPath(base+c.path, c.want); err != nil {
 			return fmt.Errorf("%w\n%s", err, h.logs())
@@ -348,10 +330,16 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		{"pass", "nginx → fcgi-bridge → HTTP app (pass-through)", "/pass/page"},
 		{"direct", "nginx → proxy_pass keepalive → HTTP app", "/direct/page"},
 		{"hop", "nginx → nginx proxy hop (unix socket) → HTTP app", "/hop/page"},
+		{"render-b", "nginx → fcgi-bridge (-compare build) → pooled node renderer", "/render-b/page"},
+		{"pass-b", "nginx → fcgi-bridge (-compare build) → HTTP app (pass-through)", "/pass-b/page"},
 	}
 	want := map[string]bool{}
 	for _, k := range strings.Split(only, ",") {
-		want[strings.TrimSpace(k)] = true
+		k = strings.TrimSpace(k)
+		want[k] = true
+		if compare != "" && (k == "render" || k == "pass") {
+			want[k+"-b"] = true
+		}
 	}
 	scen := all[:0:0]
 	for _, s := range all {
@@ -385,12 +373,16 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 			// The bridge's and its renderers' columns only where they
 			// serve: elsewhere their idle CPU divided by requests they
 			// never saw would mislead.
-			if s.key == "render" || s.key == "pass" {
-				r.bridgeCPU = time.Duration(ownCPU(before, after, bridgePid)) * tick
+			pid := bridgePid
+			if strings.HasSuffix(s.key, "-b") {
+				pid = bridgePidB
+			}
+			if s.key == "render" || s.key == "pass" || s.key == "render-b" || s.key == "pass-b" {
+				r.bridgeCPU = time.Duration(ownCPU(before, after, pid)) * tick
 				r.hasBridge = true
 			}
-			if s.key == "render" {
-				r.transformCPU = time.Duration(childrenCPU(before, after, bridgePid)) * tick
+			if s.key == "render" || s.key == "render-b" {
+				r.transformCPU = time.Duration(childrenCPU(before, after, pid)) * tick
 				r.hasTransforms = true
 			}
 			results[i].add(r)
@@ -439,9 +431,54 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 	return nil
 }
 
+// startBridge writes the bridge's configuration (its routes' paths end in
+// suffix) and starts bin with it.
+func (h *harness) startBridge(name, bin, sock, suffix, appAddr, node, nodeDir string, renderers int) (int, error) {
+	conf := filepath.Join(h.dir, name+".toml")
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`[[listen]]
+addr = "unix:%[1]s"
+mode = "0666"
+
+[log]
+level = "warn"
+access = false
+
+[upstream.app]
+kind = "http"
+url = "http://%[2]s/"
+
+[transform.render]
+command = [%[3]q, "render.js"]
+dir = %[4]q
+min = %[5]d
+max = %[6]d
+
+[[route]]
+name = "render"
+path = "/render%[7]s"
+source = "app"
+transform = ["render"]
+source_content_type = ["application/json"]
+content_type = "text/html; charset=utf-8"
+
+[[route]]
+name = "pass"
+path = "/pass%[7]s"
+source = "app"
+`, sock, appAddr, node, nodeDir, renderers, renderers, suffix)), 0o644)
+	if err != nil {
+		return 0, err
+	}
+	cmd, err := h.start(name, []string{bin, "-c", conf}, h.dir, nil)
+	if err != nil {
+		return 0, err
+	}
+	return cmd.Process.Pid, nil
+}
+
 func (h *harness) logs() string {
 	var b strings.Builder
-	for _, n := range []string{"fcgi-bridge.log", "fcgiwrap.log", "nginx.log", "nginx-error.log"} {
+	for _, n := range []string{"fcgi-bridge.log", "fcgi-bridge-b.log", "fcgiwrap.log", "nginx.log", "nginx-error.log"} {
 		data, _ := os.ReadFile(filepath.Join(h.dir, n))
 		if len(data) > 4000 {
 			data = data[len(data)-4000:]
@@ -451,7 +488,7 @@ func (h *harness) logs() string {
 	return b.String()
 }
 
-func nginxConfig(dir string, port int, bridgeSock, cgiSock, script, appAddr string) string {
+func nginxConfig(dir string, port int, bridgeSock, cgiSock, script, appAddr, bridgeSockB string) string {
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root root;\n"
@@ -472,6 +509,19 @@ func nginxConfig(dir string, port int, bridgeSock, cgiSock, script, appAddr stri
             fastcgi_param SERVER_ADDR $server_addr;
             fastcgi_param SERVER_PORT $server_port;
             fastcgi_param SERVER_NAME $server_name;`
+	compared, upstreamB := "", ""
+	if bridgeSockB != "" {
+		upstreamB = "\n    upstream bridge_b { server unix:" + bridgeSockB + "; keepalive 64; }"
+		compared = fmt.Sprintf(`
+        location /render-b/ {
+            fastcgi_pass bridge_b;
+            fastcgi_keep_conn on;%[1]s
+        }
+        location /pass-b/ {
+            fastcgi_pass bridge_b;
+            fastcgi_keep_conn on;%[1]s
+        }`, params)
+	}
 	return fmt.Sprintf(`%[1]sdaemon off;
 worker_processes auto;
 pid %[2]s/nginx.pid;
@@ -488,10 +538,10 @@ http {
     upstream bridge { server unix:%[4]s; keepalive 64; }
     upstream cgi { server unix:%[5]s; }
     upstream app { server %[7]s; keepalive 64; }
-    upstream hop { server unix:%[2]s/hop.sock; keepalive 64; }
+    upstream hop { server unix:%[2]s/hop.sock; keepalive 64; }%[10]s
     server {
         listen 127.0.0.1:%[3]d;
-        server_name localhost;
+        server_name localhost;%[9]s
         location /render/ {
             fastcgi_pass bridge;
             fastcgi_keep_conn on;%[8]s
@@ -531,7 +581,7 @@ http {
         }
     }
 }
-`, user, dir, port, bridgeSock, cgiSock, script, appAddr, params)
+`, user, dir, port, bridgeSock, cgiSock, script, appAddr, params, compared, upstreamB)
 }
 
 func freePort() (int, error) {
@@ -691,6 +741,26 @@ func comparisons() []comparison {
 			value: throughputRatio("pass", "hop"), limit: 0.75},
 		{label: "nginx proxy hop / nginx proxy_pass", format: "%.2fx", goal: "reference",
 			value: throughputRatio("hop", "direct")},
+		{label: "render: this build / -compare build (req/s)", format: "%.2fx", goal: "reference",
+			value: throughputRatio("render", "render-b")},
+		{label: "render: this build ÷ -compare build, fcgi-bridge CPU/req", format: "%.2f", goal: "reference",
+			value: bridgeCPURatio("render", "render-b")},
+		{label: "pass-through: this build / -compare build (req/s)", format: "%.2fx", goal: "reference",
+			value: throughputRatio("pass", "pass-b")},
+		{label: "pass-through: this build ÷ -compare build, fcgi-bridge CPU/req", format: "%.2f", goal: "reference",
+			value: bridgeCPURatio("pass", "pass-b")},
+	}
+}
+
+// bridgeCPURatio compares the bridge's CPU per request in two scenarios.
+func bridgeCPURatio(a, b string) func(map[string]result) (float64, bool) {
+	return func(m map[string]result) (float64, bool) {
+		ra, okA := m[a]
+		rb, okB := m[b]
+		if !okA || !okB || !ra.hasBridge || !rb.hasBridge || ra.ok == 0 || rb.ok == 0 || rb.bridgeCPU <= 0 {
+			return 0, false
+		}
+		return (float64(ra.bridgeCPU) / float64(ra.ok)) / (float64(rb.bridgeCPU) / float64(rb.ok)), true
 	}
 }
 
