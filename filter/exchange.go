@@ -41,6 +41,12 @@ type process interface {
 // not started reading: small exchanges need no second goroutine.
 const inlineMax = 16 << 10
 
+// minPipeCapacity is what an empty pipe always takes without blocking: one
+// page. Linux gives a pipe at least one page's worth even past
+// fs.pipe-user-pages-soft, F_SETPIPE_SZ cannot go lower, and writes that
+// together fit a page merge into it.
+const minPipeCapacity = 4096
+
 // aLongTimeAgo is a deadline that has passed: setting it on a pipe wakes
 // a goroutine blocked on it at once.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -120,8 +126,11 @@ func exchangeMessage(ctx context.Context, name string, proc process, release fun
 	}
 
 	m := *in
-	// The pipe is empty: the previous exchange left nothing unread.
-	if n := bodyLength(in); n >= 0 && int64(len(head))+n <= int64(min(inlineMax, pipeCapacity(proc.Stdin()))) {
+	// The pipe is empty: the previous exchange left nothing unread. Up to a
+	// page always fits (no pipe is smaller), so only a larger message asks
+	// the pipe its size.
+	if n := bodyLength(in); n >= 0 && (int64(len(head))+n <= minPipeCapacity ||
+		int64(len(head))+n <= int64(min(inlineMax, pipeCapacity(proc.Stdin())))) {
 		x.write(head, &m, bp)
 	} else {
 		go x.write(head, &m, bp)

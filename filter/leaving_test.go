@@ -139,20 +139,25 @@ func TestTimeoutDoesNotWaitForKill(t *testing.T) {
 func TestSmallPipeReplyFirst(t *testing.T) {
 	leaks := startLeakCheck()
 	p := newModePool(t, testtransform.ReplyFirst, func(c *pool.Config) { c.Min = 1 })
-	proc, err := p.Acquire(context.Background())
-	require.NoError(t, err)
-	rc, err := proc.Stdin().SyscallConn()
-	require.NoError(t, err)
-	var serr error
-	require.NoError(t, rc.Control(func(fd uintptr) { _, serr = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 4096) }))
-	require.NoError(t, serr)
-	require.Equal(t, 4096, pipeCapacity(proc.Stdin()))
-	p.Release(proc, true)
-
 	tr := NewPooled("reply-first", p, 5*time.Second)
-	_, got, err := roundTrip(t, tr, textMessage(strings.Repeat("x", 12<<10)), nil)
-	require.NoError(t, err)
-	require.Len(t, got, 256<<10)
+	// 3 KiB is written without asking the pipe its size (it fits any
+	// pipe), 12 KiB only after asking; a process that answers before
+	// reading is not reused, so each size meets a fresh 4 KiB pipe.
+	for _, size := range []int{3 << 10, 12 << 10} {
+		proc, err := p.Acquire(context.Background())
+		require.NoError(t, err)
+		rc, err := proc.Stdin().SyscallConn()
+		require.NoError(t, err)
+		var serr error
+		require.NoError(t, rc.Control(func(fd uintptr) { _, serr = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 4096) }))
+		require.NoError(t, serr)
+		require.Equal(t, 4096, pipeCapacity(proc.Stdin()))
+		p.Release(proc, true)
+
+		_, got, err := roundTrip(t, tr, textMessage(strings.Repeat("x", size)), nil)
+		require.NoError(t, err, "%d bytes", size)
+		require.Len(t, got, 256<<10, "%d bytes", size)
+	}
 	closePool(t, p)
 	leaks.check(t)
 }
