@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // ResponseWriter builds the CGI response of one request: a header block that
@@ -17,6 +19,10 @@ import (
 // server sends "Content-Type: text/plain; charset=utf-8" and
 // "X-Content-Type-Options: nosniff": it never guesses from the body (the
 // CVE-2020-24553 lesson: a guessed text/html turned uploaded data into script).
+//
+// Header fields whose names are not tokens, and a "Status" field (the status
+// line is the server's), are not sent; a control character in a value goes
+// out as a space, so a value never spans lines.
 //
 // Writes are coalesced into records of up to 65535 bytes; Flush sends what is
 // buffered. A handler that writes nothing still produces a complete header
@@ -123,36 +129,6 @@ func bodyAllowed(code int) bool {
 	return !(code >= 100 && code < 200 || code == http.StatusNoContent || code == http.StatusNotModified)
 }
 
-// cleanHeaderValue keeps a handler's header value on one line: a CR or LF
-// in it would let request data inject headers or end the block early.
-func cleanHeaderValue(v string) string {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
-			b := []byte(v)
-			for j := i; j < len(b); j++ {
-				if b[j] == '\r' || b[j] == '\n' || b[j] == 0 {
-					b[j] = ' '
-				}
-			}
-			return string(b)
-		}
-	}
-	return v
-}
-
-func validHeaderKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c <= ' ' || c >= 0x7f || c == ':' {
-			return false
-		}
-	}
-	return true
-}
-
 func (w *response) writeHeaderLocked(code int) error {
 	w.wroteHeader = true
 	if code < 100 || code > 999 {
@@ -193,14 +169,16 @@ func (w *response) writeHeaderLocked(code int) error {
 	keys := make([]string, 0, len(h))
 	for k := range h {
 		// "Status" is ours: a second Status line would be ambiguous.
-		if validHeaderKey(k) && k != "Status" {
+		if httpmsg.ValidName(k) && k != "Status" {
 			keys = append(keys, k)
 		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
 		for _, v := range h[k] {
-			for _, part := range [...]string{k, ": ", cleanHeaderValue(v), "\r\n"} {
+			// One line per value, whatever the handler put in it: a CR or
+			// LF would let request data inject fields or end the block.
+			for _, part := range [...]string{k, ": ", httpmsg.CleanValue(v), "\r\n"} {
 				if err := w.stdoutString(part); err != nil {
 					return err
 				}

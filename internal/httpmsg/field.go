@@ -61,6 +61,23 @@ func ValidValue(s string) bool {
 	return true
 }
 
+// CleanValue returns s with every byte ValidValue refuses (CR, LF, NUL
+// and the other controls but tab) turned into a space: for a value that
+// must go out on one line whatever a caller put in it. A valid s comes back
+// as it is, without allocating.
+func CleanValue(s string) string {
+	if ValidValue(s) {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !valueByte[c] {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
 func validNameBytes(b []byte) bool {
 	if len(b) == 0 {
 		return false

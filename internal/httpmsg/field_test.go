@@ -23,3 +23,24 @@ func TestValidValue(t *testing.T) {
 		}
 	}
 }
+
+func TestCleanValue(t *testing.T) {
+	for in, want := range map[string]string{
+		"text/html":             "text/html",
+		"a\r\nSet-Cookie: x=1":  "a  Set-Cookie: x=1",
+		"nul\x00and\x01ctl\x7f": "nul and ctl ",
+		"tab\tkept, é kept":     "tab\tkept, é kept",
+		"":                      "",
+	} {
+		got := CleanValue(in)
+		if got != want {
+			t.Errorf("CleanValue(%q) = %q, want %q", in, got, want)
+		}
+		if !ValidValue(got) {
+			t.Errorf("CleanValue(%q) = %q, which ValidValue refuses", in, got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = CleanValue("text/html; charset=utf-8") }); n != 0 {
+		t.Errorf("a valid value allocated %v times", n)
+	}
+}
