@@ -16,7 +16,7 @@
 // Compared with fcgi-bridge it omits, on purpose: limits of any kind
 // (connections, request sizes, pool size beyond the channel), timeouts and
 // deadlines, detection of a client going away while a request runs
-// (ABORT_REQUEST is not read until the request is answered), forwarding of
+// (ABORT_REQUEST records are skipped like any other), forwarding of
 // request and response headers, request bodies, validation of what nginx
 // or the app send (chunked or close-delimited bodies, 1xx answers,
 // multiplexed requests, FCGI_GET_VALUES), retries on a stale kept
