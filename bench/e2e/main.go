@@ -11,9 +11,14 @@
 //     the same app: the cheapest extra hop there is, with the bridge's
 //     topology, so the pass-through can be judged against what any
 //     intermediary costs on this machine and not only against none;
+//   - for reference, nginx -> a minimal Go FastCGI relay (bench/e2e/floor)
+//     -> the same app: the bridge's hop done with the least work a Go
+//     program on the standard library's netpoller can do, so the bridge's
+//     own overhead can be told from the cost of the hop itself;
 //
 // and prints markdown tables, with the CPU time per request of the whole
-// machine and of nginx, fcgi-bridge, its transforms and the harness. Load
+// machine and of nginx, the intermediary (fcgi-bridge or the floor relay),
+// the bridge's transforms and the harness. Load
 // comes from a keep-alive Go HTTP loop of its own: fixed concurrency,
 // fixed duration, bounded request count.
 // Everything listens on 127.0.0.1 or unix sockets in a temp directory.
@@ -53,7 +58,7 @@ func main() {
 	maxReqs := flag.Int64("max-requests", 2_000_000, "stop a scenario after this many requests")
 	renderers := flag.Int("renderers", 2, "pooled node renderers in the bridge (min = max)")
 	fcgiwrapChildren := flag.Int("fcgiwrap-children", 0, "fcgiwrap worker processes (0: same as -c)")
-	only := flag.String("scenarios", "render,cgi,pass,direct,hop", "comma-separated scenarios to run (for profiling one); a ratio is printed when both its scenarios ran")
+	only := flag.String("scenarios", "render,cgi,pass,floor,direct,hop", "comma-separated scenarios to run (for profiling one); a ratio is printed when both its scenarios ran")
 	client := flag.String("client", "raw", "load generator: raw (a minimal HTTP/1.1 loop, the default) or net/http (Go's client, 20–30 µs more CPU per request on the same CPUs)")
 	compare := flag.String("compare", "", "a second fcgi-bridge binary, run beside the tree's build with the same configuration: adds render-b and pass-b, measured in the same interleaved rounds, and the ratios of the two builds")
 	rounds := flag.Int("rounds", 3, "interleave the scenarios in this many rounds of duration/rounds each, so a change in the machine's background load hits all of them alike")
@@ -243,6 +248,19 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 	if err != nil {
 		return err
 	}
+	// The minimal Go relay, the floor the pass-through is measured against.
+	floorBin := filepath.Join(h.dir, "floor")
+	build = exec.Command("go", "build", "-o", floorBin, "./bench/e2e/floor")
+	build.Dir, build.Stderr = root, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build floor: %w", err)
+	}
+	floorSock := filepath.Join(h.dir, "floor.sock")
+	floorCmd, err := h.start("floor", []string{floorBin, "-listen", floorSock, "-app", appAddr}, h.dir, nil)
+	if err != nil {
+		return err
+	}
+	floorPid := floorCmd.Process.Pid
 	// The build to compare with, if any: same configuration, its own
 	// socket, its routes under /render-b/ and /pass-b/.
 	bridgeSockB, bridgePidB := "", 0
@@ -280,7 +298,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		return err
 	}
 	nginxConf := filepath.Join(h.dir, "nginx.conf")
-	if err := os.WriteFile(nginxConf, []byte(nginxConfig(h.dir, port, bridgeSock, cgiSock, script, appAddr, bridgeSockB)), 0o644); err != nil {
+	if err := os.WriteFile(nginxConf, []byte(nginxConfig(h.dir, port, bridgeSock, cgiSock, script, appAddr, bridgeSockB, floorSock)), 0o644); err != nil {
 		return err
 	}
 	// With daemon off the started process is nginx's master; its workers
@@ -293,7 +311,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	base := "http://" + addr
 	hopSock := filepath.Join(h.dir, "hop.sock")
-	socks := []string{bridgeSock, cgiSock, hopSock}
+	socks := []string{bridgeSock, cgiSock, hopSock, floorSock}
 	if bridgeSockB != "" {
 		socks = append(socks, bridgeSockB)
 	}
@@ -311,6 +329,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		{"/render/page", "<dt>title</dt><dd>Benchmark page</dd>"},
 		{"/cgi/page", "<dt>title</dt><dd>Benchmark page</dd>"},
 		{"/pass/page", `"title":"Benchmark page"`},
+		{"/floor/page", `"title":"Benchmark page"`},
 		{"/direct/page", `"title":"Benchmark page"`},
 		{"/hop/page", `"title":"Benchmark page"`},
 	}
@@ -328,6 +347,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		{"render", "nginx → fcgi-bridge → pooled node renderer", "/render/page"},
 		{"cgi", "nginx → fcgiwrap → node renderer per request", "/cgi/page"},
 		{"pass", "nginx → fcgi-bridge → HTTP app (pass-through)", "/pass/page"},
+		{"floor", "nginx → minimal Go FastCGI relay (reference) → HTTP app", "/floor/page"},
 		{"direct", "nginx → proxy_pass keepalive → HTTP app", "/direct/page"},
 		{"hop", "nginx → nginx proxy hop (unix socket) → HTTP app", "/hop/page"},
 		{"render-b", "nginx → fcgi-bridge (-compare build) → pooled node renderer", "/render-b/page"},
@@ -348,7 +368,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		}
 	}
 	if len(scen) == 0 {
-		return fmt.Errorf("-scenarios %q names none of render, cgi, pass, direct, hop", only)
+		return fmt.Errorf("-scenarios %q names none of render, cgi, pass, floor, direct, hop", only)
 	}
 	results := make([]result, len(scen))
 	fmt.Fprintf(os.Stderr, "bench: %d connections, %v per scenario in %d interleaved rounds after %v warm-up; %d pooled renderers, %d fcgiwrap children\n",
@@ -370,14 +390,18 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 			r.idleTicks, r.stealTicks, r.totalTicks = after.idle-before.idle, after.steal-before.steal, after.total-before.total
 			r.nginxCPU = time.Duration(ownCPU(before, after, nginxPid)+childrenCPU(before, after, nginxPid)) * tick
 			r.harnessCPU = time.Duration(ownCPU(before, after, self)) * tick
-			// The bridge's and its renderers' columns only where they
-			// serve: elsewhere their idle CPU divided by requests they
-			// never saw would mislead.
+			// The intermediary's (the bridge's, or the floor relay's) and
+			// the renderers' columns only where they serve: elsewhere
+			// their idle CPU divided by requests they never saw would
+			// mislead.
 			pid := bridgePid
 			if strings.HasSuffix(s.key, "-b") {
 				pid = bridgePidB
 			}
-			if s.key == "render" || s.key == "pass" || s.key == "render-b" || s.key == "pass-b" {
+			if s.key == "floor" {
+				pid = floorPid
+			}
+			if s.key == "render" || s.key == "pass" || s.key == "render-b" || s.key == "pass-b" || s.key == "floor" {
 				r.bridgeCPU = time.Duration(ownCPU(before, after, pid)) * tick
 				r.hasBridge = true
 			}
@@ -395,7 +419,8 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 
 	fmt.Printf("\n%d keep-alive connections, %v per scenario in %d interleaved rounds (after %v warm-up), %s\n\n", conc, duration, rounds, warmup, machine())
 	fmt.Println("CPU columns: CPU time per successful request. machine: all CPUs' busy time (/proc/stat user+nice+system+irq+softirq);")
-	fmt.Println("load+app: this harness (load generator and HTTP app); idle / steal: shares of all CPU time idle (with iowait) and taken by the hypervisor.")
+	fmt.Println("fcgi-bridge: the intermediary, fcgi-bridge or in the floor scenario the minimal Go relay; load+app: this harness (load generator and HTTP app);")
+	fmt.Println("idle / steal: shares of all CPU time idle (with iowait) and taken by the hypervisor.")
 	fmt.Println()
 	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors | machine CPU/req | nginx CPU/req | fcgi-bridge CPU/req | transforms CPU/req | load+app CPU/req | idle / steal |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -478,7 +503,7 @@ source = "app"
 
 func (h *harness) logs() string {
 	var b strings.Builder
-	for _, n := range []string{"fcgi-bridge.log", "fcgi-bridge-b.log", "fcgiwrap.log", "nginx.log", "nginx-error.log"} {
+	for _, n := range []string{"fcgi-bridge.log", "fcgi-bridge-b.log", "floor.log", "fcgiwrap.log", "nginx.log", "nginx-error.log"} {
 		data, _ := os.ReadFile(filepath.Join(h.dir, n))
 		if len(data) > 4000 {
 			data = data[len(data)-4000:]
@@ -488,7 +513,7 @@ func (h *harness) logs() string {
 	return b.String()
 }
 
-func nginxConfig(dir string, port int, bridgeSock, cgiSock, script, appAddr, bridgeSockB string) string {
+func nginxConfig(dir string, port int, bridgeSock, cgiSock, script, appAddr, bridgeSockB, floorSock string) string {
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root root;\n"
@@ -538,7 +563,8 @@ http {
     upstream bridge { server unix:%[4]s; keepalive 64; }
     upstream cgi { server unix:%[5]s; }
     upstream app { server %[7]s; keepalive 64; }
-    upstream hop { server unix:%[2]s/hop.sock; keepalive 64; }%[10]s
+    upstream hop { server unix:%[2]s/hop.sock; keepalive 64; }
+    upstream floor { server unix:%[11]s; keepalive 64; }%[10]s
     server {
         listen 127.0.0.1:%[3]d;
         server_name localhost;%[9]s
@@ -548,6 +574,10 @@ http {
         }
         location /pass/ {
             fastcgi_pass bridge;
+            fastcgi_keep_conn on;%[8]s
+        }
+        location /floor/ {
+            fastcgi_pass floor;
             fastcgi_keep_conn on;%[8]s
         }
         location /cgi/ {
@@ -581,7 +611,7 @@ http {
         }
     }
 }
-`, user, dir, port, bridgeSock, cgiSock, script, appAddr, params, compared, upstreamB)
+`, user, dir, port, bridgeSock, cgiSock, script, appAddr, params, compared, upstreamB, floorSock)
 }
 
 func freePort() (int, error) {
@@ -635,7 +665,8 @@ type result struct {
 	lat      []time.Duration
 	// CPU time used during the measurement: machineCPU by all CPUs
 	// (whatever ran), nginxCPU by nginx's master and workers, bridgeCPU by
-	// fcgi-bridge itself, transformCPU by its child processes (the pooled
+	// the intermediary itself (fcgi-bridge, or the floor relay in the
+	// floor scenario), transformCPU by the bridge's child processes (the pooled
 	// renderers), harnessCPU by this process (load generator and app).
 	machineCPU, nginxCPU, bridgeCPU, transformCPU, harnessCPU time.Duration
 	// idleTicks, stealTicks and totalTicks are the machine's idle, stolen
@@ -711,7 +742,8 @@ func throughputRatio(a, b string) func(map[string]result) (float64, bool) {
 
 // comparisons lists the ratio table: the goals of the one-message-path work
 // (the bridge's CPU per request, its throughput against nginx's own proxy
-// and against the cheapest extra hop) and the figures kept for reference.
+// and against the cheapest extra hop) and the figures kept for reference,
+// among them the bridge against the minimal Go relay of bench/e2e/floor.
 // The app's CPU per request behind each proxy, also a goal there, is not in
 // it: the app runs inside this harness with the load generator, and its
 // share of the load+app column cannot be told apart.
@@ -741,6 +773,10 @@ func comparisons() []comparison {
 			value: throughputRatio("pass", "hop"), limit: 0.75},
 		{label: "nginx proxy hop / nginx proxy_pass", format: "%.2fx", goal: "reference",
 			value: throughputRatio("hop", "direct")},
+		{label: "fcgi-bridge pass-through ÷ minimal Go relay, intermediary CPU/req", format: "%.2f", goal: "reference",
+			value: bridgeCPURatio("pass", "floor")},
+		{label: "minimal Go relay / nginx proxy hop (req/s)", format: "%.2fx", goal: "reference",
+			value: throughputRatio("floor", "hop")},
 		{label: "render: this build / -compare build (req/s)", format: "%.2fx", goal: "reference",
 			value: throughputRatio("render", "render-b")},
 		{label: "render: this build ÷ -compare build, fcgi-bridge CPU/req", format: "%.2f", goal: "reference",
