@@ -98,16 +98,13 @@ type requestView struct {
 	params map[string]string
 }
 
-func newRequestView(r *fcgi.Request) *requestView {
-	v := &requestView{role: r.Role, params: r.Params, method: r.Params["REQUEST_METHOD"]}
-	if v.method == "" {
-		v.method = "GET"
-	}
+func newRequestView(r *fcgi.Request, t *source.Target) *requestView {
+	v := &requestView{role: r.Role, params: r.Params, method: t.Method}
 	// Match on the normalised path, as the web server's own locations do:
 	// "/static/../admin" must not pass for a "/static" route.
-	v.path = cleanPath(source.Path(r.Params))
-	if q := source.Query(r.Params); q != "" {
-		v.query, _ = url.ParseQuery(q)
+	v.path = cleanPath(t.Path)
+	if t.Query != "" {
+		v.query, _ = url.ParseQuery(t.Query)
 	}
 	return v
 }
@@ -238,20 +235,21 @@ func mediaMatch(pattern, mt string) bool {
 	return false
 }
 
-// requestInfo is the request description sent to the transforms.
-func (rt *route) requestInfo(params map[string]string) *filter.RequestInfo {
+// requestInfo is the request description sent to the transforms: t, and
+// the params the route passes on by name.
+func (rt *route) requestInfo(params map[string]string, t *source.Target) *filter.RequestInfo {
 	if !rt.cfg.SendRequestHeaders {
 		if rt.oneShot {
 			// Only the query, which one-shot placeholders are filled from.
-			return &filter.RequestInfo{Query: source.Query(params)}
+			return &filter.RequestInfo{Query: t.Query}
 		}
 		return nil
 	}
 	info := &filter.RequestInfo{
-		URL:    source.URL(params),
-		Method: params["REQUEST_METHOD"],
-		Path:   source.Path(params),
-		Query:  source.Query(params),
+		URL:    t.URL(),
+		Method: t.Method,
+		Path:   t.Path,
+		Query:  t.Query,
 	}
 	for _, name := range rt.cfg.PassParams {
 		if v, ok := params[name]; ok {

@@ -2,9 +2,11 @@ package bridge
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/fcgi-bridge/fcgi-bridge/conf"
 	"github.com/fcgi-bridge/fcgi-bridge/fcgi"
@@ -58,7 +60,8 @@ query = [{ name = "debug", not = true }]
 	hdr, err := newRoute(cfg.Route[1], stubSource{}, nil)
 	assert.NoError(t, err)
 	view := func(role fcgi.Role, params map[string]string) *requestView {
-		return newRequestView(&fcgi.Request{Role: role, Params: params})
+		tg := source.NewTarget(params)
+		return newRequestView(&fcgi.Request{Role: role, Params: params}, &tg)
 	}
 	assert.True(t, glob.matches(view(fcgi.RoleResponder, map[string]string{"REQUEST_URI": "/img/a.jpg"})))
 	assert.True(t, glob.matches(view(fcgi.RoleFilter, map[string]string{"REQUEST_URI": "/img/a.jpg", "REQUEST_METHOD": "HEAD"})))
@@ -81,4 +84,37 @@ func (stubSource) Name() string { return "stub" }
 func (stubSource) Close() error { return nil }
 func (stubSource) Fetch(context.Context, *source.Request) (*filter.Message, error) {
 	return &filter.Message{Status: 200, Length: 0}, nil
+}
+
+// targetSource records the Target each request reached the source with.
+type targetSource struct {
+	stubSource
+	got chan source.Target
+}
+
+func (s targetSource) Fetch(ctx context.Context, r *source.Request) (*filter.Message, error) {
+	s.got <- r.Target
+	return s.stubSource.Fetch(ctx, r)
+}
+
+// The bridge reads the request's target once and hands it to the source,
+// which then reads no params for it.
+func TestSourceGetsTarget(t *testing.T) {
+	cfg, err := conf.Parse("r.toml", []byte(`
+[[route]]
+name = "rec"
+path = "/a b"
+source = "body"
+`))
+	require.NoError(t, err)
+	src := targetSource{got: make(chan source.Target, 1)}
+	b, err := New(cfg, WithSource("body", src), WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer b.Close(context.Background())
+	params := map[string]string{"REQUEST_METHOD": "HEAD", "REQUEST_URI": "/a%20b/c?x=1", "QUERY_STRING": "x=1",
+		"HTTP_HOST": "site.test", "HTTPS": "on"}
+	w := newRecorder()
+	b.ServeFCGI(w, &fcgi.Request{ID: 1, Role: fcgi.RoleResponder, Params: params, ContentLength: -1, DataLength: -1})
+	assert.Equal(t, 200, w.status)
+	assert.Equal(t, source.Target{Method: "HEAD", Scheme: "https", Host: "site.test", URI: "/a%20b/c?x=1", Path: "/a b/c", Query: "x=1"}, <-src.got)
 }

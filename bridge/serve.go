@@ -70,11 +70,14 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		}()
 	}
 
-	x := &exchange{start: time.Now(), role: r.Role, method: r.Params["REQUEST_METHOD"], uri: source.RequestURI(r.Params)}
+	// What the request asks for, read from its params once: the access
+	// line, routing, the source and the transforms all use this.
+	t := source.NewTarget(r.Params)
+	x := &exchange{start: time.Now(), role: r.Role, method: t.Method, uri: t.URI}
 	defer b.finish(x)
 	ctx := r.Context()
 
-	v := newRequestView(r)
+	v := newRequestView(r, &t)
 	var rt *route
 	for _, candidate := range b.routes {
 		if candidate.matches(v) {
@@ -104,13 +107,14 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		x.pools = chainNames(rt.cfg.Transform)
 	}
 	if rt.cfg.Kind != "" {
-		b.serveBuiltin(w, r, x, rt)
+		b.serveBuiltin(w, r, x, rt, &t)
 		return
 	}
 
 	req := &source.Request{
 		Role:          r.Role,
 		Params:        r.Params,
+		Target:        t,
 		ParamOrder:    r.ParamOrder,
 		ContentLength: r.ContentLength,
 		Stdin:         x.in.wrap(r.Stdin),
@@ -120,7 +124,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		RemoteAddr:    r.RemoteAddr,
 		// A transform reads the body, so ask for it uncompressed unless the
 		// client asked for HEAD (nothing is transformed then).
-		Identity: rt.chain != nil && r.Params["REQUEST_METHOD"] != http.MethodHead,
+		Identity: rt.chain != nil && t.Method != http.MethodHead,
 	}
 	var spooled *source.Spooled
 	if rt.bufferBody && r.Stdin != nil {
@@ -150,7 +154,7 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	}
 
 	if r.Role == fcgi.RoleAuthorizer {
-		b.authorize(ctx, w, x, rt, msg, r.Params)
+		b.authorize(ctx, w, x, rt, msg, r.Params, &t)
 		return
 	}
 
@@ -176,9 +180,9 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 	runCtx, done := withApplied(ctx)
 	var out *filter.Message
 	if p := b.policy(rt); spooled != nil && (p.FailOpen || p.Retry) {
-		out, err = b.runReplayable(runCtx, rt, msg, spooled, rt.requestInfo(r.Params), p)
+		out, err = b.runReplayable(runCtx, rt, msg, spooled, rt.requestInfo(r.Params, &t), p)
 	} else {
-		out, err = filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params), p)
+		out, err = filter.Run(runCtx, rt.chain, msg, rt.requestInfo(r.Params, &t), p)
 	}
 	x.head = time.Since(t0)
 	x.attempts, x.fallback = done.attempts, err == nil && !done.ok
@@ -204,10 +208,10 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 // allows, and only its Variable-* headers go back (the web server turns them
 // into variables of the request it then serves); any other answer goes to
 // the client as it is, which is how FastCGI authorizers deny or challenge.
-func (b *Bridge) authorize(ctx context.Context, w fcgi.ResponseWriter, x *exchange, rt *route, msg *filter.Message, params map[string]string) {
+func (b *Bridge) authorize(ctx context.Context, w fcgi.ResponseWriter, x *exchange, rt *route, msg *filter.Message, params map[string]string, t *source.Target) {
 	t0 := time.Now()
 	runCtx, done := withApplied(ctx)
-	out, err := filter.Run(runCtx, rt.chain, msg, rt.requestInfo(params), b.policy(rt))
+	out, err := filter.Run(runCtx, rt.chain, msg, rt.requestInfo(params, t), b.policy(rt))
 	x.transform = time.Since(t0)
 	x.attempts = done.attempts
 	if err != nil {

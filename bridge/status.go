@@ -19,7 +19,7 @@ import (
 // serveBuiltin answers a route of kind status, ping or ready from the
 // bridge's own state. No pool, source or transform takes part, so these
 // answer while every pool is saturated; the request body is not read.
-func (b *Bridge) serveBuiltin(w fcgi.ResponseWriter, r *fcgi.Request, x *exchange, rt *route) {
+func (b *Bridge) serveBuiltin(w fcgi.ResponseWriter, r *fcgi.Request, x *exchange, rt *route, t *source.Target) {
 	head := x.method == http.MethodHead
 	switch rt.cfg.Kind {
 	case conf.KindPing:
@@ -32,8 +32,8 @@ func (b *Bridge) serveBuiltin(w fcgi.ResponseWriter, r *fcgi.Request, x *exchang
 		if format == "" {
 			format = metrics.FormatText
 		}
-		if q := source.Query(r.Params); q != "" {
-			v, _ := url.ParseQuery(q)
+		if t.Query != "" {
+			v, _ := url.ParseQuery(t.Query)
 			if f := v.Get("format"); f != "" {
 				format = f
 			}

@@ -143,7 +143,7 @@ func (s *fastcgiSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message
 		}
 		m.Header = append(m.Header, httpmsg.Field{Name: p.Name, Value: p.Value})
 	}
-	if r.Params["REQUEST_METHOD"] == http.MethodHead || !httpmsg.BodyAllowed(m.Status) {
+	if r.target().Method == http.MethodHead || !httpmsg.BodyAllowed(m.Status) {
 		resp.Stdout.Close()
 		cancel()
 		if !httpmsg.BodyAllowed(m.Status) {

@@ -49,15 +49,16 @@ func (s *fileSource) Close() error {
 }
 
 // filePath picks the requested path: SCRIPT_NAME+PATH_INFO (Apache,
-// lighttpd), else DOCUMENT_URI (nginx), else the path of REQUEST_URI.
-func filePath(params map[string]string) string {
+// lighttpd), else DOCUMENT_URI (nginx), else the decoded path of the
+// request's URI (t.Path).
+func filePath(params map[string]string, t *Target) string {
 	if p := params["SCRIPT_NAME"] + params["PATH_INFO"]; p != "" {
 		return p
 	}
 	if p := params["DOCUMENT_URI"]; p != "" {
 		return p
 	}
-	return Path(params)
+	return t.Path
 }
 
 func (s *fileSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message, error) {
@@ -67,16 +68,14 @@ func (s *fileSource) Fetch(ctx context.Context, r *Request) (*httpmsg.Message, e
 			return nil, fmt.Errorf("source %q: read stdin: %w", s.name, err)
 		}
 	}
-	method := r.Params["REQUEST_METHOD"]
-	if method == "" {
-		method = http.MethodGet
-	}
+	t := r.target()
+	method := t.Method
 	if method != http.MethodGet && method != http.MethodHead {
 		m := plainMessage(http.StatusMethodNotAllowed, "method not allowed\n")
 		m.Header.Add("Allow", "GET, HEAD")
 		return m, nil
 	}
-	reqPath := filePath(r.Params)
+	reqPath := filePath(r.Params, &t)
 	for _, seg := range strings.Split(reqPath, "/") {
 		// ".." never; hidden files (.git, .env, .htpasswd) are not content
 		// either, except .well-known, which exists to be served.

@@ -137,13 +137,11 @@ func (s *httpSource) fetchH1(ctx context.Context, r *Request) (*httpmsg.Message,
 // (net/http, for https upstreams).
 func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request, error) {
 	p := r.Params
-	method := p["REQUEST_METHOD"]
-	if method == "" {
-		method = http.MethodGet
-	}
-	ref, err := url.Parse(RequestURI(p))
+	t := r.target()
+	method := t.Method
+	ref, err := url.Parse(t.URI)
 	if err != nil {
-		return nil, fmt.Errorf("bad request URI %q: %w", RequestURI(p), err)
+		return nil, fmt.Errorf("bad request URI %q: %w", t.URI, err)
 	}
 	target := *s.base
 	target.Path = strings.TrimSuffix(s.base.Path, "/") + ref.Path
@@ -173,7 +171,7 @@ func (s *httpSource) newRequest(ctx context.Context, r *Request) (*http.Request,
 	// Every value slice is cut from one array: Header.Add allocated one
 	// per field. Names from HeaderName are canonical, as Add would make them.
 	vals := make([]string, 0, 12) // when it grows, earlier fields keep the old array
-	forwardFields(r, func(name, v string) {
+	forwardFields(r, t.Scheme, func(name, v string) {
 		if prior, dup := req.Header[name]; dup {
 			req.Header[name] = append(prior, v)
 			return
@@ -217,8 +215,9 @@ func forwardSorted(p map[string]string, client func(k, v string)) {
 // and the body's framing: the client's own fields, in the order they came
 // (Request.ParamOrder) or else sorted by name, without hop-by-hop ones and
 // without those its Connection field names; then Content-Type and the
-// X-Forwarded-* fields the bridge sets.
-func forwardFields(r *Request, add func(name, value string)) {
+// X-Forwarded-* fields the bridge sets, X-Forwarded-Proto being scheme
+// (the request's Target.Scheme).
+func forwardFields(r *Request, scheme string, add func(name, value string)) {
 	p := r.Params
 	ct, host, remote := p["CONTENT_TYPE"], p["HTTP_HOST"], p["REMOTE_ADDR"]
 	// Fields the client's Connection field names stay on its hop too.
@@ -272,7 +271,7 @@ func forwardFields(r *Request, add func(name, value string)) {
 		}
 		add("X-Forwarded-For", remote)
 	}
-	add("X-Forwarded-Proto", Scheme(p))
+	add("X-Forwarded-Proto", scheme)
 }
 
 var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -281,16 +280,14 @@ var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 // puts bp back once the request is sent.
 func (s *httpSource) newH1Request(r *Request, bp *[]byte) (*h1Request, error) {
 	p := r.Params
-	method := p["REQUEST_METHOD"]
-	if method == "" {
-		method = http.MethodGet
-	}
+	t := r.target()
+	method := t.Method
 	if !httpmsg.ValidName(method) {
 		return nil, fmt.Errorf("bad method %q", truncate(method))
 	}
 	b := append((*bp)[:0], method...)
 	b = append(b, ' ')
-	b, err := s.appendTarget(b, RequestURI(p))
+	b, err := s.appendTarget(b, t.URI)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +302,7 @@ func (s *httpSource) newH1Request(r *Request, bp *[]byte) (*h1Request, error) {
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
 	var bad string
-	forwardFields(r, func(name, v string) {
+	forwardFields(r, t.Scheme, func(name, v string) {
 		if !httpmsg.ValidName(name) || !httpmsg.ValidValue(v) {
 			bad = name
 			return

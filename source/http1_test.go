@@ -244,6 +244,17 @@ func TestH1RequestHead(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, se.Status, "%v", bad)
 	}
 	assert.Len(t, up.heads, 3)
+
+	// The Target the bridge read is what goes upstream; the params are not
+	// read for it again.
+	p := map[string]string{"REQUEST_URI": "/params", "HTTP_HOST": "site.example"}
+	tg := NewTarget(map[string]string{"REQUEST_METHOD": "DELETE", "REQUEST_URI": "/target?t=1", "HTTPS": "on"})
+	m, err = s.Fetch(ctx, &Request{Params: p, Target: tg, ContentLength: -1})
+	require.NoError(t, err)
+	readAll(t, m)
+	h = up.head(3)
+	assert.True(t, strings.HasPrefix(h, "DELETE /base/target?t=1 HTTP/1.1\r\n"), h)
+	assert.Contains(t, h, "\r\nX-Forwarded-Proto: https\r\n")
 }
 
 // A kept connection the upstream closed while idle is noticed before it is

@@ -2,6 +2,7 @@ package source
 
 import (
 	"net"
+	"net/http"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -94,8 +95,58 @@ func sortHeader(h httpmsg.Header) {
 	}
 }
 
-// Scheme is "https" when the web server says the client connection is TLS.
-func Scheme(params map[string]string) string {
+// Target is what one request asks for, read from its CGI params once:
+// routing, the access log, the sources and the transforms' request
+// description all read this one value rather than the params again.
+type Target struct {
+	// Method is REQUEST_METHOD, "GET" when the web server sent none.
+	Method string
+	// Scheme is "https" when the web server says the client connection
+	// is TLS, else "http".
+	Scheme string
+	// Host is the host (and port, when not the scheme's default) the
+	// client asked for; see host.
+	Host string
+	// URI is the path and query as the client sent them: REQUEST_URI,
+	// else rebuilt from the other params (see requestURI). Never empty.
+	URI string
+	// Path is URI's path, decoded, without the query.
+	Path string
+	// Query is the raw query string: QUERY_STRING when the web server
+	// sent it, else the part of URI after "?".
+	Query string
+}
+
+// NewTarget reads the request target from a request's CGI params. It
+// allocates only for what the web server did not send as it is (a URI
+// rebuilt from its parts, a path with escapes to decode, a host put
+// together from SERVER_NAME and SERVER_PORT).
+func NewTarget(params map[string]string) Target {
+	t := Target{Method: params["REQUEST_METHOD"], Scheme: scheme(params), URI: requestURI(params)}
+	if t.Method == "" {
+		t.Method = http.MethodGet
+	}
+	t.Host = host(params, t.Scheme)
+	p, q, _ := strings.Cut(t.URI, "?")
+	t.Path = p
+	if d, err := url.PathUnescape(p); err == nil {
+		t.Path = d
+	}
+	t.Query = q
+	if qs, ok := params["QUERY_STRING"]; ok {
+		t.Query = qs
+	}
+	return t
+}
+
+// URL is the absolute URL the client asked for, e.g.
+// https://example.org/page?x=1: what X-Request-URL carries.
+func (t Target) URL() string {
+	return t.Scheme + "://" + t.Host + t.URI
+}
+
+// scheme is "https" when the web server says the client connection is TLS.
+func scheme(params map[string]string) string {
 	if s := strings.ToLower(params["REQUEST_SCHEME"]); s == "https" || s == "http" {
 		return s
 	}
@@ -106,13 +157,13 @@ func Scheme(params map[string]string) string {
 	return "http"
 }
 
-// Host is the host (and port, when not the scheme's default) the client
+// host is the host (and port, when not the scheme's default) the client
 // asked for. HTTP_HOST is the client's Host header, port included when the
 // client used one, so it wins. Without it (HTTP/1.0, hand-made requests)
 // the name comes from SERVER_NAME (else SERVER_ADDR) and the port from
 // SERVER_PORT, left out when it is the scheme's default. HAProxy puts the
 // port into SERVER_NAME already ("127.0.0.1:8080"); it is not added twice.
-func Host(params map[string]string) string {
+func host(params map[string]string, scheme string) string {
 	if h := params["HTTP_HOST"]; validHost(h) {
 		return h
 	}
@@ -124,13 +175,16 @@ func Host(params map[string]string) string {
 		host = "localhost"
 	}
 	port := params["SERVER_PORT"]
-	if h, p, err := net.SplitHostPort(host); err == nil {
-		host, port = h, p
+	if strings.IndexByte(host, ':') >= 0 {
+		// Only then: without a colon SplitHostPort fails anyway, and its
+		// error costs an allocation on every request without a Host.
+		if h, p, err := net.SplitHostPort(host); err == nil {
+			host, port = h, p
+		}
 	}
 	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
 		host = "[" + host + "]" // a bare IPv6 address
 	}
-	scheme := Scheme(params)
 	if port == "" || (port == "80" && scheme == "http") || (port == "443" && scheme == "https") {
 		return host
 	}
@@ -153,10 +207,11 @@ func validHost(h string) bool {
 	return true
 }
 
-// RequestURI is the path and query the client asked for: REQUEST_URI, else
-// rebuilt from SCRIPT_NAME, PATH_INFO and QUERY_STRING (Apache's
-// mod_authnz_fcgi and some clients send no REQUEST_URI).
-func RequestURI(params map[string]string) string {
+// requestURI is the path and query the client asked for: REQUEST_URI, else
+// rebuilt from DOCUMENT_URI (else SCRIPT_NAME and PATH_INFO) and
+// QUERY_STRING (Apache's mod_authnz_fcgi and some clients send no
+// REQUEST_URI).
+func requestURI(params map[string]string) string {
 	if u := params["REQUEST_URI"]; u != "" {
 		return u
 	}
@@ -172,29 +227,4 @@ func RequestURI(params map[string]string) string {
 		return p + "?" + q
 	}
 	return p
-}
-
-// Path is the decoded path of the request, without the query.
-func Path(params map[string]string) string {
-	uri := RequestURI(params)
-	p, _, _ := strings.Cut(uri, "?")
-	if d, err := url.PathUnescape(p); err == nil {
-		return d
-	}
-	return p
-}
-
-// Query is the raw query string.
-func Query(params map[string]string) string {
-	if q, ok := params["QUERY_STRING"]; ok {
-		return q
-	}
-	_, q, _ := strings.Cut(RequestURI(params), "?")
-	return q
-}
-
-// URL is the absolute URL the client asked for, e.g.
-// https://example.org/page?x=1: what X-Request-URL carries.
-func URL(params map[string]string) string {
-	return Scheme(params) + "://" + Host(params) + RequestURI(params)
 }

@@ -62,9 +62,11 @@ func TestURLFromPeers(t *testing.T) {
 	} {
 		t.Run(tc.peer, func(t *testing.T) {
 			p := peerParams(t, tc.peer)
-			assert.True(t, strings.HasPrefix(URL(p), tc.want), "%s: got %s, want %s…", tc.peer, URL(p), tc.want)
+			u := NewTarget(p).URL()
+			assert.True(t, strings.HasPrefix(u, tc.want), "%s: got %s, want %s…", tc.peer, u, tc.want)
 			delete(p, "HTTP_HOST")
-			assert.True(t, strings.HasPrefix(URL(p), tc.noHost), "%s without Host: got %s, want %s…", tc.peer, URL(p), tc.noHost)
+			u = NewTarget(p).URL()
+			assert.True(t, strings.HasPrefix(u, tc.noHost), "%s without Host: got %s, want %s…", tc.peer, u, tc.noHost)
 		})
 	}
 }
@@ -90,6 +92,6 @@ func TestHost(t *testing.T) {
 		{map[string]string{"HTTP_HOST": "evil.test/x?", "SERVER_NAME": "site.test", "SERVER_PORT": "8080"}, "site.test:8080"},
 		{map[string]string{"HTTP_HOST": "user@evil.test", "SERVER_NAME": "site.test", "SERVER_PORT": "80"}, "site.test"},
 	} {
-		assert.Equal(t, tc.want, Host(tc.params), "%v", tc.params)
+		assert.Equal(t, tc.want, NewTarget(tc.params).Host, "%v", tc.params)
 	}
 }

@@ -3,8 +3,10 @@
 // body, a file under a root, an HTTP upstream or a FastCGI upstream (php-fpm),
 // or, for the AUTHORIZER role, a description of the request itself.
 //
-// Data enters as a *Request (the parts of a FastCGI request a source reads)
-// and leaves as a Message whose Body streams; nothing is buffered whole.
+// Data enters as a *Request (the parts of a FastCGI request a source reads,
+// among them its Target: method, scheme, host, URI, path and query, read
+// from the CGI params once by NewTarget) and leaves as a Message whose Body
+// streams; nothing is buffered whole.
 // Failures to reach an upstream are *Error values that say which HTTP status
 // the client should get (502, 504), so the bridge maps them without guessing.
 package source
@@ -28,6 +30,9 @@ import (
 type Request struct {
 	Role   fcgi.Role
 	Params map[string]string
+	// Target is NewTarget(Params), which the bridge reads once per request
+	// for routing as well. Left empty (tests), sources read it from Params.
+	Target Target
 	// ParamOrder, when known, names each of Params once in the order the
 	// web server sent them, and header fields go upstream in that order
 	// (some applications read the first of several fields, or sign the
@@ -50,6 +55,16 @@ type Request struct {
 	// Accept-Encoding is not forwarded): set when a transform will read
 	// the content. The web server compresses the final answer anyway.
 	Identity bool
+}
+
+// target is r.Target when the bridge filled it (its URI is never empty),
+// else read from r.Params now, for requests that tests build. r is not
+// changed, so a Request may be read from several goroutines.
+func (r *Request) target() Target {
+	if r.Target.URI != "" {
+		return r.Target
+	}
+	return NewTarget(r.Params)
 }
 
 // Source fetches the content for a request. Fetch may be called from many

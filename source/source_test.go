@@ -115,13 +115,22 @@ func TestRequestDescription(t *testing.T) {
 
 func TestParams(t *testing.T) {
 	p := map[string]string{"HTTPS": "on", "HTTP_HOST": "example.org", "REQUEST_URI": "/a%20b?x=1", "QUERY_STRING": "x=1"}
-	assert.Equal(t, "https://example.org/a%20b?x=1", URL(p))
-	assert.Equal(t, "/a b", Path(p))
-	assert.Equal(t, "x=1", Query(p))
+	assert.Equal(t, Target{Method: "GET", Scheme: "https", Host: "example.org", URI: "/a%20b?x=1", Path: "/a b", Query: "x=1"}, NewTarget(p))
+	assert.Equal(t, "https://example.org/a%20b?x=1", NewTarget(p).URL())
 	p = map[string]string{"SERVER_NAME": "h", "SERVER_PORT": "8080", "SCRIPT_NAME": "/s", "PATH_INFO": "/p", "QUERY_STRING": "q"}
-	assert.Equal(t, "http://h:8080/s/p?q", URL(p))
+	assert.Equal(t, "http://h:8080/s/p?q", NewTarget(p).URL())
 	p = map[string]string{"SERVER_NAME": "h", "SERVER_PORT": "443", "REQUEST_SCHEME": "https"}
-	assert.Equal(t, "https://h/", URL(p))
+	assert.Equal(t, "https://h/", NewTarget(p).URL())
+	// nginx's DOCUMENT_URI is decoded; the URI rebuilt from it is escaped again.
+	p = map[string]string{"REQUEST_METHOD": "HEAD", "DOCUMENT_URI": "/a b", "QUERY_STRING": "y=2"}
+	assert.Equal(t, Target{Method: "HEAD", Scheme: "http", Host: "localhost", URI: "/a%20b?y=2", Path: "/a b", Query: "y=2"}, NewTarget(p))
+	// Without QUERY_STRING the query is the URI's; with it, even empty, it
+	// is QUERY_STRING. A path that does not decode stays as it came.
+	p = map[string]string{"REQUEST_URI": "/%zz?a=1"}
+	assert.Equal(t, "a=1", NewTarget(p).Query)
+	assert.Equal(t, "/%zz", NewTarget(p).Path)
+	p["QUERY_STRING"] = ""
+	assert.Equal(t, "", NewTarget(p).Query)
 	n, ok := HeaderName("HTTP_ACCEPT_LANGUAGE")
 	assert.True(t, ok)
 	assert.Equal(t, "Accept-Language", n)
