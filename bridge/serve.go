@@ -25,6 +25,8 @@ type exchange struct {
 	uri       string
 	status    int
 	in        counter
+	stdin     countingReader // the request's input, counted in in
+	data      countingReader
 	out       int64
 	transform time.Duration
 	pid       int
@@ -117,8 +119,8 @@ func (b *Bridge) ServeFCGI(w fcgi.ResponseWriter, r *fcgi.Request) {
 		Target:        t,
 		ParamOrder:    r.ParamOrder,
 		ContentLength: r.ContentLength,
-		Stdin:         x.in.wrap(r.Stdin),
-		Data:          x.in.wrap(r.Data),
+		Stdin:         x.in.wrap(r.Stdin, &x.stdin),
+		Data:          x.in.wrap(r.Data, &x.data),
 		DataLength:    r.DataLength,
 		DataLastMod:   r.DataLastMod,
 		RemoteAddr:    r.RemoteAddr,
@@ -267,11 +269,12 @@ func pidOf(body io.ReadCloser) int {
 // filter may read the input from its own goroutine.
 type counter struct{ n atomic.Int64 }
 
-func (c *counter) wrap(r io.Reader) io.Reader {
+func (c *counter) wrap(r io.Reader, into *countingReader) io.Reader {
 	if r == nil {
 		return nil
 	}
-	return &countingReader{r: r, c: c}
+	*into = countingReader{r: r, c: c}
+	return into
 }
 
 type countingReader struct {

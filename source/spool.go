@@ -82,8 +82,10 @@ func (s *Spooled) Reader() io.ReadCloser {
 // Close releases the body and closes the readers handed out (whoever got
 // one may close it earlier, and need not).
 func (s *Spooled) Close() error {
-	s.mem = nil
 	if s.file == nil {
+		if s.mem != nil { // the shared empty body is never written to
+			s.mem = nil
+		}
 		return nil
 	}
 	s.mu.Lock()
@@ -122,6 +124,10 @@ type SpoolError struct {
 func (e *SpoolError) Error() string { return "request body: " + e.Err.Error() }
 func (e *SpoolError) Unwrap() error { return e.Err }
 
+// noBody is the spool of every empty body: nothing to hold, nothing to
+// close, so one value serves all (Close does not write to it).
+var noBody Spooled
+
 // ErrBodyTooLarge is the cause of a 413.
 var ErrBodyTooLarge = errors.New("request body too large")
 
@@ -134,6 +140,28 @@ func Spool(ctx context.Context, body io.Reader, declared int64, cfg SpoolConfig)
 	if cfg.Max > 0 && declared > cfg.Max {
 		return nil, &SpoolError{Status: http.StatusRequestEntityTooLarge,
 			Err: fmt.Errorf("%w: %d bytes declared, at most %d accepted", ErrBodyTooLarge, declared, cfg.Max)}
+	}
+	if declared == 0 {
+		return &noBody, nil
+	}
+	// A declared length is the body's length: bytes beyond it are not
+	// part of it (the fcgi server drops them too).
+	src := body
+	if declared > 0 {
+		src = io.LimitReader(body, declared)
+	} else {
+		// Most requests without a declared length (GET and HEAD behind
+		// nginx or Apache) have no body: one small read tells, before
+		// anything is allocated for the spool.
+		var probe [1]byte
+		n, err := io.ReadFull(body, probe[:])
+		if n == 0 {
+			if err == io.EOF {
+				return &noBody, nil
+			}
+			return failEarly(ctx, err)
+		}
+		src = io.MultiReader(bytes.NewReader([]byte{probe[0]}), body)
 	}
 	s := &Spooled{}
 	ok := false
@@ -154,28 +182,6 @@ func Spool(ctx context.Context, body io.Reader, declared int64, cfg SpoolConfig)
 		// *fcgi.LengthError, other readers as io.ErrUnexpectedEOF; a read
 		// error is the client's side failing either way.
 		return nil, &SpoolError{Status: http.StatusBadRequest, Err: fmt.Errorf("read: %w", err)}
-	}
-	if declared == 0 {
-		return &Spooled{}, nil
-	}
-	// A declared length is the body's length: bytes beyond it are not
-	// part of it (the fcgi server drops them too).
-	src := body
-	if declared > 0 {
-		src = io.LimitReader(body, declared)
-	} else {
-		// Most requests without a declared length (GET and HEAD behind
-		// nginx or Apache) have no body: one small read tells, before
-		// anything is allocated for the spool.
-		probe := make([]byte, 1)
-		n, err := io.ReadFull(body, probe)
-		if n == 0 {
-			if err == io.EOF {
-				return &Spooled{}, nil
-			}
-			return failEarly(ctx, err)
-		}
-		src = io.MultiReader(bytes.NewReader(probe), body)
 	}
 	// Memory first: most bodies are small, and a small one needs no file.
 	memMax := max(cfg.Memory, 0)
