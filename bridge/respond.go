@@ -29,28 +29,41 @@ func (b *Bridge) send(ctx context.Context, w fcgi.ResponseWriter, x *exchange, m
 	if m.Body != nil {
 		defer m.Body.Close()
 	}
-	h := w.Header()
-	for _, f := range m.Header {
-		if notForwarded(f.Name) || !httpmsg.ValidName(f.Name) || !httpmsg.ValidValue(f.Value) {
-			continue
-		}
-		h.Add(f.Name, f.Value)
-	}
 	status := m.Status
 	if status < 100 || status > 999 {
 		status = http.StatusBadGateway
 	}
 	allowed := filter.BodyAllowed(status)
+	// The message's fields, in their order, less those that stay on the
+	// upstream's hop or are not valid; filtered in place (the message is
+	// ours), so passing them on allocates nothing.
+	fields := m.Header[:0]
+	for _, f := range m.Header {
+		if notForwarded(f.Name) || !httpmsg.ValidName(f.Name) || !httpmsg.ValidValue(f.Value) {
+			continue
+		}
+		fields = append(fields, f)
+	}
+	m.Header = fields
 	if allowed {
-		if h.Get("Content-Type") == "" {
-			h.Set("Content-Type", "application/octet-stream")
+		if fields.Get("Content-Type") == "" {
+			fields.Del("Content-Type") // an empty one
+			fields = append(fields, httpmsg.Field{Name: "Content-Type", Value: "application/octet-stream"})
 		}
 		if m.Length >= 0 {
-			h.Set("Content-Length", strconv.FormatInt(m.Length, 10))
+			fields = append(fields, httpmsg.Field{Name: "Content-Length", Value: strconv.FormatInt(m.Length, 10)})
 		}
 	}
 	x.status = status
-	w.WriteHeader(status)
+	if hw, ok := w.(fcgi.HeadWriter); ok {
+		hw.WriteHead(status, fields)
+	} else {
+		h := w.Header()
+		for _, f := range fields {
+			h.Add(f.Name, f.Value)
+		}
+		w.WriteHeader(status)
+	}
 	if head || !allowed || m.Body == nil {
 		return
 	}

@@ -36,6 +36,16 @@ type ResponseWriter interface {
 	Flush() error
 }
 
+// HeadWriter is implemented by the server's ResponseWriter. WriteHead is
+// WriteHeader for a handler that holds its fields in a list already (the
+// bridge passing on an upstream's): they go out in their order, without
+// passing through the map Header returns; fields set in that map follow
+// them. Names and values are checked as for Header, and the default
+// Content-Type applies when neither sets one.
+type HeadWriter interface {
+	WriteHead(code int, fields httpmsg.Header)
+}
+
 // Aborter is implemented by the server's ResponseWriter. Abort ends the
 // request as failed, for a handler whose output broke after it began (a
 // transform that crashed halfway): the web server must not present what was
@@ -125,11 +135,22 @@ func (w *response) WriteHeader(code int) {
 	_ = w.writeHeaderLocked(code)
 }
 
+func (w *response) WriteHead(code int, fields httpmsg.Header) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wroteHeader || w.ended || w.aborted.Load() {
+		return
+	}
+	_ = w.writeHeadLocked(code, fields)
+}
+
 func bodyAllowed(code int) bool {
 	return !(code >= 100 && code < 200 || code == http.StatusNoContent || code == http.StatusNotModified)
 }
 
-func (w *response) writeHeaderLocked(code int) error {
+func (w *response) writeHeaderLocked(code int) error { return w.writeHeadLocked(code, nil) }
+
+func (w *response) writeHeadLocked(code int, fields httpmsg.Header) error {
 	w.wroteHeader = true
 	if code < 100 || code > 999 {
 		w.c.log.Warn("fcgi: handler set an invalid status; sending 500", "remote", w.c.remote, "id", w.r.id, "status", code)
@@ -156,36 +177,64 @@ func (w *response) writeHeaderLocked(code int) error {
 	if err := w.stdoutString("\r\n"); err != nil {
 		return err
 	}
-	if w.header == nil {
-		w.header = make(http.Header)
+	for _, f := range fields {
+		if err := w.writeField(f.Name, f.Value); err != nil {
+			return err
+		}
 	}
 	h := w.header
-	if w.bodyAllowed && len(h["Content-Type"]) == 0 {
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		if len(h["X-Content-Type-Options"]) == 0 {
-			h.Set("X-Content-Type-Options", "nosniff")
+	if w.bodyAllowed && len(h["Content-Type"]) == 0 && !fields.Has("Content-Type") {
+		if fields != nil {
+			// Written here rather than set in the map, which a handler
+			// using WriteHead usually never made.
+			if err := w.writeField("Content-Type", "text/plain; charset=utf-8"); err != nil {
+				return err
+			}
+			if len(h["X-Content-Type-Options"]) == 0 && !fields.Has("X-Content-Type-Options") {
+				if err := w.writeField("X-Content-Type-Options", "nosniff"); err != nil {
+					return err
+				}
+			}
+		} else {
+			if h == nil {
+				h = make(http.Header)
+				w.header = h
+			}
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+			if len(h["X-Content-Type-Options"]) == 0 {
+				h.Set("X-Content-Type-Options", "nosniff")
+			}
 		}
 	}
 	keys := make([]string, 0, len(h))
 	for k := range h {
-		// "Status" is ours: a second Status line would be ambiguous.
-		if httpmsg.ValidName(k) && k != "Status" {
-			keys = append(keys, k)
-		}
+		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
 		for _, v := range h[k] {
-			// One line per value, whatever the handler put in it: a CR or
-			// LF would let request data inject fields or end the block.
-			for _, part := range [...]string{k, ": ", httpmsg.CleanValue(v), "\r\n"} {
-				if err := w.stdoutString(part); err != nil {
-					return err
-				}
+			if err := w.writeField(k, v); err != nil {
+				return err
 			}
 		}
 	}
 	return w.stdoutString("\r\n")
+}
+
+// writeField writes one header line. "Status" is ours (a second Status line
+// would be ambiguous) and a name that is not a token is dropped; a value goes
+// out on one line whatever the handler put in it: a CR or LF would let
+// request data inject fields or end the block.
+func (w *response) writeField(name, value string) error {
+	if !httpmsg.ValidName(name) || httpmsg.EqualFold(name, "Status") {
+		return nil
+	}
+	for _, part := range [...]string{name, ": ", httpmsg.CleanValue(value), "\r\n"} {
+		if err := w.stdoutString(part); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stdout appends body or header bytes, sending full records as they fill.

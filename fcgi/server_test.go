@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/httpmsg"
 )
 
 // Tests named after the checklist in shared/fastcgi-notes.md, section by
@@ -756,6 +758,22 @@ func TestOutputHeaderBlock(t *testing.T) {
 		}, "Status: 200 OK\r\nContent-Type: text/plain\r\nX-A: a  Set-Cookie: evil=1\r\n\r\nb"},
 		{"unknown status code", func(w ResponseWriter, r *Request) { w.Header().Set("Content-Type", "a/b"); w.WriteHeader(299) },
 			"Status: 299 Status 299\r\nContent-Type: a/b\r\n\r\n"},
+		{"WriteHead: fields in their order, checked like the map's, the map's after", func(w ResponseWriter, r *Request) {
+			w.Header().Set("X-Map", "m")
+			w.(HeadWriter).WriteHead(201, httpmsg.Header{
+				{Name: "Location", Value: "/new"}, {Name: "Content-Type", Value: "text/html"},
+				{Name: "Bad Name", Value: "x"}, {Name: "status", Value: "500"},
+				{Name: "X-A", Value: "a\r\nSet-Cookie: evil=1"}, {Name: "Location", Value: "/second"},
+			})
+			_, _ = io.WriteString(w, "b")
+		}, "Status: 201 Created\r\nLocation: /new\r\nContent-Type: text/html\r\nX-A: a  Set-Cookie: evil=1\r\nLocation: /second\r\nX-Map: m\r\n\r\nb"},
+		{"WriteHead: the default Content-Type when neither sets one", func(w ResponseWriter, r *Request) {
+			w.(HeadWriter).WriteHead(200, httpmsg.Header{{Name: "X-B", Value: "b"}})
+		}, "Status: 200 OK\r\nX-B: b\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n\r\n"},
+		{"WriteHead: a Content-Type in the map counts", func(w ResponseWriter, r *Request) {
+			w.Header().Set("Content-Type", "a/b")
+			w.(HeadWriter).WriteHead(200, httpmsg.Header{{Name: "X-B", Value: "b"}})
+		}, "Status: 200 OK\r\nX-B: b\r\nContent-Type: a/b\r\n\r\n"},
 		{"panic before output", func(w ResponseWriter, r *Request) { panic("boom") },
 			"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n\r\n"},
 	}
