@@ -19,12 +19,12 @@
 // [transform.render] in bench/e2e, and answers requests whose REQUEST_URI
 // starts with /floor-render/ by piping the app's answer through one of
 // them: it takes a free renderer from a buffered channel (waiting until one
-// is free), writes one message in one write (the status line, the
-// Content-Type, X-Request-URL and Content-Length headers, the body: the
-// framing of docs/protocol.md with the one request header render.js reads),
-// reads the reply's head and its Content-Length body with a bufio reader,
-// puts the renderer back and answers with the reply's status, Content-Type
-// and body.
+// is free), writes one message in one write (docs/protocol.md: the status
+// line; the headers fcgi-bridge sends for that request, the app's Date and
+// Content-Type, X-Request-URL, X-Bridge-Method and X-Bridge-Path; the
+// Content-Length; the body), reads the reply's head and its Content-Length
+// body with a bufio reader, puts the renderer back and answers with the
+// reply's status, Content-Type and body.
 //
 // Compared with fcgi-bridge it omits, on purpose: limits of any kind
 // (connections, request sizes, pool size beyond the channel), timeouts and
@@ -36,8 +36,9 @@
 // connection, routing, logging and metrics; and for the renderers: health
 // checks, restarts (a renderer whose exchange fails is dropped, and once
 // none is left render requests wait forever), timeouts, chunked or
-// close-delimited replies, the X-Bridge-* request headers, the app's other
-// headers, and any check of the app's status or Content-Type.
+// close-delimited replies, X-Bridge-Query and X-Bridge-Param-*, the app's
+// other headers, the reply's headers but Content-Type, and any check of
+// the app's status or Content-Type.
 //
 //	floor -listen /path/floor.sock -app 127.0.0.1:8080 [-renderers 2 -node /usr/bin/node -render-dir testdata/node]
 package main
@@ -141,7 +142,7 @@ func serve(c net.Conn, p *pool, rs chan *renderer) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	var hdr [8]byte
-	var content, params, reqLine, stdout, msg, out []byte
+	var content, params, reqLine, stdout, date, msg, out []byte
 	for {
 		// One request: BEGIN_REQUEST, PARAMS until empty, STDIN until empty.
 		var id uint16
@@ -185,9 +186,15 @@ func serve(c net.Conn, p *pool, rs chan *renderer) {
 		reqLine = append(append(append(append(reqLine[:0], method...), ' '), uri...), " HTTP/1.1\r\nHost: x\r\n\r\n"...)
 		var err error
 		var body int
-		stdout, body, err = p.roundTrip(reqLine, stdout[:0])
-		if err == nil && rs != nil && bytes.HasPrefix(uri, []byte("/floor-render/")) {
-			msg = append(append(msg[:0], "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-URL: http://localhost"...), uri...)
+		rendered := rs != nil && bytes.HasPrefix(uri, []byte("/floor-render/"))
+		stdout, body, date, err = p.roundTrip(reqLine, stdout[:0], date[:0])
+		if err == nil && rendered {
+			// The headers fcgi-bridge sends for the same request: the
+			// app's Date and Content-Type, the request's URL, method and
+			// path. The renderer parses them and sends them back.
+			path, _, _ := bytes.Cut(uri, []byte("?"))
+			msg = append(append(append(msg[:0], "HTTP/1.1 200 OK\r\nDate: "...), date...), "\r\nContent-Type: application/json\r\nX-Request-URL: http://localhost"...)
+			msg = append(append(append(append(append(msg, uri...), "\r\nX-Bridge-Method: "...), method...), "\r\nX-Bridge-Path: "...), path...)
 			msg = strconv.AppendInt(append(msg, "\r\nContent-Length: "...), int64(len(stdout)-body), 10)
 			msg = append(append(msg, "\r\n\r\n"...), stdout[body:]...)
 			stdout, err = render(rs, msg, stdout[:0])
@@ -246,21 +253,22 @@ func forEachParam(b []byte, f func(name, value []byte)) {
 
 // roundTrip sends req on a kept connection to the app and appends its
 // answer to dst as a CGI response (see readAnswer); body is where the body
-// starts in the returned slice.
-func (p *pool) roundTrip(req, dst []byte) (_ []byte, body int, err error) {
+// starts in the returned slice. The value of the answer's Date header is
+// appended to date.
+func (p *pool) roundTrip(req, dst, date []byte) (_ []byte, body int, _ []byte, err error) {
 	u, err := p.get()
 	if err != nil {
-		return dst, 0, err
+		return dst, 0, date, err
 	}
 	if _, err = u.c.Write(req); err == nil {
-		dst, body, err = readAnswer(u.br, dst)
+		dst, body, date, err = readAnswer(u.br, dst, date)
 	}
 	if err != nil {
 		u.c.Close()
-		return dst, 0, fmt.Errorf("app: %w", err)
+		return dst, 0, date, fmt.Errorf("app: %w", err)
 	}
 	p.put(u)
-	return dst, body, nil
+	return dst, body, date, nil
 }
 
 // renderer is one long-lived renderer process: its stdin and a reader on
@@ -302,7 +310,7 @@ func render(rs chan *renderer, msg, dst []byte) ([]byte, error) {
 	r := <-rs
 	_, err := r.in.Write(msg)
 	if err == nil {
-		dst, _, err = readAnswer(r.out, dst)
+		dst, _, _, err = readAnswer(r.out, dst, nil)
 	}
 	if err != nil {
 		r.in.Close()
@@ -315,16 +323,17 @@ func render(rs chan *renderer, msg, dst []byte) ([]byte, error) {
 // readAnswer reads an HTTP/1.1 answer's head and its Content-Length body
 // from br and appends them to dst as a CGI response: the Status and
 // Content-Type headers, then the body, which starts at the returned offset.
-func readAnswer(br *bufio.Reader, dst []byte) (_ []byte, body int, err error) {
+// The value of the Date header is appended to date.
+func readAnswer(br *bufio.Reader, dst, date []byte) (_ []byte, body int, _ []byte, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil || len(line) < 12 {
-		return dst, 0, fmt.Errorf("status line %q: %v", line, err)
+		return dst, 0, date, fmt.Errorf("status line %q: %v", line, err)
 	}
 	dst = append(append(dst, "Status: "...), bytes.TrimRight(line[9:], "\r\n")...)
 	length := -1
 	for {
 		if line, err = br.ReadSlice('\n'); err != nil {
-			return dst, 0, err
+			return dst, 0, date, err
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {
@@ -335,18 +344,20 @@ func readAnswer(br *bufio.Reader, dst []byte) (_ []byte, body int, err error) {
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
-				return dst, 0, fmt.Errorf("Content-Length %q", value)
+				return dst, 0, date, fmt.Errorf("Content-Length %q", value)
 			}
 		case bytes.EqualFold(name, []byte("Content-Type")):
 			dst = append(append(dst, "\r\nContent-Type: "...), value...)
+		case bytes.EqualFold(name, []byte("Date")):
+			date = append(date, value...)
 		}
 	}
 	if length < 0 {
-		return dst, 0, fmt.Errorf("answer without Content-Length")
+		return dst, 0, date, fmt.Errorf("answer without Content-Length")
 	}
 	dst = append(dst, "\r\n\r\n"...)
 	body = len(dst)
 	dst = append(dst, make([]byte, length)...)
 	_, err = io.ReadFull(br, dst[body:])
-	return dst, body, err
+	return dst, body, date, err
 }

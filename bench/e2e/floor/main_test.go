@@ -93,8 +93,8 @@ func TestServeKeptConnection(t *testing.T) {
 }
 
 // TestServeRender pipes the app's answers through two pooled renderers:
-// cat, which sends the message back as its reply (so the test sees exactly
-// what a renderer reads), and render.js when node and testdata/node's
+// tee, which sends the message back as its reply and keeps a copy (so the
+// test sees exactly what a renderer reads), and render.js when node and testdata/node's
 // modules are installed (required when CI=true).
 func TestServeRender(t *testing.T) {
 	nodeDir, _ := filepath.Abs(filepath.Join("..", "..", "..", "testdata", "node"))
@@ -102,12 +102,13 @@ func TestServeRender(t *testing.T) {
 	if err == nil {
 		_, err = os.Stat(filepath.Join(nodeDir, "node_modules", "subprocess-middleware"))
 	}
+	msgs := filepath.Join(t.TempDir(), "messages")
 	for _, tc := range []struct {
 		name string
 		argv []string
 		want func(uri, json string) string
 	}{
-		{"cat", []string{"cat"}, func(uri, json string) string {
+		{"tee", []string{"tee", "-a", msgs}, func(uri, json string) string {
 			// The message comes back as the reply: its Content-Length
 			// framed it, its status line and Content-Type are the reply's.
 			return "Status: 200 OK\r\nContent-Type: application/json\r\n\r\n" + json
@@ -143,6 +144,13 @@ func TestServeRender(t *testing.T) {
 				uri := "/floor-render/page?n=" + string(rune('a'+i))
 				got := request(t, client, br, id, uri)
 				assert.Equal(t, tc.want(uri, `{"uri":"`+uri+`","method":"GET"}`), got)
+			}
+			if tc.name == "tee" {
+				data, err := os.ReadFile(msgs)
+				require.NoError(t, err)
+				head, _, _ := strings.Cut(string(data), "\r\n\r\n")
+				assert.Regexp(t, `^HTTP/1.1 200 OK\r\nDate: \w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT\r\nContent-Type: application/json\r\n`+
+					`X-Request-URL: http://localhost/floor-render/page\?n=a\r\nX-Bridge-Method: GET\r\nX-Bridge-Path: /floor-render/page\r\nContent-Length: 47$`, head)
 			}
 			// Outside /floor-render/ the answer is the app's, untouched.
 			assert.True(t, strings.HasSuffix(request(t, client, br, 4, "/floor/x"), `{"uri":"/floor/x","method":"GET"}`))
