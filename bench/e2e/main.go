@@ -14,7 +14,10 @@
 //   - for reference, nginx -> a minimal Go FastCGI relay (bench/e2e/floor)
 //     -> the same app: the bridge's hop done with the least work a Go
 //     program on the standard library's netpoller can do, so the bridge's
-//     own overhead can be told from the cost of the hop itself;
+//     own overhead can be told from the cost of the hop itself, and the
+//     same relay piping the app's answer through its own pooled node
+//     renderers, so the bridge's render overhead can be told from the cost
+//     of the pipe exchange itself;
 //
 // and prints markdown tables, with the CPU time per request of the whole
 // machine and of nginx, the intermediary (fcgi-bridge or the floor relay),
@@ -58,7 +61,7 @@ func main() {
 	maxReqs := flag.Int64("max-requests", 2_000_000, "stop a scenario after this many requests")
 	renderers := flag.Int("renderers", 2, "pooled node renderers in the bridge (min = max)")
 	fcgiwrapChildren := flag.Int("fcgiwrap-children", 0, "fcgiwrap worker processes (0: same as -c)")
-	only := flag.String("scenarios", "render,cgi,pass,floor,direct,hop", "comma-separated scenarios to run (for profiling one); a ratio is printed when both its scenarios ran")
+	only := flag.String("scenarios", "render,cgi,pass,floor,floor-render,direct,hop", "comma-separated scenarios to run (for profiling one); a ratio is printed when both its scenarios ran")
 	client := flag.String("client", "raw", "load generator: raw (a minimal HTTP/1.1 loop, the default) or net/http (Go's client, 20–30 µs more CPU per request on the same CPUs)")
 	compare := flag.String("compare", "", "a second fcgi-bridge binary, run beside the tree's build with the same configuration: adds render-b and pass-b, measured in the same interleaved rounds, and the ratios of the two builds")
 	rounds := flag.Int("rounds", 3, "interleave the scenarios in this many rounds of duration/rounds each, so a change in the machine's background load hits all of them alike")
@@ -248,7 +251,8 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 	if err != nil {
 		return err
 	}
-	// The minimal Go relay, the floor the pass-through is measured against.
+	// The minimal Go relay, the floor the pass-through and (with its own
+	// pooled renderers) the render scenario are measured against.
 	floorBin := filepath.Join(h.dir, "floor")
 	build = exec.Command("go", "build", "-o", floorBin, "./bench/e2e/floor")
 	build.Dir, build.Stderr = root, os.Stderr
@@ -256,7 +260,8 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 		return fmt.Errorf("build floor: %w", err)
 	}
 	floorSock := filepath.Join(h.dir, "floor.sock")
-	floorCmd, err := h.start("floor", []string{floorBin, "-listen", floorSock, "-app", appAddr}, h.dir, nil)
+	floorCmd, err := h.start("floor", []string{floorBin, "-listen", floorSock, "-app", appAddr,
+		"-renderers", fmt.Sprint(renderers), "-node", node, "-render-dir", nodeDir}, h.dir, nil)
 	if err != nil {
 		return err
 	}
@@ -330,6 +335,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		{"/cgi/page", "<dt>title</dt><dd>Benchmark page</dd>"},
 		{"/pass/page", `"title":"Benchmark page"`},
 		{"/floor/page", `"title":"Benchmark page"`},
+		{"/floor-render/page", "<dt>title</dt><dd>Benchmark page</dd>"},
 		{"/direct/page", `"title":"Benchmark page"`},
 		{"/hop/page", `"title":"Benchmark page"`},
 	}
@@ -348,6 +354,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		{"cgi", "nginx → fcgiwrap → node renderer per request", "/cgi/page"},
 		{"pass", "nginx → fcgi-bridge → HTTP app (pass-through)", "/pass/page"},
 		{"floor", "nginx → minimal Go FastCGI relay (reference) → HTTP app", "/floor/page"},
+		{"floor-render", "nginx → minimal Go relay + pooled node renderer (reference)", "/floor-render/page"},
 		{"direct", "nginx → proxy_pass keepalive → HTTP app", "/direct/page"},
 		{"hop", "nginx → nginx proxy hop (unix socket) → HTTP app", "/hop/page"},
 		{"render-b", "nginx → fcgi-bridge (-compare build) → pooled node renderer", "/render-b/page"},
@@ -368,7 +375,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		}
 	}
 	if len(scen) == 0 {
-		return fmt.Errorf("-scenarios %q names none of render, cgi, pass, floor, direct, hop", only)
+		return fmt.Errorf("-scenarios %q names none of render, cgi, pass, floor, floor-render, direct, hop", only)
 	}
 	results := make([]result, len(scen))
 	fmt.Fprintf(os.Stderr, "bench: %d connections, %v per scenario in %d interleaved rounds after %v warm-up; %d pooled renderers, %d fcgiwrap children\n",
@@ -398,14 +405,16 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 			if strings.HasSuffix(s.key, "-b") {
 				pid = bridgePidB
 			}
-			if s.key == "floor" {
+			if s.key == "floor" || s.key == "floor-render" {
 				pid = floorPid
 			}
-			if s.key == "render" || s.key == "pass" || s.key == "render-b" || s.key == "pass-b" || s.key == "floor" {
+			switch s.key {
+			case "render", "pass", "render-b", "pass-b", "floor", "floor-render":
 				r.bridgeCPU = time.Duration(ownCPU(before, after, pid)) * tick
 				r.hasBridge = true
 			}
-			if s.key == "render" || s.key == "render-b" {
+			switch s.key {
+			case "render", "render-b", "floor-render":
 				r.transformCPU = time.Duration(childrenCPU(before, after, pid)) * tick
 				r.hasTransforms = true
 			}
@@ -419,7 +428,8 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 
 	fmt.Printf("\n%d keep-alive connections, %v per scenario in %d interleaved rounds (after %v warm-up), %s\n\n", conc, duration, rounds, warmup, machine())
 	fmt.Println("CPU columns: CPU time per successful request. machine: all CPUs' busy time (/proc/stat user+nice+system+irq+softirq);")
-	fmt.Println("fcgi-bridge: the intermediary, fcgi-bridge or in the floor scenario the minimal Go relay; load+app: this harness (load generator and HTTP app);")
+	fmt.Println("fcgi-bridge: the intermediary, fcgi-bridge or in the floor scenarios the minimal Go relay; transforms: its child processes, the pooled renderers;")
+	fmt.Println("load+app: this harness (load generator and HTTP app);")
 	fmt.Println("idle / steal: shares of all CPU time idle (with iowait) and taken by the hypervisor.")
 	fmt.Println()
 	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors | machine CPU/req | nginx CPU/req | fcgi-bridge CPU/req | transforms CPU/req | load+app CPU/req | idle / steal |")
@@ -580,6 +590,10 @@ http {
             fastcgi_pass floor;
             fastcgi_keep_conn on;%[8]s
         }
+        location /floor-render/ {
+            fastcgi_pass floor;
+            fastcgi_keep_conn on;%[8]s
+        }
         location /cgi/ {
             fastcgi_pass cgi;%[8]s
             fastcgi_param SCRIPT_FILENAME %[6]s;
@@ -666,8 +680,8 @@ type result struct {
 	// CPU time used during the measurement: machineCPU by all CPUs
 	// (whatever ran), nginxCPU by nginx's master and workers, bridgeCPU by
 	// the intermediary itself (fcgi-bridge, or the floor relay in the
-	// floor scenario), transformCPU by the bridge's child processes (the pooled
-	// renderers), harnessCPU by this process (load generator and app).
+	// floor scenarios), transformCPU by the intermediary's child processes
+	// (the pooled renderers), harnessCPU by this process (load generator and app).
 	machineCPU, nginxCPU, bridgeCPU, transformCPU, harnessCPU time.Duration
 	// idleTicks, stealTicks and totalTicks are the machine's idle, stolen
 	// and total CPU time during the measurement, in clock ticks.
@@ -752,13 +766,7 @@ func comparisons() []comparison {
 		{label: "pooled renderer via fcgi-bridge / renderer per request via fcgiwrap", format: "%.1fx", goal: "≥ 100x",
 			value: throughputRatio("render", "cgi"), limit: 100},
 		{label: "render: fcgi-bridge CPU/req ÷ transforms CPU/req", format: "%.2f", goal: "≤ 0.5",
-			value: func(m map[string]result) (float64, bool) {
-				r, ok := m["render"]
-				if !ok || !r.hasBridge || !r.hasTransforms || r.transformCPU <= 0 {
-					return 0, false
-				}
-				return float64(r.bridgeCPU) / float64(r.transformCPU), true
-			}, limit: 0.5, atMost: true},
+			value: transformShare("render"), limit: 0.5, atMost: true},
 		{label: "pass-through: fcgi-bridge CPU/req (µs)", format: "%.0f", goal: "≤ 30",
 			value: func(m map[string]result) (float64, bool) {
 				r, ok := m["pass"]
@@ -777,6 +785,10 @@ func comparisons() []comparison {
 			value: bridgeCPURatio("pass", "floor")},
 		{label: "minimal Go relay / nginx proxy hop (req/s)", format: "%.2fx", goal: "reference",
 			value: throughputRatio("floor", "hop")},
+		{label: "minimal Go relay render: intermediary CPU/req ÷ transforms CPU/req", format: "%.2f", goal: "reference",
+			value: transformShare("floor-render")},
+		{label: "fcgi-bridge render ÷ minimal Go relay render, intermediary CPU/req", format: "%.2f", goal: "reference",
+			value: bridgeCPURatio("render", "floor-render")},
 		{label: "render: this build / -compare build (req/s)", format: "%.2fx", goal: "reference",
 			value: throughputRatio("render", "render-b")},
 		{label: "render: this build ÷ -compare build, fcgi-bridge CPU/req", format: "%.2f", goal: "reference",
@@ -785,6 +797,18 @@ func comparisons() []comparison {
 			value: throughputRatio("pass", "pass-b")},
 		{label: "pass-through: this build ÷ -compare build, fcgi-bridge CPU/req", format: "%.2f", goal: "reference",
 			value: bridgeCPURatio("pass", "pass-b")},
+	}
+}
+
+// transformShare is the intermediary's CPU divided by its transforms' CPU
+// in one scenario (per request, both over the same requests).
+func transformShare(key string) func(map[string]result) (float64, bool) {
+	return func(m map[string]result) (float64, bool) {
+		r, ok := m[key]
+		if !ok || !r.hasBridge || !r.hasTransforms || r.transformCPU <= 0 {
+			return 0, false
+		}
+		return float64(r.bridgeCPU) / float64(r.transformCPU), true
 	}
 }
 

@@ -16,6 +16,9 @@ func TestComparisons(t *testing.T) {
 		"hop":    {ok: 2500, elapsed: sec},
 		// The floor relay: 3000 req/s, 10 µs of its own CPU per request.
 		"floor": {ok: 3000, elapsed: sec, bridgeCPU: 30 * time.Millisecond, hasBridge: true},
+		// The floor relay with its renderers: 20 µs of its own CPU and 100
+		// µs of its renderers' per request.
+		"floor-render": {ok: 1500, elapsed: sec, bridgeCPU: 30 * time.Millisecond, transformCPU: 150 * time.Millisecond, hasBridge: true, hasTransforms: true},
 		// A -compare build: a fifth less throughput, twice the CPU per request.
 		"pass-b": {ok: 1600, elapsed: sec, bridgeCPU: 80 * time.Millisecond, hasBridge: true},
 	}
@@ -28,14 +31,16 @@ func TestComparisons(t *testing.T) {
 		got[c.label] = [2]string{fmtValue(c.format, v), c.met(v)}
 	}
 	assert.Equal(t, map[string][2]string{
-		"render: fcgi-bridge CPU/req ÷ transforms CPU/req":                  {"0.60", "no"},
-		"pass-through: fcgi-bridge CPU/req (µs)":                            {"25", "yes"},
-		"fcgi-bridge pass-through / nginx proxy_pass":                       {"0.40x", "no"},
-		"fcgi-bridge pass-through / nginx proxy hop":                        {"0.80x", "yes"},
-		"nginx proxy hop / nginx proxy_pass":                                {"0.50x", "–"},
-		"fcgi-bridge pass-through ÷ minimal Go relay, intermediary CPU/req": {"2.50", "–"},
-		"minimal Go relay / nginx proxy hop (req/s)":                        {"1.20x", "–"},
-		"pass-through: this build / -compare build (req/s)":                 {"1.25x", "–"},
-		"pass-through: this build ÷ -compare build, fcgi-bridge CPU/req":    {"0.50", "–"},
+		"render: fcgi-bridge CPU/req ÷ transforms CPU/req":                   {"0.60", "no"},
+		"pass-through: fcgi-bridge CPU/req (µs)":                             {"25", "yes"},
+		"fcgi-bridge pass-through / nginx proxy_pass":                        {"0.40x", "no"},
+		"fcgi-bridge pass-through / nginx proxy hop":                         {"0.80x", "yes"},
+		"nginx proxy hop / nginx proxy_pass":                                 {"0.50x", "–"},
+		"fcgi-bridge pass-through ÷ minimal Go relay, intermediary CPU/req":  {"2.50", "–"},
+		"minimal Go relay / nginx proxy hop (req/s)":                         {"1.20x", "–"},
+		"minimal Go relay render: intermediary CPU/req ÷ transforms CPU/req": {"0.20", "–"},
+		"fcgi-bridge render ÷ minimal Go relay render, intermediary CPU/req": {"3.00", "–"},
+		"pass-through: this build / -compare build (req/s)":                  {"1.25x", "–"},
+		"pass-through: this build ÷ -compare build, fcgi-bridge CPU/req":     {"0.50", "–"},
 	}, got, "the cgi and render-b scenarios did not run: their ratios are left out")
 }

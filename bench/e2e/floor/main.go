@@ -1,8 +1,9 @@
 // Command floor is a measuring reference for bench/e2e, not a product: the
 // least a Go program built on the standard library's netpoller can do to
-// relay nginx's FastCGI requests to an HTTP/1.1 app, so the benchmark can
-// tell the cost inherent in that hop (system calls, goroutine wake-ups)
-// from fcgi-bridge's own.
+// relay nginx's FastCGI requests to an HTTP/1.1 app, and optionally to pipe
+// the app's answer through pooled renderers, so the benchmark can tell the
+// cost inherent in those hops (system calls, goroutine wake-ups) from
+// fcgi-bridge's own.
 //
 // Per FastCGI connection it runs one goroutine with a bufio reader: it
 // reads BEGIN_REQUEST, PARAMS up to the empty one and STDIN up to the
@@ -13,6 +14,18 @@
 // Content-Length body, and writes the STDOUT record, the empty STDOUT
 // record and END_REQUEST in one write.
 //
+// With -renderers N it also starts N long-lived "NODE render.js" processes
+// (working directory -render-dir), the renderer of fcgi-bridge's
+// [transform.render] in bench/e2e, and answers requests whose REQUEST_URI
+// starts with /floor-render/ by piping the app's answer through one of
+// them: it takes a free renderer from a buffered channel (waiting until one
+// is free), writes one message in one write (docs/protocol.md: the status
+// line; the headers fcgi-bridge sends for that request, the app's Date and
+// Content-Type, X-Request-URL, X-Bridge-Method and X-Bridge-Path; the
+// Content-Length; the body), reads the reply's head and its Content-Length
+// body with a bufio reader, puts the renderer back and answers with the
+// reply's status, Content-Type and body.
+//
 // Compared with fcgi-bridge it omits, on purpose: limits of any kind
 // (connections, request sizes, pool size beyond the channel), timeouts and
 // deadlines, detection of a client going away while a request runs
@@ -20,9 +33,14 @@
 // request and response headers, request bodies, validation of what nginx
 // or the app send (chunked or close-delimited bodies, 1xx answers,
 // multiplexed requests, FCGI_GET_VALUES), retries on a stale kept
-// connection, routing, transforms, logging and metrics.
+// connection, routing, logging and metrics; and for the renderers: health
+// checks, restarts (a renderer whose exchange fails is dropped, and once
+// none is left render requests wait forever), timeouts, chunked or
+// close-delimited replies, X-Bridge-Query and X-Bridge-Param-*, the app's
+// other headers, the reply's headers but Content-Type, and any check of
+// the app's status or Content-Type.
 //
-//	floor -listen /path/floor.sock -app 127.0.0.1:8080
+//	floor -listen /path/floor.sock -app 127.0.0.1:8080 [-renderers 2 -node /usr/bin/node -render-dir testdata/node]
 package main
 
 import (
@@ -34,6 +52,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 )
 
@@ -49,10 +68,21 @@ const (
 func main() {
 	listen := flag.String("listen", "", "unix socket path to serve FastCGI on")
 	app := flag.String("app", "", "host:port of the HTTP/1.1 app")
+	n := flag.Int("renderers", 0, "long-lived renderers (NODE render.js) for /floor-render/; 0: none")
+	node := flag.String("node", "node", "the node binary the renderers run")
+	dir := flag.String("render-dir", "", "the renderers' working directory, holding render.js")
 	flag.Parse()
-	if *listen == "" || *app == "" {
-		fmt.Fprintln(os.Stderr, "floor: -listen and -app are required")
+	if *listen == "" || *app == "" || *n > 0 && *dir == "" {
+		fmt.Fprintln(os.Stderr, "floor: -listen and -app are required, and -render-dir with -renderers")
 		os.Exit(2)
+	}
+	var rs chan *renderer
+	if *n > 0 {
+		var err error
+		if rs, err = startRenderers([]string{*node, "render.js"}, *dir, *n); err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
 	}
 	os.Remove(*listen)
 	ln, err := net.Listen("unix", *listen)
@@ -70,7 +100,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "floor:", err)
 			os.Exit(1)
 		}
-		go serve(c, p)
+		go serve(c, p, rs)
 	}
 }
 
@@ -106,12 +136,13 @@ func (p *pool) put(u *upstream) {
 	}
 }
 
-// serve answers the requests of one FastCGI connection, one after another.
-func serve(c net.Conn, p *pool) {
+// serve answers the requests of one FastCGI connection, one after another;
+// those under /floor-render/ through a renderer from rs.
+func serve(c net.Conn, p *pool, rs chan *renderer) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	var hdr [8]byte
-	var content, params, reqLine, stdout, out []byte
+	var content, params, reqLine, stdout, date, msg, out []byte
 	for {
 		// One request: BEGIN_REQUEST, PARAMS until empty, STDIN until empty.
 		var id uint16
@@ -154,7 +185,21 @@ func serve(c net.Conn, p *pool) {
 		})
 		reqLine = append(append(append(append(reqLine[:0], method...), ' '), uri...), " HTTP/1.1\r\nHost: x\r\n\r\n"...)
 		var err error
-		if stdout, err = p.roundTrip(reqLine, stdout[:0]); err != nil {
+		var body int
+		rendered := rs != nil && bytes.HasPrefix(uri, []byte("/floor-render/"))
+		stdout, body, date, err = p.roundTrip(reqLine, stdout[:0], date[:0])
+		if err == nil && rendered {
+			// The headers fcgi-bridge sends for the same request: the
+			// app's Date and Content-Type, the request's URL, method and
+			// path. The renderer parses them and sends them back.
+			path, _, _ := bytes.Cut(uri, []byte("?"))
+			msg = append(append(append(msg[:0], "HTTP/1.1 200 OK\r\nDate: "...), date...), "\r\nContent-Type: application/json\r\nX-Request-URL: http://localhost"...)
+			msg = append(append(append(append(append(msg, uri...), "\r\nX-Bridge-Method: "...), method...), "\r\nX-Bridge-Path: "...), path...)
+			msg = strconv.AppendInt(append(msg, "\r\nContent-Length: "...), int64(len(stdout)-body), 10)
+			msg = append(append(msg, "\r\n\r\n"...), stdout[body:]...)
+			stdout, err = render(rs, msg, stdout[:0])
+		}
+		if err != nil {
 			stdout = append(append(stdout[:0], "Status: 502 Bad Gateway\r\nContent-Type: text/plain\r\n\r\n"...), err.Error()...)
 		}
 		out = appendRecord(out[:0], typeStdout, id, stdout)
@@ -207,35 +252,88 @@ func forEachParam(b []byte, f func(name, value []byte)) {
 }
 
 // roundTrip sends req on a kept connection to the app and appends its
-// answer to dst as a CGI response: Status and Content-Type headers, then
-// the Content-Length body.
-func (p *pool) roundTrip(req, dst []byte) ([]byte, error) {
+// answer to dst as a CGI response (see readAnswer); body is where the body
+// starts in the returned slice. The value of the answer's Date header is
+// appended to date.
+func (p *pool) roundTrip(req, dst, date []byte) (_ []byte, body int, _ []byte, err error) {
 	u, err := p.get()
 	if err != nil {
-		return dst, err
+		return dst, 0, date, err
 	}
-	dst, err = u.read(req, dst)
+	if _, err = u.c.Write(req); err == nil {
+		dst, body, date, err = readAnswer(u.br, dst, date)
+	}
 	if err != nil {
 		u.c.Close()
-		return dst, err
+		return dst, 0, date, fmt.Errorf("app: %w", err)
 	}
 	p.put(u)
+	return dst, body, date, nil
+}
+
+// renderer is one long-lived renderer process: its stdin and a reader on
+// its stdout.
+type renderer struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// startRenderers starts n processes of argv in dir and returns them in a
+// channel that holds the free ones.
+func startRenderers(argv []string, dir string, n int) (chan *renderer, error) {
+	rs := make(chan *renderer, n)
+	for range n {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Dir, cmd.Stderr = dir, os.Stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return rs, err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return rs, err
+		}
+		if err := cmd.Start(); err != nil {
+			return rs, err
+		}
+		rs <- &renderer{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	}
+	return rs, nil
+}
+
+// render writes msg, one framed message, to a free renderer of rs in one
+// write and appends the reply to dst as a CGI response. A renderer whose
+// exchange fails is closed and not given back: its stream may be out of
+// step.
+func render(rs chan *renderer, msg, dst []byte) ([]byte, error) {
+	r := <-rs
+	_, err := r.in.Write(msg)
+	if err == nil {
+		dst, _, _, err = readAnswer(r.out, dst, nil)
+	}
+	if err != nil {
+		r.in.Close()
+		return dst, fmt.Errorf("renderer %d: %w", r.cmd.Process.Pid, err)
+	}
+	rs <- r
 	return dst, nil
 }
 
-func (u *upstream) read(req, dst []byte) ([]byte, error) {
-	if _, err := u.c.Write(req); err != nil {
-		return dst, err
-	}
-	line, err := u.br.ReadSlice('\n')
+// readAnswer reads an HTTP/1.1 answer's head and its Content-Length body
+// from br and appends them to dst as a CGI response: the Status and
+// Content-Type headers, then the body, which starts at the returned offset.
+// The value of the Date header is appended to date.
+func readAnswer(br *bufio.Reader, dst, date []byte) (_ []byte, body int, _ []byte, err error) {
+	line, err := br.ReadSlice('\n')
 	if err != nil || len(line) < 12 {
-		return dst, fmt.Errorf("app status line %q: %v", line, err)
+		return dst, 0, date, fmt.Errorf("status line %q: %v", line, err)
 	}
 	dst = append(append(dst, "Status: "...), bytes.TrimRight(line[9:], "\r\n")...)
 	length := -1
 	for {
-		if line, err = u.br.ReadSlice('\n'); err != nil {
-			return dst, err
+		if line, err = br.ReadSlice('\n'); err != nil {
+			return dst, 0, date, err
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {
@@ -246,18 +344,20 @@ func (u *upstream) read(req, dst []byte) ([]byte, error) {
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
-				return dst, fmt.Errorf("app Content-Length %q", value)
+				return dst, 0, date, fmt.Errorf("Content-Length %q", value)
 			}
 		case bytes.EqualFold(name, []byte("Content-Type")):
 			dst = append(append(dst, "\r\nContent-Type: "...), value...)
+		case bytes.EqualFold(name, []byte("Date")):
+			date = append(date, value...)
 		}
 	}
 	if length < 0 {
-		return dst, fmt.Errorf("app answer without Content-Length")
+		return dst, 0, date, fmt.Errorf("answer without Content-Length")
 	}
 	dst = append(dst, "\r\n\r\n"...)
-	n := len(dst)
+	body = len(dst)
 	dst = append(dst, make([]byte, length)...)
-	_, err = io.ReadFull(u.br, dst[n:])
-	return dst, err
+	_, err = io.ReadFull(br, dst[body:])
+	return dst, body, date, err
 }
