@@ -21,9 +21,9 @@
 //
 // and prints markdown tables, with the CPU time per request of the whole
 // machine and of nginx, the intermediary (fcgi-bridge or the floor relay),
-// the bridge's transforms and the harness. Load
-// comes from a keep-alive Go HTTP loop of its own: fixed concurrency,
-// fixed duration, bounded request count.
+// the bridge's transforms, the HTTP app (bench/e2e/app, a process of its
+// own) and the harness, which only generates the load: a keep-alive HTTP
+// loop of its own, fixed concurrency, fixed duration, bounded request count.
 // Everything listens on 127.0.0.1 or unix sockets in a temp directory.
 //
 //	go run ./bench/e2e [-duration 10s] [-c 8]
@@ -224,24 +224,36 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 		os.Exit(130)
 	}()
 
-	// The HTTP app every scenario's content comes from.
+	// The HTTP app every scenario's content comes from, a process of its
+	// own so its CPU is counted apart from the load generator's.
 	body, _ := json.Marshal(page)
-	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	jsonFile := filepath.Join(h.dir, "page.json")
+	if err := os.WriteFile(jsonFile, body, 0o644); err != nil {
+		return err
+	}
+	appBin := filepath.Join(h.dir, "app")
+	build := exec.Command("go", "build", "-o", appBin, "./bench/e2e/app")
+	build.Dir, build.Stderr = root, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build app: %w", err)
+	}
+	appPort, err := freePort()
 	if err != nil {
 		return err
 	}
-	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		w.Write(body)
-	})}
-	go app.Serve(appLn)
-	defer app.Close()
-	appAddr := appLn.Addr().String()
+	appAddr := fmt.Sprintf("127.0.0.1:%d", appPort)
+	appCmd, err := h.start("app", []string{appBin, "-addr", appAddr, "-page", jsonFile}, h.dir, nil)
+	if err != nil {
+		return err
+	}
+	appPid := appCmd.Process.Pid
+	if err := waitDial("tcp", appAddr, 30*time.Second); err != nil {
+		return fmt.Errorf("%w\n%s", err, h.logs())
+	}
 
 	// fcgi-bridge, built from this tree.
 	bridgeBin := filepath.Join(h.dir, "fcgi-bridge")
-	build := exec.Command("go", "build", "-o", bridgeBin, "./cmd/fcgi-bridge")
+	build = exec.Command("go", "build", "-o", bridgeBin, "./cmd/fcgi-bridge")
 	build.Dir, build.Stderr = root, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build fcgi-bridge: %w", err)
@@ -278,10 +290,6 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 
 	// fcgiwrap running a CGI script that starts the renderer per request.
 	cgiSock := filepath.Join(h.dir, "fcgiwrap.sock")
-	jsonFile := filepath.Join(h.dir, "page.json")
-	if err := os.WriteFile(jsonFile, body, 0o644); err != nil {
-		return err
-	}
 	script := filepath.Join(h.dir, "render.cgi")
 	err = os.WriteFile(script, []byte(fmt.Sprintf(`#!/bin/sh
 # mod_ext_filter's cost model: a new renderer process for every response.
@@ -397,6 +405,7 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 			r.idleTicks, r.stealTicks, r.totalTicks = after.idle-before.idle, after.steal-before.steal, after.total-before.total
 			r.nginxCPU = time.Duration(ownCPU(before, after, nginxPid)+childrenCPU(before, after, nginxPid)) * tick
 			r.harnessCPU = time.Duration(ownCPU(before, after, self)) * tick
+			r.appCPU = time.Duration(ownCPU(before, after, appPid)) * tick
 			// The intermediary's (the bridge's, or the floor relay's) and
 			// the renderers' columns only where they serve: elsewhere
 			// their idle CPU divided by requests they never saw would
@@ -429,15 +438,15 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 	fmt.Printf("\n%d keep-alive connections, %v per scenario in %d interleaved rounds (after %v warm-up), %s\n\n", conc, duration, rounds, warmup, machine())
 	fmt.Println("CPU columns: CPU time per successful request. machine: all CPUs' busy time (/proc/stat user+nice+system+irq+softirq);")
 	fmt.Println("fcgi-bridge: the intermediary, fcgi-bridge or in the floor scenarios the minimal Go relay; transforms: its child processes, the pooled renderers;")
-	fmt.Println("load+app: this harness (load generator and HTTP app);")
+	fmt.Println("app: the HTTP app's process (bench/e2e/app), which every scenario's content comes from; load: this harness, the load generator alone;")
 	fmt.Println("idle / steal: shares of all CPU time idle (with iowait) and taken by the hypervisor.")
 	fmt.Println()
-	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors | machine CPU/req | nginx CPU/req | fcgi-bridge CPU/req | transforms CPU/req | load+app CPU/req | idle / steal |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| scenario | requests | req/s | p50 | p99 | errors | machine CPU/req | nginx CPU/req | fcgi-bridge CPU/req | transforms CPU/req | app CPU/req | load CPU/req | idle / steal |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Printf("| %s | %d | %.1f | %v | %v | %d | %s | %s | %s | %s | %s | %s |\n", r.name, r.ok, r.rps(), r.pct(50), r.pct(99), r.errors,
+		fmt.Printf("| %s | %d | %.1f | %v | %v | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.name, r.ok, r.rps(), r.pct(50), r.pct(99), r.errors,
 			r.perRequest(r.machineCPU, true), r.perRequest(r.nginxCPU, true), r.perRequest(r.bridgeCPU, r.hasBridge),
-			r.perRequest(r.transformCPU, r.hasTransforms), r.perRequest(r.harnessCPU, true), r.idleSteal())
+			r.perRequest(r.transformCPU, r.hasTransforms), r.perRequest(r.appCPU, true), r.perRequest(r.harnessCPU, true), r.idleSteal())
 	}
 
 	byKey := map[string]result{}
@@ -513,7 +522,7 @@ source = "app"
 
 func (h *harness) logs() string {
 	var b strings.Builder
-	for _, n := range []string{"fcgi-bridge.log", "fcgi-bridge-b.log", "floor.log", "fcgiwrap.log", "nginx.log", "nginx-error.log"} {
+	for _, n := range []string{"app.log", "fcgi-bridge.log", "fcgi-bridge-b.log", "floor.log", "fcgiwrap.log", "nginx.log", "nginx-error.log"} {
 		data, _ := os.ReadFile(filepath.Join(h.dir, n))
 		if len(data) > 4000 {
 			data = data[len(data)-4000:]
@@ -681,8 +690,9 @@ type result struct {
 	// (whatever ran), nginxCPU by nginx's master and workers, bridgeCPU by
 	// the intermediary itself (fcgi-bridge, or the floor relay in the
 	// floor scenarios), transformCPU by the intermediary's child processes
-	// (the pooled renderers), harnessCPU by this process (load generator and app).
-	machineCPU, nginxCPU, bridgeCPU, transformCPU, harnessCPU time.Duration
+	// (the pooled renderers), appCPU by the HTTP app's process, harnessCPU
+	// by this process (the load generator).
+	machineCPU, nginxCPU, bridgeCPU, transformCPU, appCPU, harnessCPU time.Duration
 	// idleTicks, stealTicks and totalTicks are the machine's idle, stolen
 	// and total CPU time during the measurement, in clock ticks.
 	idleTicks, stealTicks, totalTicks int64
@@ -700,6 +710,7 @@ func (r *result) add(o result) {
 	r.nginxCPU += o.nginxCPU
 	r.bridgeCPU += o.bridgeCPU
 	r.transformCPU += o.transformCPU
+	r.appCPU += o.appCPU
 	r.harnessCPU += o.harnessCPU
 	r.idleTicks += o.idleTicks
 	r.stealTicks += o.stealTicks
@@ -756,11 +767,9 @@ func throughputRatio(a, b string) func(map[string]result) (float64, bool) {
 
 // comparisons lists the ratio table: the goals of the one-message-path work
 // (the bridge's CPU per request, its throughput against nginx's own proxy
-// and against the cheapest extra hop) and the figures kept for reference,
+// and against the cheapest extra hop, the app's CPU per request behind the
+// bridge against behind that hop) and the figures kept for reference,
 // among them the bridge against the minimal Go relay of bench/e2e/floor.
-// The app's CPU per request behind each proxy, also a goal there, is not in
-// it: the app runs inside this harness with the load generator, and its
-// share of the load+app column cannot be told apart.
 func comparisons() []comparison {
 	return []comparison{
 		{label: "pooled renderer via fcgi-bridge / renderer per request via fcgiwrap", format: "%.1fx", goal: "≥ 100x",
@@ -781,6 +790,10 @@ func comparisons() []comparison {
 			value: throughputRatio("pass", "hop"), limit: 0.75},
 		{label: "nginx proxy hop / nginx proxy_pass", format: "%.2fx", goal: "reference",
 			value: throughputRatio("hop", "direct")},
+		{label: "HTTP app CPU/req behind fcgi-bridge ÷ behind the nginx hop", format: "%.2f", goal: "≤ 1.1",
+			value: appCPURatio("pass", "hop"), limit: 1.1, atMost: true},
+		{label: "HTTP app CPU/req behind the minimal Go relay ÷ behind the nginx hop", format: "%.2f", goal: "reference",
+			value: appCPURatio("floor", "hop")},
 		{label: "fcgi-bridge pass-through ÷ minimal Go relay, intermediary CPU/req", format: "%.2f", goal: "reference",
 			value: bridgeCPURatio("pass", "floor")},
 		{label: "minimal Go relay / nginx proxy hop (req/s)", format: "%.2fx", goal: "reference",
@@ -821,6 +834,20 @@ func bridgeCPURatio(a, b string) func(map[string]result) (float64, bool) {
 			return 0, false
 		}
 		return (float64(ra.bridgeCPU) / float64(ra.ok)) / (float64(rb.bridgeCPU) / float64(rb.ok)), true
+	}
+}
+
+// appCPURatio compares the HTTP app's CPU per request in two scenarios:
+// how much harder one intermediary's upstream requests make it work than
+// another's.
+func appCPURatio(a, b string) func(map[string]result) (float64, bool) {
+	return func(m map[string]result) (float64, bool) {
+		ra, okA := m[a]
+		rb, okB := m[b]
+		if !okA || !okB || ra.ok == 0 || rb.ok == 0 || rb.appCPU <= 0 {
+			return 0, false
+		}
+		return (float64(ra.appCPU) / float64(ra.ok)) / (float64(rb.appCPU) / float64(rb.ok)), true
 	}
 }
 
