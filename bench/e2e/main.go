@@ -231,11 +231,9 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 	if err := os.WriteFile(jsonFile, body, 0o644); err != nil {
 		return err
 	}
-	appBin := filepath.Join(h.dir, "app")
-	build := exec.Command("go", "build", "-o", appBin, "./bench/e2e/app")
-	build.Dir, build.Stderr = root, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build app: %w", err)
+	appBin, err := h.goBuild(root, "app", "./bench/e2e/app")
+	if err != nil {
+		return err
 	}
 	appPort, err := freePort()
 	if err != nil {
@@ -252,11 +250,9 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 	}
 
 	// fcgi-bridge, built from this tree.
-	bridgeBin := filepath.Join(h.dir, "fcgi-bridge")
-	build = exec.Command("go", "build", "-o", bridgeBin, "./cmd/fcgi-bridge")
-	build.Dir, build.Stderr = root, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build fcgi-bridge: %w", err)
+	bridgeBin, err := h.goBuild(root, "fcgi-bridge", "./cmd/fcgi-bridge")
+	if err != nil {
+		return err
 	}
 	bridgeSock := filepath.Join(h.dir, "bridge.sock")
 	bridgePid, err := h.startBridge("fcgi-bridge", bridgeBin, bridgeSock, "", appAddr, node, nodeDir, renderers)
@@ -265,11 +261,9 @@ func (h *harness) run(duration, warmup time.Duration, conc int, maxReqs int64, r
 	}
 	// The minimal Go relay, the floor the pass-through and (with its own
 	// pooled renderers) the render scenario are measured against.
-	floorBin := filepath.Join(h.dir, "floor")
-	build = exec.Command("go", "build", "-o", floorBin, "./bench/e2e/floor")
-	build.Dir, build.Stderr = root, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build floor: %w", err)
+	floorBin, err := h.goBuild(root, "floor", "./bench/e2e/floor")
+	if err != nil {
+		return err
 	}
 	floorSock := filepath.Join(h.dir, "floor.sock")
 	floorCmd, err := h.start("floor", []string{floorBin, "-listen", floorSock, "-app", appAddr,
@@ -473,6 +467,18 @@ exec %q render.js --one-shot "http://$HTTP_HOST$REQUEST_URI" <%q
 		}
 	}
 	return nil
+}
+
+// goBuild builds the package pkg of the tree at root into the harness's
+// directory as name.
+func (h *harness) goBuild(root, name, pkg string) (string, error) {
+	bin := filepath.Join(h.dir, name)
+	build := exec.Command("go", "build", "-o", bin, pkg)
+	build.Dir, build.Stderr = root, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build %s: %w", name, err)
+	}
+	return bin, nil
 }
 
 // startBridge writes the bridge's configuration (its routes' paths end in
