@@ -152,19 +152,34 @@ type lineReader struct {
 	line   int
 	bytes  int
 	budget int
-	bareLF bool // the last line ended in a bare LF
+	bareLF bool   // the last line ended in a bare LF
+	long   []byte // a line longer than br's buffer, gathered
 }
 
 // next returns the next line without its line ending (CRLF, or a bare LF,
 // which RFC 9112 section 2.2 lets a recipient accept in a head). The slice
-// is valid until the next read from br.
+// is valid until the next read from br or the next call.
+//
+// A line longer than br's buffer (a large Content-Security-Policy or
+// Set-Cookie field) is gathered in a buffer of its own, as net/http
+// reads one; what bounds it is the head's budget, checked as it grows, not
+// the size of the read buffer.
 func (r *lineReader) next(want string, first bool) ([]byte, error) {
 	r.line++
 	b, err := r.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		r.long = append(r.long[:0], b...)
+		for err == bufio.ErrBufferFull {
+			if r.bytes+len(r.long) > r.budget {
+				return nil, newError(r.line, 0, "a head shorter than "+strconv.Itoa(r.budget)+" bytes", r.long, ErrTooLarge)
+			}
+			b, err = r.br.ReadSlice('\n')
+			r.long = append(r.long, b...)
+		}
+		b = r.long
+	}
 	r.bytes += len(b)
 	switch {
-	case err == bufio.ErrBufferFull:
-		return nil, newError(r.line, 0, want+" in a line shorter than "+strconv.Itoa(r.br.Size())+" bytes", b, ErrTooLarge)
 	case err == io.EOF && len(b) == 0 && first:
 		return nil, io.EOF
 	case err == io.EOF:

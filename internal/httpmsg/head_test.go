@@ -52,7 +52,8 @@ func TestReadHeadOptions(t *testing.T) {
 		{name: "cgi status range", in: "Status: 600\r\n\r\n", o: Options{Syntax: CGI}, err: "100 to 599"},
 		{name: "cgi control in value", in: "X: a\x01\r\n\r\n", o: Options{Syntax: CGI}, err: "no control characters"},
 		{name: "cgi bad length", in: "Content-Length: 5, 6\r\n\r\n", o: Options{Syntax: CGI}, err: "one Content-Length"},
-		{name: "line limit is the buffer", in: "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 5000) + "\r\n\r\n", err: "shorter than 4096"},
+		{name: "a line longer than the read buffer", in: "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 5000) + "\r\nContent-Length: 0\r\n\r\n", status: 200, framing: Sized},
+		{name: "a long line past the head's budget", in: "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 9000) + "\r\n\r\n", o: Options{Limits: Limits{HeadBytes: 6000}}, err: "a head shorter than 6000 bytes"},
 		{name: "field limit", in: "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", o: Options{Limits: Limits{Fields: 2}}, err: "at most 2 header lines"},
 		{name: "blank line first", in: "\r\nHTTP/1.1 200 OK\r\n\r\n", err: "status line"},
 		{name: "bare lf in chunk size", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n0\r\n\r\n", status: 200, framing: Chunked, err: "ending in CRLF"},
@@ -280,4 +281,27 @@ func FuzzReadHead(f *testing.F) {
 			_ = b.Discard()
 		}
 	})
+}
+
+// A field line longer than the read buffer arrives whole, and the next lines
+// after it are read as usual; the gathering is bounded by the head's budget
+// however small the buffer.
+func TestReadHeadLongLine(t *testing.T) {
+	long := strings.Repeat("v", 3*4096+17)
+	in := "HTTP/1.1 200 OK\r\nX-Short: 1\r\nX-Long: " + long + "\r\nX-After: 2\r\nContent-Length: 0\r\n\r\n"
+	var h Head
+	if err := ReadHead(bufio.NewReaderSize(strings.NewReader(in), 16), &Options{}, &h); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Header.Get("X-Long"); got != long {
+		t.Fatalf("X-Long has %d bytes, want %d", len(got), len(long))
+	}
+	if h.Header.Get("X-Short") != "1" || h.Header.Get("X-After") != "2" {
+		t.Fatalf("fields around the long line: %v", h.Header)
+	}
+	err := ReadHead(bufio.NewReaderSize(strings.NewReader(in), 16), &Options{Limits: Limits{HeadBytes: 4096}}, &h)
+	var e *Error
+	if !errors.As(err, &e) || !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("over the budget: %v, want a too-large *Error", err)
+	}
 }
