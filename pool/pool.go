@@ -214,9 +214,9 @@ func (p *Pool) Release(proc *Process, reusable bool) {
 	}
 	p.busy--
 	n := proc.requests.Add(1)
-	var reason string
+	reason := retireNone
 	if proc.exitSeen {
-		reason = "exited"
+		reason = retireExited
 	} else {
 		if n == 1 && reusable {
 			// It served and lives: starting works.
@@ -225,25 +225,25 @@ func (p *Pool) Release(proc *Process, reusable bool) {
 		}
 		switch {
 		case p.closed:
-			reason = "closed"
+			reason = retireClosed
 		case !reusable:
-			reason = "discarded"
+			reason = retireDiscarded
 			p.stats.Discarded++
 		case proc.retire.Load():
-			reason = "retire"
+			reason = retireAsked
 			p.stats.RecycledRetire++
 		case proc.maxRequests > 0 && n >= proc.maxRequests:
-			reason = "requests"
+			reason = retireRequests
 			p.stats.RecycledRequests++
 		case !proc.retireAt.IsZero() && !time.Now().Before(proc.retireAt):
-			reason = "lifetime"
+			reason = retireLifetime
 			p.stats.RecycledLifetime++
 		case p.cfg.MaxRSS > 0 && rss > p.cfg.MaxRSS:
-			reason = "rss"
+			reason = retireRSS
 			p.stats.RecycledRSS++
 		}
 	}
-	if reason != "" {
+	if reason != retireNone {
 		p.retireLocked(proc, reason)
 		p.replenishLocked(time.Now())
 		return
@@ -261,11 +261,11 @@ func (p *Pool) putBack(proc *Process) {
 	}
 	p.busy--
 	if p.closed {
-		p.retireLocked(proc, "closed")
+		p.retireLocked(proc, retireClosed)
 		return
 	}
 	if proc.exitSeen {
-		p.retireLocked(proc, "exited")
+		p.retireLocked(proc, retireExited)
 		p.replenishLocked(time.Now())
 		return
 	}
@@ -289,10 +289,30 @@ func (p *Pool) handOutLocked(proc *Process) {
 	p.idle = append(p.idle, proc)
 }
 
+// retireReason says why a process leaves the pool; its String is what the
+// debug log shows.
+type retireReason uint8
+
+const (
+	retireNone      retireReason = iota
+	retireExited                 // the process exited on its own
+	retireClosed                 // the pool closes
+	retireDiscarded              // the caller found it unfit to serve again
+	retireAsked                  // it answered Connection: close
+	retireRequests               // max_requests reached
+	retireLifetime               // max_lifetime reached
+	retireRSS                    // above max_rss
+	retireIdle                   // idle past idle_timeout, above min
+)
+
+var retireNames = [...]string{"", "exited", "closed", "discarded", "retire", "requests", "lifetime", "rss", "idle"}
+
+func (r retireReason) String() string { return retireNames[r] }
+
 // retireLocked takes proc out of service and kills it in the background.
-func (p *Pool) retireLocked(proc *Process, reason string) {
+func (p *Pool) retireLocked(proc *Process, reason retireReason) {
 	proc.state = stateRetiring
-	p.log.Debug("retiring transform", "pid", proc.pid, "reason", reason, "requests", proc.requests.Load())
+	p.log.Debug("retiring transform", "pid", proc.pid, "reason", reason.String(), "requests", proc.requests.Load())
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -413,7 +433,7 @@ func (p *Pool) started(proc *Process, serr *StartError) {
 		return
 	}
 	if p.closed {
-		p.retireLocked(proc, "closed")
+		p.retireLocked(proc, retireClosed)
 		return
 	}
 	p.stats.Spawned++
@@ -539,7 +559,7 @@ func (p *Pool) maintain(now time.Time) time.Duration {
 	for _, proc := range p.idle {
 		if !proc.retireAt.IsZero() && !now.Before(proc.retireAt) {
 			p.stats.RecycledLifetime++
-			p.retireLocked(proc, "lifetime")
+			p.retireLocked(proc, retireLifetime)
 			continue
 		}
 		kept = append(kept, proc)
@@ -551,7 +571,7 @@ func (p *Pool) maintain(now time.Time) time.Duration {
 		n := 0
 		for n < len(p.idle) && len(p.idle)-n+p.busy > p.cfg.Min && now.Sub(p.idle[n].idleSince) >= p.cfg.IdleTimeout {
 			p.stats.RecycledIdle++
-			p.retireLocked(p.idle[n], "idle")
+			p.retireLocked(p.idle[n], retireIdle)
 			n++
 		}
 		if n > 0 {
@@ -584,14 +604,14 @@ func (p *Pool) Close(ctx context.Context) error {
 			w.ch <- waitResult{err: ErrClosed}
 		}
 		for _, proc := range p.idle {
-			p.retireLocked(proc, "closed")
+			p.retireLocked(proc, retireClosed)
 		}
 		clear(p.idle)
 		p.idle = p.idle[:0]
 		for proc := range p.all {
 			if proc.state == stateBusy {
 				p.busy--
-				p.retireLocked(proc, "closed")
+				p.retireLocked(proc, retireClosed)
 			}
 		}
 	}
