@@ -242,12 +242,13 @@ func (cc *clientConn) start(ctx context.Context, st *clientStream, head []byte, 
 	if st.cancelErr != nil {
 		failed, err = true, st.cancelErr
 	}
+	gotRecord := st.gotRecord // the read loop writes it, under mu
 	st.mu.Unlock()
 	if failed {
 		// An *EndRequestError (OVERLOADED and the like) or a lost connection
 		// before any output.
 		st.Close()
-		if replayable && st.reused && !st.gotRecord && errors.Is(err, errConnLost) {
+		if replayable && st.reused && !gotRecord && errors.Is(err, errConnLost) {
 			// A kept connection the application closed as the request
 			// went out (php-fpm recycling a child after pm.max_requests):
 			// nothing came back, and the request is safe to send again.
