@@ -12,9 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fcgi-bridge/fcgi-bridge/internal/testenv"
 )
 
 // record encodes one FastCGI record with pad bytes of padding.
@@ -146,9 +149,28 @@ func TestServeRender(t *testing.T) {
 				assert.Equal(t, tc.want(uri, `{"uri":"`+uri+`","method":"GET"}`), got)
 			}
 			if tc.name == "tee" {
-				data, err := os.ReadFile(msgs)
-				require.NoError(t, err)
-				head, _, _ := strings.Cut(string(data), "\r\n\r\n")
+				// Each renderer is a tee appending what it reads to msgs, and
+				// writes it there after answering: find the first request's
+				// message wherever it landed, once it has.
+				var head string
+				require.True(t, testenv.Poll(5*time.Second, func() bool {
+					data, err := os.ReadFile(msgs)
+					if err != nil {
+						return false
+					}
+					s := string(data)
+					at := strings.Index(s, "?n=a\r\n")
+					if at < 0 {
+						return false
+					}
+					start := strings.LastIndex(s[:at], "HTTP/1.1 ")
+					end := strings.Index(s[at:], "\r\n\r\n")
+					if start < 0 || end < 0 {
+						return false
+					}
+					head = s[start : at+end]
+					return true
+				}), "the renderers never got the first request's message")
 				assert.Regexp(t, `^HTTP/1.1 200 OK\r\nDate: \w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT\r\nContent-Type: application/json\r\n`+
 					`X-Request-URL: http://localhost/floor-render/page\?n=a\r\nX-Bridge-Method: GET\r\nX-Bridge-Path: /floor-render/page\r\nContent-Length: 47$`, head)
 			}
