@@ -184,25 +184,13 @@ func (w *response) writeHeadLocked(code int, fields httpmsg.Header) error {
 	}
 	h := w.header
 	if w.bodyAllowed && len(h["Content-Type"]) == 0 && !fields.Has("Content-Type") {
-		if fields != nil {
-			// Written here rather than set in the map, which a handler
-			// using WriteHead usually never made.
-			if err := w.writeField("Content-Type", "text/plain; charset=utf-8"); err != nil {
+		// Written, not set in the map: a handler may never have made one.
+		if err := w.writeField("Content-Type", "text/plain; charset=utf-8"); err != nil {
+			return err
+		}
+		if len(h["X-Content-Type-Options"]) == 0 && !fields.Has("X-Content-Type-Options") {
+			if err := w.writeField("X-Content-Type-Options", "nosniff"); err != nil {
 				return err
-			}
-			if len(h["X-Content-Type-Options"]) == 0 && !fields.Has("X-Content-Type-Options") {
-				if err := w.writeField("X-Content-Type-Options", "nosniff"); err != nil {
-					return err
-				}
-			}
-		} else {
-			if h == nil {
-				h = make(http.Header)
-				w.header = h
-			}
-			h.Set("Content-Type", "text/plain; charset=utf-8")
-			if len(h["X-Content-Type-Options"]) == 0 {
-				h.Set("X-Content-Type-Options", "nosniff")
 			}
 		}
 	}
