@@ -360,6 +360,14 @@ func (x *exchange) finish(complete bool) {
 	}
 	x.readMu.Lock()
 	defer x.readMu.Unlock()
+	if !reusable && !complete && x.complete.Load() && !x.isAborted.Load() {
+		// The reply's last bytes were being read on another goroutine when
+		// Close came (the next stage of a chain splicing them on, whose own
+		// reply, and so the client's, was already complete): that read has
+		// now recorded them. The process is as good as before; Release
+		// clears the deadline the wake-up above set.
+		reusable = true
+	}
 	if x.br != nil && (x.br.Buffered() > 0 || reusable && pool.PipeUnread(x.proc.Stdout())) {
 		// Output beyond the reply, in the read buffer or still in the pipe
 		// (a long body's rest, read past the buffer): the stream is out of
