@@ -58,7 +58,6 @@ func (w *workers) work(f func()) {
 		}
 		w.idle = append(w.idle, ch)
 		w.mu.Unlock()
-		f = nil // hold nothing of the last request while waiting
 		f = <-ch
 	}
 }

@@ -831,29 +831,34 @@ func transformShare(key string) func(map[string]result) (float64, bool) {
 	}
 }
 
-// bridgeCPURatio compares the bridge's CPU per request in two scenarios.
+// bridgeCPURatio compares the intermediary's CPU per request in two
+// scenarios.
 func bridgeCPURatio(a, b string) func(map[string]result) (float64, bool) {
-	return func(m map[string]result) (float64, bool) {
-		ra, okA := m[a]
-		rb, okB := m[b]
-		if !okA || !okB || !ra.hasBridge || !rb.hasBridge || ra.ok == 0 || rb.ok == 0 || rb.bridgeCPU <= 0 {
-			return 0, false
-		}
-		return (float64(ra.bridgeCPU) / float64(ra.ok)) / (float64(rb.bridgeCPU) / float64(rb.ok)), true
-	}
+	return cpuRatio(a, b, func(r result) (time.Duration, bool) { return r.bridgeCPU, r.hasBridge })
 }
 
 // appCPURatio compares the HTTP app's CPU per request in two scenarios:
 // how much harder one intermediary's upstream requests make it work than
 // another's.
 func appCPURatio(a, b string) func(map[string]result) (float64, bool) {
+	return cpuRatio(a, b, func(r result) (time.Duration, bool) { return r.appCPU, true })
+}
+
+// cpuRatio divides scenario a's CPU per request by scenario b's, for the
+// CPU column cpu picks (and says was measured).
+func cpuRatio(a, b string, cpu func(result) (time.Duration, bool)) func(map[string]result) (float64, bool) {
 	return func(m map[string]result) (float64, bool) {
 		ra, okA := m[a]
 		rb, okB := m[b]
-		if !okA || !okB || ra.ok == 0 || rb.ok == 0 || rb.appCPU <= 0 {
+		if !okA || !okB || ra.ok == 0 || rb.ok == 0 {
 			return 0, false
 		}
-		return (float64(ra.appCPU) / float64(ra.ok)) / (float64(rb.appCPU) / float64(rb.ok)), true
+		ca, measuredA := cpu(ra)
+		cb, measuredB := cpu(rb)
+		if !measuredA || !measuredB || cb <= 0 {
+			return 0, false
+		}
+		return (float64(ca) / float64(ra.ok)) / (float64(cb) / float64(rb.ok)), true
 	}
 }
 
